@@ -1,0 +1,1 @@
+"""Project commands; ``crawl`` here replaces Scrapy's so the exit status reflects the run."""

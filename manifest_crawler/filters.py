@@ -1,0 +1,273 @@
+"""Load and validate ``filters.json``, the single source of truth for every filter.
+
+Pure: no Scrapy, no reactor. Every error names the file, the entry and the field at fault.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Collection, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SOURCES: tuple[str, ...] = ("civitai", "huggingface")
+
+#: CivitAI's per-item ``nsfwLevel`` bitmask (api-notes: PG=1, PG13=2, R=4, X=8, XXX=16).
+NSFW_LEVEL_BITS: Mapping[str, int] = {"PG": 1, "PG13": 2, "R": 4, "X": 8, "XXX": 16}
+
+# One path segment of a filter name: starts with a letter or digit so that no name can make a
+# hidden file, a ``..`` traversal or an absolute path once ``/`` becomes ``-``.
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*)*\Z")
+_MAX_NAME_LENGTH = 150
+
+_REQUIRED_KEYS = ("name", "label", "params")
+_OPTIONAL_KEYS = ("max_items", "nsfw_levels", "description")
+
+# Parameters the crawler owns: a filter that set them would break pagination or page sizing.
+_RESERVED_PARAMS: Mapping[str, Mapping[str, str]] = {
+    "civitai": {
+        "limit": "page size is derived from max_items",
+        "cursor": "the crawler paginates by cursor itself",
+        "page": "page-based paging does not move through results on CivitAI; use max_items",
+        "browsingLevel": "CivitAI rejects it publicly (400); use nsfw=true with nsfw_levels",
+        "token": "put API tokens in the CIVITAI_API_TOKEN environment variable",
+    },
+    "huggingface": {
+        "limit": "page size is derived from max_items",
+        "cursor": "the crawler paginates by the Link header itself",
+        "full": "full=true multiplies the payload for fields the manifests never use",
+    },
+}
+
+ParamValue = str | tuple[str, ...]
+
+
+class FiltersError(ValueError):
+    """filters.json is unreadable or invalid; the message names the file and entry."""
+
+
+@dataclass(frozen=True, slots=True)
+class Filter:
+    """One listing of the site: a named, labelled set of API query parameters."""
+
+    source: str
+    name: str
+    label: str
+    params: tuple[tuple[str, ParamValue], ...]
+    max_items: int | None = None
+    #: CivitAI only: keep items whose ``nsfwLevel`` has any of these bits (the API has no
+    #: per-level parameter), as a bitmask of NSFW_LEVEL_BITS; None keeps every item.
+    nsfw_mask: int | None = None
+    description: str = ""
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.source, self.name)
+
+    def query_pairs(self) -> list[tuple[str, str]]:
+        """The params as (key, value) pairs, a list value repeating its key, in file order."""
+        pairs: list[tuple[str, str]] = []
+        for key, value in self.params:
+            if isinstance(value, tuple):
+                pairs.extend((key, item) for item in value)
+            else:
+                pairs.append((key, value))
+        return pairs
+
+    def param_values(self, key: str) -> tuple[str, ...]:
+        for name, value in self.params:
+            if name == key:
+                return value if isinstance(value, tuple) else (value,)
+        return ()
+
+
+@dataclass(frozen=True)
+class FilterSet:
+    """Every filter of every source, in file order (the order all-models.json follows)."""
+
+    path: str
+    by_source: Mapping[str, tuple[Filter, ...]] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[Filter]:
+        for filters in self.by_source.values():
+            yield from filters
+
+    def __len__(self) -> int:
+        return sum(len(filters) for filters in self.by_source.values())
+
+    def for_source(self, source: str) -> tuple[Filter, ...]:
+        return self.by_source.get(source, ())
+
+    def select(self, sources: Iterable[str], names: Collection[str] | None = None) -> list[Filter]:
+        """The filters of ``sources`` (in file order), restricted to ``names`` when given.
+
+        A name may be qualified as ``source:name`` when two sources share it.
+        """
+        sources = tuple(sources)
+        candidates = [f for source in sources for f in self.for_source(source)]
+        if names is None:
+            return candidates
+        wanted = {name.strip() for name in names if name.strip()}
+        matched = [f for f in candidates if f.name in wanted or f"{f.source}:{f.name}" in wanted]
+        known = {f.name for f in matched} | {f"{f.source}:{f.name}" for f in matched}
+        unknown = sorted(wanted - known)
+        if unknown:
+            raise FiltersError(
+                f"{self.path}: unknown filter name(s) for source(s) {', '.join(sources)}: "
+                f"{', '.join(unknown)}"
+            )
+        return matched
+
+
+def load_filters(path: str | Path, sources: Collection[str] = DEFAULT_SOURCES) -> FilterSet:
+    """Read and validate a filters file; raise FiltersError naming the culprit."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise FiltersError(f"{path}: file not found (set FILTERS_FILE to its path)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FiltersError(f"{path}: cannot be read: {exc}") from exc
+    return parse_filters(text, str(path), sources)
+
+
+def parse_filters(text: str, path: str, sources: Collection[str] = DEFAULT_SOURCES) -> FilterSet:
+    """Validate the text of a filters file (``path`` only names it in errors)."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise FiltersError(
+            f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    if not isinstance(document, dict):
+        raise FiltersError(f"{path}: the top level must be an object keyed by source name")
+    unknown_sources = [key for key in document if key not in sources]
+    if unknown_sources:
+        raise FiltersError(
+            f"{path}: unknown source {unknown_sources[0]!r} "
+            f"(known sources: {', '.join(sorted(sources))})"
+        )
+    by_source: dict[str, tuple[Filter, ...]] = {}
+    for source in sources:
+        entries = document.get(source, [])
+        if not isinstance(entries, list):
+            raise FiltersError(f"{path}: {source!r} must be a list of filter objects")
+        by_source[source] = _parse_source(entries, source, path)
+    return FilterSet(path=path, by_source=by_source)
+
+
+def filter_file_stem(name: str) -> str:
+    """The part of a manifest's file name that comes from the filter name."""
+    return name.replace("/", "-")
+
+
+def _parse_source(entries: list[Any], source: str, path: str) -> tuple[Filter, ...]:
+    filters: list[Filter] = []
+    names: dict[str, int] = {}
+    stems: dict[str, str] = {}
+    for index, entry in enumerate(entries):
+        where = f"{path}: {source}[{index}]"
+        parsed = _parse_entry(entry, source, where)
+        if parsed.name in names:
+            raise FiltersError(
+                f"{where} ({parsed.name!r}): duplicate name, already used by "
+                f"{source}[{names[parsed.name]}]"
+            )
+        stem = filter_file_stem(parsed.name)
+        if stem in stems:
+            raise FiltersError(
+                f"{where} ({parsed.name!r}): its manifest file name would collide with "
+                f"filter {stems[stem]!r}"
+            )
+        names[parsed.name] = index
+        stems[stem] = parsed.name
+        filters.append(parsed)
+    return tuple(filters)
+
+
+def _parse_entry(entry: Any, source: str, where: str) -> Filter:
+    if not isinstance(entry, dict):
+        raise FiltersError(f"{where}: must be an object, got {type(entry).__name__}")
+    name = entry.get("name")
+    if name is None:
+        raise FiltersError(f"{where}: missing 'name'")
+    where = f"{where} ({name!r})"
+    for key in _REQUIRED_KEYS:
+        if key not in entry:
+            raise FiltersError(f"{where}: missing {key!r}")
+    unknown = [key for key in entry if key not in _REQUIRED_KEYS + _OPTIONAL_KEYS]
+    if unknown:
+        raise FiltersError(
+            f"{where}: unknown key {unknown[0]!r} "
+            f"(allowed: {', '.join(_REQUIRED_KEYS + _OPTIONAL_KEYS)})"
+        )
+    if not isinstance(name, str) or not _NAME_RE.match(name) or len(name) > _MAX_NAME_LENGTH:
+        raise FiltersError(
+            f"{where}: 'name' cannot make a safe file name: use segments of letters, digits, "
+            f"'.', '_' and '-' separated by '/', each starting with a letter or digit, "
+            f"at most {_MAX_NAME_LENGTH} characters"
+        )
+    label = entry["label"]
+    if not isinstance(label, str) or not label.strip():
+        raise FiltersError(f"{where}: 'label' must be a non-empty string")
+    description = entry.get("description", "")
+    if not isinstance(description, str):
+        raise FiltersError(f"{where}: 'description' must be a string")
+    return Filter(
+        source=source,
+        name=name,
+        label=label,
+        params=_parse_params(entry["params"], source, where),
+        max_items=_parse_max_items(entry.get("max_items"), where),
+        nsfw_mask=_parse_nsfw_levels(entry.get("nsfw_levels"), source, where),
+        description=description,
+    )
+
+
+def _parse_params(params: Any, source: str, where: str) -> tuple[tuple[str, ParamValue], ...]:
+    if not isinstance(params, dict):
+        raise FiltersError(f"{where}: 'params' must be an object of query parameters")
+    parsed: list[tuple[str, ParamValue]] = []
+    reserved = _RESERVED_PARAMS.get(source, {})
+    for key, value in params.items():
+        if not key:
+            raise FiltersError(f"{where}: 'params' has an empty parameter name")
+        if key in reserved:
+            raise FiltersError(f"{where}: params.{key} is not allowed: {reserved[key]}")
+        if isinstance(value, str):
+            parsed.append((key, value))
+        elif isinstance(value, list) and value and all(isinstance(item, str) for item in value):
+            parsed.append((key, tuple(value)))
+        else:
+            raise FiltersError(
+                f"{where}: params.{key} must be a string or a non-empty list of strings "
+                f"(sent verbatim as query parameters), got {json.dumps(value)}"
+            )
+    return tuple(parsed)
+
+
+def _parse_max_items(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise FiltersError(f"{where}: 'max_items' must be a positive integer, got {value!r}")
+    return value
+
+
+def _parse_nsfw_levels(value: Any, source: str, where: str) -> int | None:
+    if value is None:
+        return None
+    if source != "civitai":
+        raise FiltersError(f"{where}: 'nsfw_levels' applies to CivitAI filters only")
+    if not isinstance(value, list) or not value:
+        raise FiltersError(f"{where}: 'nsfw_levels' must be a non-empty list of level names")
+    mask = 0
+    for level in value:
+        if level not in NSFW_LEVEL_BITS:
+            raise FiltersError(
+                f"{where}: unknown nsfw level {level!r} (known: {', '.join(NSFW_LEVEL_BITS)})"
+            )
+        mask |= NSFW_LEVEL_BITS[level]
+    return mask

@@ -1,0 +1,14 @@
+"""Both sources in one crawl: one dedup and one all-models.json."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from manifest_crawler.spiders.base import ManifestSpider, SourceAPI
+from manifest_crawler.spiders.civitai import CivitaiAPI
+from manifest_crawler.spiders.huggingface import HuggingFaceAPI
+
+
+class AllSpider(ManifestSpider):
+    name = "all"
+    source_apis: ClassVar[tuple[type[SourceAPI], ...]] = (CivitaiAPI, HuggingFaceAPI)

@@ -1,0 +1,346 @@
+"""The spider shell shared by every source: filter selection, pagination control, dedup.
+
+What an API looks like (query building, page parsing, next-page discovery) lives in the
+source's own module as a SourceAPI; this module only drives them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Self
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import orjson
+import scrapy
+from scrapy.crawler import Crawler
+from scrapy.downloadermiddlewares.retry import get_retry_request
+from scrapy.http import Response, TextResponse
+from scrapy.spidermiddlewares.httperror import HttpError
+from twisted.python.failure import Failure
+
+from manifest_crawler.filters import DEFAULT_SOURCES, Filter, FiltersError, load_filters
+from manifest_crawler.items import FilterOutcome, ModelEntry
+from manifest_crawler.ledger import FilterState, FilterStatus, Ledger
+from manifest_crawler.normalize import InvalidModel, normalize_model
+
+logger = logging.getLogger(__name__)
+
+#: Request.meta key holding the (source, filter name) a request belongs to.
+FILTER_META = "manifest_filter"
+
+_SECRET_PARAMS = frozenset({"token", "access_token", "api_key", "apikey", "key"})
+_LINK_NEXT_RE = re.compile(r'<([^>]*)>\s*;[^,]*?\brel="?next"?', re.IGNORECASE)
+
+
+class PageError(ValueError):
+    """A response body that is not the page shape the API promises (retried, then fatal)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+
+
+@dataclass(slots=True)
+class Page:
+    items: list[Any]
+    #: The opaque position of the next page; None on the last page.
+    next_cursor: str | None
+    #: The next page's URL when the API names it (a Link header); else it is built from
+    #: the base URL, the filter's params and the cursor.
+    next_url: str | None = None
+
+
+def redact_url(url: str) -> str:
+    """The URL with every credential-like query parameter's value hidden, for logs and errors."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    pairs = [
+        (key, "REDACTED" if key.lower() in _SECRET_PARAMS else value)
+        for key, value in parse_qsl(parts.query, keep_blank_values=True)
+    ]
+    return urlunsplit(parts._replace(query=urlencode(pairs)))
+
+
+def build_url(base_url: str, pairs: Iterable[tuple[str, str]]) -> str:
+    """``base_url`` with ``pairs`` appended to its query (spaces as %20, never +)."""
+    parts = urlsplit(base_url)
+    query = urlencode(list(pairs), quote_via=quote)
+    if parts.query:
+        query = f"{parts.query}&{query}" if query else parts.query
+    return urlunsplit(parts._replace(query=query))
+
+
+def with_query_param(url: str, key: str, value: str) -> str:
+    """``url`` with every ``key`` parameter replaced by one ``key=value``."""
+    parts = urlsplit(url)
+    pairs = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != key]
+    pairs.append((key, value))
+    return urlunsplit(parts._replace(query=urlencode(pairs, quote_via=quote)))
+
+
+def next_link(response: Response) -> str | None:
+    """The absolute target of the ``Link: <…>; rel="next"`` header, if any."""
+    for header in response.headers.getlist(b"Link"):
+        match = _LINK_NEXT_RE.search(header.decode("latin-1"))
+        if match:
+            return response.urljoin(match.group(1))
+    return None
+
+
+def query_value(url: str, key: str) -> str | None:
+    for name, value in parse_qsl(urlsplit(url).query, keep_blank_values=True):
+        if name == key:
+            return value
+    return None
+
+
+def load_json(body: bytes) -> Any:
+    """Parse a JSON body, accepting raw control characters inside strings.
+
+    orjson is strict (RFC 8259) and several times faster; pages with raw control characters
+    (which CivitAI sometimes sends) fall back to the tolerant standard parser.
+    """
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        try:
+            return json.loads(body.decode("utf-8", errors="replace"), strict=False)
+        except ValueError as exc:
+            raise PageError("invalid_json", f"body is not JSON ({exc})") from None
+
+
+class SourceAPI(ABC):
+    """Everything the crawler knows about one API's shape."""
+
+    #: The source name, as in filters.json.
+    name: ClassVar[str]
+    #: The setting holding the endpoint URL, and its default.
+    url_setting: ClassVar[str]
+    default_url: ClassVar[str]
+    #: The environment variable that may hold a token, sent as ``Authorization: Bearer``.
+    token_env: ClassVar[str]
+    #: The largest page the API serves.
+    max_page_size: ClassVar[int]
+
+    def __init__(self, base_url: str, token: str | None = None) -> None:
+        self.base_url = base_url
+        self.headers: dict[str, str] = {"Accept": "application/json"}
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
+
+    def page_url(self, filter_: Filter, page_size: int, page: Page | None) -> str:
+        """The first page (``page`` None) or the one after ``page``, ``page_size`` long."""
+        if page is not None and page.next_url is not None:
+            return with_query_param(page.next_url, "limit", str(page_size))
+        pairs = [*filter_.query_pairs(), ("limit", str(page_size))]
+        if page is not None and page.next_cursor is not None:
+            pairs.append(("cursor", page.next_cursor))
+        return build_url(self.base_url, pairs)
+
+    @abstractmethod
+    def parse(self, response: Response) -> Page:
+        """The page's raw items and next cursor; PageError when the body is not a page."""
+
+    @abstractmethod
+    def raw_id(self, item: Mapping[str, Any]) -> Any: ...
+
+    @abstractmethod
+    def raw_name(self, item: Mapping[str, Any]) -> Any: ...
+
+    def keep(self, filter_: Filter, item: Mapping[str, Any]) -> bool:
+        """Whether the filter's own client-side rules keep an item the API returned."""
+        return True
+
+
+class ManifestSpider(scrapy.Spider):
+    """Crawl every selected filter of ``source_apis`` to max_items or its last page."""
+
+    source_apis: ClassVar[tuple[type[SourceAPI], ...]] = ()
+
+    ledger: Ledger
+    apis: dict[str, SourceAPI]
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
+        spider = super().from_crawler(crawler, *args, **kwargs)
+        spider._select_filters(crawler, kwargs.get("filters"))
+        return spider
+
+    def _select_filters(self, crawler: Crawler, names_arg: str | None) -> None:
+        settings = crawler.settings
+        sources = [api.name for api in self.source_apis]
+        filter_set = load_filters(settings["FILTERS_FILE"], DEFAULT_SOURCES)
+        names = None if names_arg is None else names_arg.split(",")
+        selected = filter_set.select(sources, names)
+        if not selected:
+            raise FiltersError(f"{filter_set.path}: no filters for source(s) {', '.join(sources)}")
+        default_max = settings.getint("MANIFEST_MAX_ITEMS")
+        self.max_empty_pages = settings.getint("MANIFEST_MAX_EMPTY_PAGES")
+        self.ledger = Ledger(
+            (f, f.max_items or (default_max if default_max > 0 else None)) for f in selected
+        )
+
+    async def start(self) -> AsyncIterator[Any]:
+        self.apis = {}
+        for api_cls in self.source_apis:
+            token = os.environ.get(api_cls.token_env) or None
+            self.apis[api_cls.name] = api_cls(self.settings[api_cls.url_setting], token)
+        for state in self.ledger:
+            state.start()
+            yield self._page_request(state, after=None)
+
+    def _page_request(self, state: FilterState, after: Page | None) -> scrapy.Request:
+        api = self.apis[state.filter.source]
+        remaining = state.remaining
+        # A filter whose items are kept client-side cannot know how many a page will keep.
+        if remaining is None or state.filter.nsfw_mask is not None:
+            page_size = api.max_page_size
+        else:
+            page_size = min(remaining, api.max_page_size)
+        return scrapy.Request(
+            api.page_url(state.filter, page_size, after),
+            headers=api.headers,
+            callback=self.parse_page,
+            errback=self.page_failed,
+            # Deeper pages first, so filters in flight finish before new ones start.
+            priority=state.pages,
+            dont_filter=True,
+            meta={FILTER_META: state.filter.key, "download_slot": api.name},
+        )
+
+    def parse_page(self, response: Response) -> Iterator[Any]:
+        state = self.ledger[response.meta[FILTER_META]]
+        if state.finished:
+            return
+        api = self.apis[state.filter.source]
+        try:
+            page = api.parse(response)
+        except PageError as exc:
+            yield from self._retry_or_fail(state, response, exc)
+            return
+        state.pages += 1
+        self.crawler.stats.inc_value(f"manifest/{api.name}/pages")
+        yield from self._entries(state, api, page.items)
+        if page.items:
+            state.empty_pages = 0
+        else:
+            state.empty_pages += 1
+        if state.remaining == 0:
+            yield self._finish(state, FilterStatus.DONE, "max_items")
+        elif page.next_cursor is None:
+            yield self._finish(state, FilterStatus.DONE, "last_page")
+        elif page.next_cursor in state.cursors:
+            logger.warning(
+                "%s:%s: the API repeated cursor %r; ending the filter at %d models",
+                state.filter.source,
+                state.filter.name,
+                page.next_cursor,
+                state.models,
+            )
+            self.crawler.stats.inc_value(f"manifest/{api.name}/repeated_cursor")
+            yield self._finish(state, FilterStatus.DONE, "repeated_cursor")
+        elif state.empty_pages > self.max_empty_pages:
+            message = (
+                f"{state.empty_pages} empty pages in a row that still carry a cursor "
+                f"(MANIFEST_MAX_EMPTY_PAGES={self.max_empty_pages}); last URL "
+                f"{redact_url(response.url)}"
+            )
+            state.errors.append(message)
+            yield self._finish(state, FilterStatus.FAILED, "empty_pages")
+        else:
+            state.cursors.add(page.next_cursor)
+            yield self._page_request(state, after=page)
+
+    def _entries(
+        self, state: FilterState, api: SourceAPI, items: list[Any]
+    ) -> Iterator[ModelEntry]:
+        source, name = state.filter.source, state.filter.name
+        stats = self.crawler.stats
+        for item in items:
+            if not isinstance(item, dict):
+                stats.inc_value("manifest/dropped/not_an_object")
+                continue
+            if not api.keep(state.filter, item):
+                state.excluded += 1
+                continue
+            raw_id, raw_name = api.raw_id(item), api.raw_name(item)
+            try:
+                model_id = normalize_model(source, raw_id, raw_name).id
+            except InvalidModel:
+                # The pipeline drops it and counts why; it takes no place in the filter.
+                yield ModelEntry(source, name, -1, raw_id, raw_name)
+                continue
+            if model_id in state.seen_ids:
+                state.duplicates += 1
+                stats.inc_value("manifest/dropped/duplicate")
+                continue
+            rank = state.models
+            state.seen_ids.add(model_id)
+            yield ModelEntry(source, name, rank, raw_id, raw_name)
+            if state.remaining == 0:
+                return
+
+    def _retry_or_fail(
+        self, state: FilterState, response: Response, exc: PageError
+    ) -> Iterator[Any]:
+        retry = get_retry_request(response.request, spider=self, reason=exc.reason)
+        if retry is not None:
+            state.retries += 1
+            yield retry
+            return
+        state.errors.append(f"{exc} at {redact_url(response.url)}")
+        yield self._finish(state, FilterStatus.FAILED, exc.reason)
+
+    def page_failed(self, failure: Failure) -> Iterator[Any]:
+        request = failure.request  # type: ignore[attr-defined]
+        state = self.ledger[request.meta[FILTER_META]]
+        if state.finished:
+            return
+        if failure.check(HttpError):
+            response = failure.value.response
+            detail = f"HTTP {response.status}{_error_detail(response)}"
+        else:
+            detail = f"{failure.type.__name__}: {failure.getErrorMessage()}"
+        state.errors.append(f"{detail} at {redact_url(request.url)}")
+        logger.error(
+            "%s:%s failed: %s at %s",
+            state.filter.source,
+            state.filter.name,
+            detail,
+            redact_url(request.url),
+        )
+        yield self._finish(state, FilterStatus.FAILED, "request_failed")
+
+    def _finish(self, state: FilterState, status: FilterStatus, reason: str) -> FilterOutcome:
+        state.finish(status, reason)
+        return FilterOutcome(
+            source=state.filter.source,
+            filter=state.filter.name,
+            status=FilterOutcome.COMPLETE if status is FilterStatus.DONE else FilterOutcome.FAILED,
+            reason=reason,
+            pages=state.pages,
+            models=state.models,
+            errors=list(state.errors),
+        )
+
+
+def _error_detail(response: Response) -> str:
+    """The API's own error message, if its body carries one (CivitAI and HF use JSON)."""
+    if not isinstance(response, TextResponse):
+        return ""
+    try:
+        body = orjson.loads(response.body)
+    except orjson.JSONDecodeError:
+        return ""
+    if isinstance(body, dict):
+        message = body.get("error") or body.get("message")
+        if isinstance(message, str) and message:
+            return f" ({message[:200]})"
+    return ""

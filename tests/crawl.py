@@ -1,0 +1,50 @@
+"""Run real crawls of the project's spiders in the test reactor."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from scrapy.crawler import Crawler
+from scrapy.utils.test import get_crawler
+
+from manifest_crawler import settings as project_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+REPO_FILTERS = ROOT / "filters.json"
+
+
+def project_settings_dict(**overrides: Any) -> dict[str, Any]:
+    values = {key: getattr(project_settings, key) for key in dir(project_settings) if key.isupper()}
+    # Tests crawl a loopback emulator: no politeness delay needed.
+    values.update(AUTOTHROTTLE_ENABLED=False, LOG_LEVEL="INFO")
+    values.update(overrides)
+    return values
+
+
+def crawl_settings(emulator: Any, manifest_dir: Path, **overrides: Any) -> dict[str, Any]:
+    return project_settings_dict(
+        CIVITAI_API_URL=emulator.civitai_url,
+        HF_API_URL=emulator.hf_url,
+        MANIFEST_DIR=str(manifest_dir),
+        FILTERS_FILE=str(REPO_FILTERS),
+        **overrides,
+    )
+
+
+async def crawl(spider_cls: type, settings: dict[str, Any], **spider_args: Any) -> Crawler:
+    crawler = get_crawler(spider_cls, settings)
+    await crawler.crawl_async(**spider_args)
+    return crawler
+
+
+def write_filters(
+    path: Path, civitai: list[dict] | None = None, huggingface: list[dict] | None = None
+) -> Path:
+    path.write_text(json.dumps({"civitai": civitai or [], "huggingface": huggingface or []}))
+    return path
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -1,0 +1,220 @@
+"""Pagination, dedup and page handling of the spider shell, against scripted pages over HTTP."""
+
+import logging
+
+import pytest
+from scrapy.utils.defer import deferred_f_from_coro_f
+
+from manifest_crawler.spiders.civitai import CivitaiSpider
+from manifest_crawler.spiders.huggingface import HuggingFaceSpider
+from tests.crawl import crawl, project_settings_dict, read_json, write_filters
+from tests.scripted import Reply, ScriptedAPI, serve
+
+
+@pytest.fixture
+def scripted():
+    ports = []
+
+    def start(pages):
+        api = ScriptedAPI(pages)
+        url, port = serve(api)
+        ports.append(port)
+        return api, url
+
+    yield start
+    for port in ports:
+        port.stopListening()
+
+
+def _civitai_item(model_id, name=None, level=1):
+    return {"id": model_id, "name": name or f"Model {model_id}", "nsfwLevel": level}
+
+
+def _page(items, cursor=None):
+    metadata = {} if cursor is None else {"nextCursor": cursor, "nextPage": f"http://x/?cursor={cursor}"}
+    return {"items": items, "metadata": metadata}
+
+
+def _settings(tmp_path, filters, **extra):
+    return project_settings_dict(
+        FILTERS_FILE=str(write_filters(tmp_path / "filters.json", **filters)),
+        MANIFEST_DIR=str(tmp_path / "out"),
+        **{"RETRY_TIMES": 1, **extra},
+    )
+
+
+def _models(tmp_path, name):
+    return [m["id"] for m in read_json(tmp_path / "out" / name)["models"]]
+
+
+@deferred_f_from_coro_f
+async def test_cursor_pagination_dedup_invalid_and_empty_pages(tmp_path, scripted):
+    api, url = scripted(
+        {
+            "": Reply(_page([_civitai_item(1), _civitai_item(2), {"id": "x1", "name": "bad"}], "c1")),
+            # CivitAI bug #1848: an empty page that still carries a cursor is not the end.
+            "c1": Reply(_page([], "c2")),
+            # The same model again across a page boundary, and one without a name.
+            "c2": Reply(_page([_civitai_item(2), {"id": 7, "name": "  "}, _civitai_item(3)], "c3")),
+            "c3": Reply(_page([_civitai_item(4, " Spaced  name ")])),
+        }
+    )
+    filters = {"civitai": [{"name": "filter/all", "label": "All", "params": {"sort": "Newest"}}]}
+    crawler = await crawl(CivitaiSpider, _settings(tmp_path, filters, CIVITAI_API_URL=url))
+    manifest = read_json(tmp_path / "out" / "civitai-filter-all.json")
+    assert [m["id"] for m in manifest["models"]] == [
+        "civitai-1",
+        "civitai-2",
+        "civitai-3",
+        "civitai-4",
+    ]
+    assert manifest["models"][3] == {"id": "civitai-4", "slug": "civitai-4", "name": "Spaced  name"}
+    assert manifest["filter"] == "filter/all"
+    stats = crawler.stats.get_stats()
+    assert stats["manifest/dropped/invalid_id"] == 1
+    assert stats["manifest/dropped/missing_name"] == 1
+    assert stats["manifest/dropped/duplicate"] == 1
+    assert stats["manifest/civitai/pages"] == 4
+    # Parameters verbatim, a page size, never page=.
+    assert all(q["sort"] == ["Newest"] and "page" not in q for q in api.requests)
+    assert [q.get("cursor") for q in api.requests] == [None, ["c1"], ["c2"], ["c3"]]
+
+
+@deferred_f_from_coro_f
+async def test_max_items_sizes_pages_and_stops(tmp_path, scripted):
+    api, url = scripted(
+        {
+            "": Reply(_page([_civitai_item(i) for i in range(1, 4)], "c1")),
+            "c1": Reply(_page([_civitai_item(i) for i in range(4, 7)], "c2")),
+            "c2": Reply(_page([_civitai_item(99)])),
+        }
+    )
+    filters = {
+        "civitai": [{"name": "f", "label": "F", "params": {}, "max_items": 5}],
+    }
+    await crawl(CivitaiSpider, _settings(tmp_path, filters, CIVITAI_API_URL=url))
+    assert _models(tmp_path, "civitai-f.json") == [f"civitai-{i}" for i in range(1, 6)]
+    # min(remaining, 100): 5 then 2; the third page is never asked for.
+    assert [q["limit"] for q in api.requests] == [["5"], ["2"]]
+
+
+@deferred_f_from_coro_f
+async def test_repeated_cursor_ends_the_filter(tmp_path, scripted, caplog):
+    api, url = scripted(
+        {
+            "": Reply(_page([_civitai_item(1)], "loop")),
+            "loop": Reply(_page([_civitai_item(2)], "loop")),
+        }
+    )
+    filters = {"civitai": [{"name": "f", "label": "F", "params": {}}]}
+    crawler = await crawl(CivitaiSpider, _settings(tmp_path, filters, CIVITAI_API_URL=url))
+    assert _models(tmp_path, "civitai-f.json") == ["civitai-1", "civitai-2"]
+    assert len(api.requests) == 2
+    assert crawler.stats.get_value("manifest/civitai/repeated_cursor") == 1
+    assert "repeated cursor 'loop'" in caplog.text
+
+
+@deferred_f_from_coro_f
+async def test_nsfw_levels_keep_items_by_bitmask(tmp_path, scripted):
+    api, url = scripted(
+        {
+            "": Reply(
+                _page(
+                    [
+                        _civitai_item(1, level=1),
+                        _civitai_item(2, level=4),
+                        _civitai_item(3, level=5),
+                        _civitai_item(4, level=8),
+                        {"id": 5, "name": "no level"},
+                    ]
+                )
+            )
+        }
+    )
+    filters = {
+        "civitai": [
+            {"name": "r", "label": "R", "params": {"nsfw": "true"}, "nsfw_levels": ["R"]},
+        ]
+    }
+    await crawl(CivitaiSpider, _settings(tmp_path, filters, CIVITAI_API_URL=url))
+    assert _models(tmp_path, "civitai-r.json") == ["civitai-2", "civitai-3"]
+    # Items are kept client-side, so the crawler asks for full pages.
+    assert api.requests[0]["limit"] == ["100"] and api.requests[0]["nsfw"] == ["true"]
+
+
+@deferred_f_from_coro_f
+async def test_control_characters_and_numeric_usernames_parse(tmp_path, scripted):
+    body = (
+        b'{"items": [{"id": 10, "name": "Tab\there", "description": "raw \x01 ctl",'
+        b' "creator": {"username": 12345}, "stats": null}], "metadata": {}}'
+    )
+    _, url = scripted({"": Reply(body)})
+    filters = {"civitai": [{"name": "f", "label": "F", "params": {}}]}
+    await crawl(CivitaiSpider, _settings(tmp_path, filters, CIVITAI_API_URL=url))
+    assert read_json(tmp_path / "out" / "civitai-f.json")["models"] == [
+        {"id": "civitai-10", "slug": "civitai-10", "name": "Tab\there"}
+    ]
+
+
+@deferred_f_from_coro_f
+async def test_hf_follows_the_link_header_and_sends_the_token(tmp_path, scripted, monkeypatch, caplog):
+    monkeypatch.setenv("HF_TOKEN", "hf_secret_value")
+    api, url = scripted({})
+    api.pages.update(
+        {
+            "": Reply(
+                [{"id": "a/one"}, {"id": "b/two"}, {"id": "bad id"}],
+                headers={"Link": f'<{url}?sort=likes&limit=3&cursor=Q1>; rel="next"'},
+            ),
+            "Q1": Reply([{"id": "a/one"}, {"modelId": "c/three"}]),
+        }
+    )
+    filters = {"huggingface": [{"name": "likes", "label": "Likes", "params": {"sort": "likes"}}]}
+    await crawl(HuggingFaceSpider, _settings(tmp_path, filters, HF_API_URL=url, LOG_LEVEL="DEBUG"))
+    manifest = read_json(tmp_path / "out" / "hf-likes.json")
+    assert manifest["models"] == [
+        {"id": "a/one", "slug": "a--one", "name": "a/one"},
+        {"id": "b/two", "slug": "b--two", "name": "b/two"},
+        {"id": "c/three", "slug": "c--three", "name": "c/three"},
+    ]
+    assert [q["limit"] for q in api.requests] == [["100"], ["98"]]
+    assert all("full" not in q for q in api.requests)
+    assert all(h[b"Authorization"] == [b"Bearer hf_secret_value"] for h in api.headers)
+    assert "hf_secret_value" not in caplog.text
+
+
+@deferred_f_from_coro_f
+async def test_api_error_fails_the_filter_and_keeps_its_previous_manifest(tmp_path, scripted, caplog):
+    _, url = scripted({"": Reply({"error": "Invalid sort parameter: trending"}, status=400)})
+    filters = {"huggingface": [{"name": "trending", "label": "T", "params": {"sort": "trending"}}]}
+    out = tmp_path / "out"
+    out.mkdir()
+    previous = b'{"filter": "trending", "models": [{"id": "a/b", "slug": "a--b", "name": "a/b"}], "timestamp": "T"}\n'
+    (out / "hf-trending.json").write_bytes(previous)
+    with caplog.at_level(logging.ERROR):
+        await crawl(HuggingFaceSpider, _settings(tmp_path, filters, HF_API_URL=url))
+    assert (out / "hf-trending.json").read_bytes() == previous
+    assert "HTTP 400 (Invalid sort parameter: trending)" in caplog.text
+    assert read_json(out / "all-models.json")["models"] == [
+        {"id": "a/b", "slug": "a--b", "name": "a/b", "source": "huggingface"}
+    ]
+
+
+@deferred_f_from_coro_f
+async def test_a_body_that_is_not_json_is_retried_then_fails_naming_the_url(tmp_path, scripted, caplog):
+    api, url = scripted({"": Reply(b"<html>502 Bad Gateway</html>")})
+    filters = {"civitai": [{"name": "f", "label": "F", "params": {}}]}
+    await crawl(CivitaiSpider, _settings(tmp_path, filters, CIVITAI_API_URL=url, RETRY_TIMES=2))
+    assert len(api.requests) == 3
+    assert not (tmp_path / "out" / "civitai-f.json").exists()
+    assert "body is not JSON" in caplog.text
+    assert f"{url}?limit=100" in caplog.text
+
+
+@deferred_f_from_coro_f
+async def test_unknown_filter_name_is_a_clear_error(tmp_path):
+    filters = {"civitai": [{"name": "f", "label": "F", "params": {}}]}
+    from manifest_crawler.filters import FiltersError
+
+    with pytest.raises(FiltersError, match="unknown filter name.*nope"):
+        await crawl(CivitaiSpider, _settings(tmp_path, filters), filters="f,nope")

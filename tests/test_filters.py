@@ -1,0 +1,180 @@
+import json
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from manifest_crawler.filters import (
+    NSFW_LEVEL_BITS,
+    FiltersError,
+    filter_file_stem,
+    load_filters,
+    parse_filters,
+)
+
+REPO_FILTERS = Path(__file__).resolve().parent.parent / "filters.json"
+
+
+def _doc(civitai=None, huggingface=None):
+    return json.dumps({"civitai": civitai or [], "huggingface": huggingface or []})
+
+
+def _entry(name="x", **extra):
+    return {"name": name, "label": "X", "params": {"sort": "likes"}, **extra}
+
+
+def test_repo_filters_file_is_valid_and_complete():
+    filters = load_filters(REPO_FILTERS)
+    civitai = {f.name: f for f in filters.for_source("civitai")}
+    hf = {f.name: f for f in filters.for_source("huggingface")}
+    assert len(civitai) >= 50
+    assert len(hf) >= 40
+    for name in [
+        "AllTime/All/All/downloads/Soft",
+        "Week/All/All/downloads/Soft",
+        "Month/All/All/downloads/Soft",
+        "filter/checkpoints",
+        "filter/loras",
+        "filter/textual-inversion",
+        "filter/sd15",
+        "filter/sdxl",
+        "filter/flux",
+        "filter/pony",
+        "filter/illustrious",
+        "filter/week/checkpoints/sdxl",
+        "filter/month/loras/sdxl",
+        "filter/pg",
+        "filter/pg13",
+        "filter/r",
+        "filter/x",
+    ]:
+        assert name in civitai, name
+    for name in [
+        "likes",
+        "recent",
+        "trending",
+        "downloads",
+        "text-generation",
+        "sentence-similarity",
+        "question-answering",
+        "small",
+        "medium",
+        "large",
+        "apache-2.0",
+        "mit",
+        "gpl",
+        "cc-by-4.0",
+        "cc-by-sa-4.0",
+        "transformers",
+        "pytorch",
+        "tensorflow",
+        "diffusers",
+        "gguf",
+    ]:
+        assert name in hf, name
+    # The real API's values, not the names' guesses.
+    assert hf["trending"].param_values("sort") == ("trendingScore",)
+    assert hf["gpl"].param_values("filter") == ("license:gpl-3.0",)
+    assert civitai["filter/loras"].param_values("types") == ("LORA",)
+    assert civitai["filter/week/checkpoints/sdxl"].param_values("period") == ("Week",)
+    assert civitai["filter/r"].nsfw_mask == NSFW_LEVEL_BITS["R"]
+    assert civitai["filter/r"].param_values("nsfw") == ("true",)
+    for f in filters:
+        assert "page" not in dict(f.params)
+        assert f.label.strip()
+
+
+def test_list_params_repeat_their_key_in_order():
+    fs = parse_filters(
+        _doc(civitai=[_entry(params={"baseModels": ["Flux.1 D", "Flux.1 S"], "sort": "Newest"})]),
+        "f.json",
+    )
+    (f,) = fs.for_source("civitai")
+    assert f.query_pairs() == [
+        ("baseModels", "Flux.1 D"),
+        ("baseModels", "Flux.1 S"),
+        ("sort", "Newest"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("document", "message"),
+    [
+        ('{"civitai": [', "invalid JSON at line 1"),
+        ('["x"]', "top level must be an object"),
+        (_doc(civitai=[{"label": "L", "params": {}}]), "civitai[0]: missing 'name'"),
+        (_doc(civitai=[{"name": "a", "label": "L"}]), "civitai[0] ('a'): missing 'params'"),
+        (_doc(huggingface=[{"name": "a", "params": {}}]), "huggingface[0] ('a'): missing 'label'"),
+        (_doc(civitai=[_entry("a"), _entry("b"), _entry("a")]), "civitai[2] ('a'): duplicate name"),
+        (_doc(civitai=[_entry("a/b"), _entry("a-b")]), "would collide with filter 'a/b'"),
+        (json.dumps({"civitai": [], "replicate": []}), "unknown source 'replicate'"),
+        (_doc(civitai=[_entry("../etc/passwd")]), "cannot make a safe file name"),
+        (_doc(civitai=[_entry(".hidden")]), "cannot make a safe file name"),
+        (_doc(civitai=[_entry("a//b")]), "cannot make a safe file name"),
+        (_doc(civitai=[_entry("/abs")]), "cannot make a safe file name"),
+        (_doc(civitai=[_entry("sp ace")]), "cannot make a safe file name"),
+        (_doc(civitai=[_entry(params={"page": "2"})]), "params.page is not allowed"),
+        (_doc(huggingface=[_entry(params={"limit": "5"})]), "params.limit is not allowed"),
+        (_doc(civitai=[_entry(params={"nsfw": True})]), "params.nsfw must be a string"),
+        (_doc(civitai=[_entry(params={"types": []})]), "params.types must be a string"),
+        (_doc(civitai=[_entry(max_items=0)]), "'max_items' must be a positive integer"),
+        (_doc(civitai=[_entry(max_items=True)]), "'max_items' must be a positive integer"),
+        (_doc(civitai=[_entry(nsfw_levels=["PG", "NC17"])]), "unknown nsfw level 'NC17'"),
+        (_doc(huggingface=[_entry(nsfw_levels=["PG"])]), "applies to CivitAI filters only"),
+        (_doc(civitai=[_entry(parms={})]), "unknown key 'parms'"),
+        (_doc(civitai=[_entry(label=" ")]), "'label' must be a non-empty string"),
+    ],
+)
+def test_invalid_files_name_the_culprit(document, message):
+    with pytest.raises(FiltersError) as excinfo:
+        parse_filters(document, "filters.json")
+    assert str(excinfo.value).startswith("filters.json")
+    assert message in str(excinfo.value)
+
+
+def test_missing_file_names_the_path(tmp_path):
+    with pytest.raises(FiltersError, match=r"nope\.json: file not found"):
+        load_filters(tmp_path / "nope.json")
+
+
+def test_select_by_name_and_unknown_names():
+    fs = parse_filters(_doc(civitai=[_entry("a"), _entry("b")], huggingface=[_entry("a")]), "f")
+    assert [f.key for f in fs.select(["civitai", "huggingface"], ["a"])] == [
+        ("civitai", "a"),
+        ("huggingface", "a"),
+    ]
+    assert [f.key for f in fs.select(["civitai", "huggingface"], ["huggingface:a"])] == [
+        ("huggingface", "a")
+    ]
+    assert [f.key for f in fs.select(["civitai"], None)] == [("civitai", "a"), ("civitai", "b")]
+    with pytest.raises(FiltersError, match=r"unknown filter name.*: zzz"):
+        fs.select(["civitai"], ["a", "zzz"])
+
+
+_segment = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,10}", fullmatch=True)
+
+
+@given(st.lists(_segment, min_size=1, max_size=4))
+def test_every_valid_name_makes_a_flat_safe_file_name(segments):
+    name = "/".join(segments)
+    try:
+        fs = parse_filters(_doc(civitai=[_entry(name)]), "f")
+    except FiltersError:
+        return  # names the validator refuses never reach the file system
+    stem = filter_file_stem(fs.for_source("civitai")[0].name)
+    assert "/" not in stem
+    assert not stem.startswith(".")
+    assert ".." not in stem.split("-")
+
+
+@given(st.text(max_size=30))
+def test_any_name_is_either_refused_or_safe(name):
+    try:
+        fs = parse_filters(_doc(civitai=[_entry(name)]), "f")
+    except FiltersError as exc:
+        assert "civitai[0]" in str(exc)
+        return
+    stem = filter_file_stem(fs.for_source("civitai")[0].name)
+    assert stem and "/" not in stem and "\\" not in stem and not stem.startswith(".")
+    assert all(c.isascii() and (c.isalnum() or c in "._-") for c in stem)
