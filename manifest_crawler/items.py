@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 
@@ -20,20 +20,3 @@ class ModelEntry:
     id: Any
     name: Any
     slug: str = ""
-
-
-@dataclass(slots=True)
-class FilterOutcome:
-    """The end of one filter's pagination: ``complete`` (its manifest may be written) or
-    ``failed`` (its previous manifest must stay as it is)."""
-
-    source: str
-    filter: str
-    status: str
-    reason: str = ""
-    pages: int = 0
-    models: int = 0
-    errors: list[str] = field(default_factory=list)
-
-    COMPLETE = "complete"
-    FAILED = "failed"

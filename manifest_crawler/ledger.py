@@ -38,6 +38,7 @@ class FilterState:
     empty_pages: int = 0
     #: Items that do not satisfy the filter's parameters although the API returned them.
     mismatched: int = 0
+    first_mismatch: str = ""
     retries: int = 0
     errors: list[str] = field(default_factory=list)
     end_reason: str = ""

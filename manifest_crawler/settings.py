@@ -22,18 +22,60 @@ MANIFEST_MAX_EMPTY_PAGES = 10
 # Serve the bundled API emulator in-process on a loopback port and crawl it instead.
 MANIFEST_OFFLINE = False
 
+# --- Failure semantics --------------------------------------------------------------------
+# A fresh result that lost more than this fraction of the previous manifest's models is
+# suspect: the previous manifest is kept and the filter reported stale. 1.0 allows any shrink.
+MANIFEST_MAX_SHRINK = 0.5
+# Exit non-zero when any filter is not fresh (by default only when one has no manifest at all).
+MANIFEST_STRICT = False
+# Attempts after the first one, for HTTP errors, connection errors and unparsable bodies alike.
+MANIFEST_RETRY_TIMES = 5
+# Exponential backoff between attempts: BASE, 2*BASE, 4*BASE, … seconds, capped at MAX, each
+# lengthened by up to JITTER (a fraction) so that concurrent retries spread out (the APIs'
+# docs advise 1 s doubling to 30 s).
+MANIFEST_BACKOFF_BASE = 1.0
+MANIFEST_BACKOFF_MAX = 30.0
+MANIFEST_BACKOFF_JITTER = 0.25
+# A Retry-After or RateLimit reset longer than this is not waited for: the request fails.
+MANIFEST_MAX_RETRY_AFTER = 300.0
+
 # --- Components ---------------------------------------------------------------------------
+DOWNLOADER_MIDDLEWARES = {
+    # Replaced: it retries at once and ignores Retry-After (scrapy#3849).
+    "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
+    "manifest_crawler.middlewares.BackoffRetryMiddleware": 550,
+}
 ITEM_PIPELINES = {
     "manifest_crawler.pipelines.NormalizePipeline": 100,
     "manifest_crawler.pipelines.ManifestWriterPipeline": 800,
 }
 EXTENSIONS = {
     "manifest_crawler.extensions.offline.OfflineEmulator": 0,
+    "manifest_crawler.extensions.jsonrpc.JsonRpcService": 500,
+    "manifest_crawler.extensions.progress.ProgressReporter": 510,
 }
 # Scrapy's remote_control extension executes code sent to it and the telnet console opens a
 # Python shell: neither belongs in a build step.
 REMOTE_CONTROL_ENABLED = False
 TELNETCONSOLE_ENABLED = False
+
+# --- Watching and steering a crawl (extensions/jsonrpc.py, extensions/progress.py) ------------
+# The JSON-RPC service (status, stats, report, pause, unpause, stop); off unless asked for.
+JSONRPC_ENABLED = False
+# Loopback only by default; any other interface refuses to start without JSONRPC_TOKEN.
+JSONRPC_HOST = "127.0.0.1"
+# A port or a [first, last] range, as scrapy-jsonrpc documented; the first free one is bound
+# (0 = any free port); the bound port is logged and kept in the stat manifest/jsonrpc/port.
+JSONRPC_PORT = [6080, 7030]
+# File for the service's access log; None keeps access lines out of the crawl log.
+JSONRPC_LOGFILE = None
+# Bearer token required on every request when set; falls back to the JSONRPC_TOKEN env var.
+JSONRPC_TOKEN = None
+# Seconds between "Progress: ..." log lines (filters done/total, models, pages, errors, ETA);
+# 0 turns progress reporting off.
+MANIFEST_PROGRESS_INTERVAL = 10
+# Live progress bar on stderr: "auto" (a terminal and no CI variable), "always" or "never".
+MANIFEST_PROGRESS_BAR = "auto"
 
 # --- Politeness and transport -----------------------------------------------------------------
 # Both APIs are JSON endpoints, not web pages: robots.txt is not consulted for them.
@@ -51,7 +93,9 @@ AUTOTHROTTLE_ENABLED = True
 AUTOTHROTTLE_START_DELAY = 0.5
 AUTOTHROTTLE_MAX_DELAY = 30.0
 AUTOTHROTTLE_TARGET_CONCURRENCY = 4.0
-RETRY_TIMES = 4
 LOG_LEVEL = "INFO"
+# A page whose body is not a page is retried from the callback with get_retry_request(), which
+# is meant to carry retry_times over; Scrapy's meta-copy detector would warn about exactly that.
+META_COPY_WARN_SKIP_KEYS = ["retry_times"]
 
 FEED_EXPORT_ENCODING = "utf-8"

@@ -13,9 +13,7 @@ from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
 
 from manifest_crawler.filters import FiltersError, load_filters
-
-#: Stats key where the manifest writer leaves the exit status the run deserves.
-EXIT_CODE_STAT = "manifest/exit_code"
+from manifest_crawler.runreport import EXIT_CODE_STAT
 
 
 class Command(ScrapyCrawlCommand):

@@ -25,7 +25,7 @@ from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
 
 from manifest_crawler.filters import DEFAULT_SOURCES, Filter, FiltersError, load_filters
-from manifest_crawler.items import FilterOutcome, ModelEntry
+from manifest_crawler.items import ModelEntry
 from manifest_crawler.ledger import FilterState, FilterStatus, Ledger
 from manifest_crawler.normalize import InvalidModel, normalize_model
 
@@ -158,6 +158,11 @@ class SourceAPI(ABC):
         """Whether the filter's own client-side rules keep an item the API returned."""
         return True
 
+    def mismatch(self, filter_: Filter, item: Mapping[str, Any]) -> str | None:
+        """Why an item the API returned does not satisfy the filter's parameters, if the item
+        carries the evidence; None when it does (or cannot be told)."""
+        return None
+
 
 class ManifestSpider(scrapy.Spider):
     """Crawl every selected filter of ``source_apis`` to max_items or its last page."""
@@ -183,6 +188,7 @@ class ManifestSpider(scrapy.Spider):
             raise FiltersError(f"{filter_set.path}: no filters for source(s) {', '.join(sources)}")
         default_max = settings.getint("MANIFEST_MAX_ITEMS")
         self.max_empty_pages = settings.getint("MANIFEST_MAX_EMPTY_PAGES")
+        self.max_retry_times = settings.getint("MANIFEST_RETRY_TIMES")
         self.ledger = Ledger(
             (f, f.max_items or (default_max if default_max > 0 else None)) for f in selected
         )
@@ -226,6 +232,8 @@ class ManifestSpider(scrapy.Spider):
             yield from self._retry_or_fail(state, response, exc)
             return
         state.pages += 1
+        # The page's final response carries how many times it was retried, wherever retried.
+        state.retries += response.meta.get("retry_times", 0)
         self.crawler.stats.inc_value(f"manifest/{api.name}/pages")
         yield from self._entries(state, api, page.items)
         if page.items:
@@ -233,9 +241,9 @@ class ManifestSpider(scrapy.Spider):
         else:
             state.empty_pages += 1
         if state.remaining == 0:
-            yield self._finish(state, FilterStatus.DONE, "max_items")
+            self._finish(state, FilterStatus.DONE, "max_items")
         elif page.next_cursor is None:
-            yield self._finish(state, FilterStatus.DONE, "last_page")
+            self._finish(state, FilterStatus.DONE, "last_page")
         elif page.next_cursor in state.cursors:
             logger.warning(
                 "%s:%s: the API repeated cursor %r; ending the filter at %d models",
@@ -245,15 +253,13 @@ class ManifestSpider(scrapy.Spider):
                 state.models,
             )
             self.crawler.stats.inc_value(f"manifest/{api.name}/repeated_cursor")
-            yield self._finish(state, FilterStatus.DONE, "repeated_cursor")
+            self._finish(state, FilterStatus.DONE, "repeated_cursor")
         elif state.empty_pages > self.max_empty_pages:
-            message = (
+            detail = (
                 f"{state.empty_pages} empty pages in a row that still carry a cursor "
-                f"(MANIFEST_MAX_EMPTY_PAGES={self.max_empty_pages}); last URL "
-                f"{redact_url(response.url)}"
+                f"(MANIFEST_MAX_EMPTY_PAGES={self.max_empty_pages})"
             )
-            state.errors.append(message)
-            yield self._finish(state, FilterStatus.FAILED, "empty_pages")
+            self._fail(state, response.request, detail, "empty_pages")
         else:
             state.cursors.add(page.next_cursor)
             yield self._page_request(state, after=page)
@@ -270,6 +276,11 @@ class ManifestSpider(scrapy.Spider):
             if not api.keep(state.filter, item):
                 state.excluded += 1
                 continue
+            mismatch = api.mismatch(state.filter, item)
+            if mismatch is not None:
+                state.mismatched += 1
+                state.first_mismatch = state.first_mismatch or mismatch
+                stats.inc_value(f"manifest/{source}/mismatched")
             raw_id, raw_name = api.raw_id(item), api.raw_name(item)
             try:
                 model_id = normalize_model(source, raw_id, raw_name).id
@@ -289,16 +300,21 @@ class ManifestSpider(scrapy.Spider):
 
     def _retry_or_fail(
         self, state: FilterState, response: Response, exc: PageError
-    ) -> Iterator[Any]:
-        retry = get_retry_request(response.request, spider=self, reason=exc.reason)
+    ) -> Iterator[scrapy.Request]:
+        retry = get_retry_request(
+            response.request,
+            spider=self,
+            reason=exc.reason,
+            max_retry_times=self.max_retry_times,
+        )
         if retry is not None:
-            state.retries += 1
+            retry.meta.pop("download_latency", None)
             yield retry
-            return
-        state.errors.append(f"{exc} at {redact_url(response.url)}")
-        yield self._finish(state, FilterStatus.FAILED, exc.reason)
+        else:
+            state.retries += response.meta.get("retry_times", 0)
+            self._fail(state, response.request, str(exc), exc.reason)
 
-    def page_failed(self, failure: Failure) -> Iterator[Any]:
+    def page_failed(self, failure: Failure) -> None:
         request = failure.request  # type: ignore[attr-defined]
         state = self.ledger[request.meta[FILTER_META]]
         if state.finished:
@@ -308,27 +324,28 @@ class ManifestSpider(scrapy.Spider):
             detail = f"HTTP {response.status}{_error_detail(response)}"
         else:
             detail = f"{failure.type.__name__}: {failure.getErrorMessage()}"
-        state.errors.append(f"{detail} at {redact_url(request.url)}")
-        logger.error(
-            "%s:%s failed: %s at %s",
-            state.filter.source,
-            state.filter.name,
-            detail,
-            redact_url(request.url),
-        )
-        yield self._finish(state, FilterStatus.FAILED, "request_failed")
+        state.retries += request.meta.get("retry_times", 0)
+        self._fail(state, request, detail, "request_failed")
 
-    def _finish(self, state: FilterState, status: FilterStatus, reason: str) -> FilterOutcome:
+    def _fail(self, state: FilterState, request: scrapy.Request, detail: str, reason: str) -> None:
+        url = redact_url(request.url)
+        state.errors.append(f"{detail} at {url}")
+        logger.error("%s:%s failed: %s at %s", state.filter.source, state.filter.name, detail, url)
+        self._finish(state, FilterStatus.FAILED, reason)
+
+    def _finish(self, state: FilterState, status: FilterStatus, reason: str) -> None:
         state.finish(status, reason)
-        return FilterOutcome(
-            source=state.filter.source,
-            filter=state.filter.name,
-            status=FilterOutcome.COMPLETE if status is FilterStatus.DONE else FilterOutcome.FAILED,
-            reason=reason,
-            pages=state.pages,
-            models=state.models,
-            errors=list(state.errors),
-        )
+        if state.mismatched:
+            logger.warning(
+                "%s:%s: %d of the items the API returned do not satisfy the filter's "
+                "parameters (first: %s); is a parameter misspelled in %s? APIs ignore "
+                "unknown parameters and return an unfiltered list",
+                state.filter.source,
+                state.filter.name,
+                state.mismatched,
+                state.first_mismatch,
+                self.settings["FILTERS_FILE"],
+            )
 
 
 def _error_detail(response: Response) -> str:

@@ -45,6 +45,22 @@ class CivitaiAPI(SourceAPI):
         level = item.get("nsfwLevel")
         return isinstance(level, int) and bool(level & filter_.nsfw_mask)
 
+    def mismatch(self, filter_: Filter, item: Mapping[str, Any]) -> str | None:
+        types = filter_.param_values("types")
+        item_type = item.get("type")
+        if types and isinstance(item_type, str) and item_type not in types:
+            return f"model {item.get('id')} has type {item_type!r}, not {'/'.join(types)}"
+        base_models = filter_.param_values("baseModels")
+        versions = item.get("modelVersions")
+        if base_models and isinstance(versions, list) and versions:
+            found = {v.get("baseModel") for v in versions if isinstance(v, dict)}
+            if found and not found & set(base_models):
+                return (
+                    f"model {item.get('id')} has base models {sorted(map(str, found))}, "
+                    f"none of {'/'.join(base_models)}"
+                )
+        return None
+
 
 def _next_cursor(metadata: Mapping[str, Any]) -> str | None:
     """``nextCursor`` (a string, a date or a number), else the cursor inside ``nextPage``.

@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 
 from scrapy.http import Response
 
+from manifest_crawler.filters import Filter
 from manifest_crawler.spiders.base import (
     ManifestSpider,
     Page,
@@ -42,6 +43,21 @@ class HuggingFaceAPI(SourceAPI):
 
     def raw_name(self, item: Mapping[str, Any]) -> Any:
         return self.raw_id(item)
+
+    def mismatch(self, filter_: Filter, item: Mapping[str, Any]) -> str | None:
+        pipeline_tags = filter_.param_values("pipeline_tag")
+        item_pipeline = item.get("pipeline_tag")
+        if pipeline_tags and isinstance(item_pipeline, str) and item_pipeline not in pipeline_tags:
+            return f"{item.get('id')} has pipeline_tag {item_pipeline!r}"
+        wanted = filter_.param_values("filter")
+        tags = item.get("tags")
+        if wanted and isinstance(tags, list):
+            # The Hub matches `filter` against tags, the library and the pipeline tag.
+            present = {*tags, item.get("library_name"), item_pipeline}
+            missing = [tag for tag in wanted if tag not in present]
+            if missing:
+                return f"{item.get('id')} lacks tag(s) {', '.join(missing)}"
+        return None
 
 
 class HuggingFaceSpider(ManifestSpider):

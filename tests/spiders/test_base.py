@@ -8,22 +8,7 @@ from scrapy.utils.defer import deferred_f_from_coro_f
 from manifest_crawler.spiders.civitai import CivitaiSpider
 from manifest_crawler.spiders.huggingface import HuggingFaceSpider
 from tests.crawl import crawl, project_settings_dict, read_json, write_filters
-from tests.scripted import Reply, ScriptedAPI, serve
-
-
-@pytest.fixture
-def scripted():
-    ports = []
-
-    def start(pages):
-        api = ScriptedAPI(pages)
-        url, port = serve(api)
-        ports.append(port)
-        return api, url
-
-    yield start
-    for port in ports:
-        port.stopListening()
+from tests.scripted import Reply
 
 
 def _civitai_item(model_id, name=None, level=1):
@@ -31,7 +16,9 @@ def _civitai_item(model_id, name=None, level=1):
 
 
 def _page(items, cursor=None):
-    metadata = {} if cursor is None else {"nextCursor": cursor, "nextPage": f"http://x/?cursor={cursor}"}
+    metadata = (
+        {} if cursor is None else {"nextCursor": cursor, "nextPage": f"http://x/?cursor={cursor}"}
+    )
     return {"items": items, "metadata": metadata}
 
 
@@ -39,7 +26,7 @@ def _settings(tmp_path, filters, **extra):
     return project_settings_dict(
         FILTERS_FILE=str(write_filters(tmp_path / "filters.json", **filters)),
         MANIFEST_DIR=str(tmp_path / "out"),
-        **{"RETRY_TIMES": 1, **extra},
+        **{"MANIFEST_RETRY_TIMES": 1, "MANIFEST_BACKOFF_BASE": 0.01, **extra},
     )
 
 
@@ -51,7 +38,9 @@ def _models(tmp_path, name):
 async def test_cursor_pagination_dedup_invalid_and_empty_pages(tmp_path, scripted):
     api, url = scripted(
         {
-            "": Reply(_page([_civitai_item(1), _civitai_item(2), {"id": "x1", "name": "bad"}], "c1")),
+            "": Reply(
+                _page([_civitai_item(1), _civitai_item(2), {"id": "x1", "name": "bad"}], "c1")
+            ),
             # CivitAI bug #1848: an empty page that still carries a cursor is not the end.
             "c1": Reply(_page([], "c2")),
             # The same model again across a page boundary, and one without a name.
@@ -157,7 +146,9 @@ async def test_control_characters_and_numeric_usernames_parse(tmp_path, scripted
 
 
 @deferred_f_from_coro_f
-async def test_hf_follows_the_link_header_and_sends_the_token(tmp_path, scripted, monkeypatch, caplog):
+async def test_hf_follows_the_link_header_and_sends_the_token(
+    tmp_path, scripted, monkeypatch, caplog
+):
     monkeypatch.setenv("HF_TOKEN", "hf_secret_value")
     api, url = scripted({})
     api.pages.update(
@@ -184,27 +175,48 @@ async def test_hf_follows_the_link_header_and_sends_the_token(tmp_path, scripted
 
 
 @deferred_f_from_coro_f
-async def test_api_error_fails_the_filter_and_keeps_its_previous_manifest(tmp_path, scripted, caplog):
-    _, url = scripted({"": Reply({"error": "Invalid sort parameter: trending"}, status=400)})
-    filters = {"huggingface": [{"name": "trending", "label": "T", "params": {"sort": "trending"}}]}
+async def test_api_error_fails_the_filter_and_keeps_its_previous_manifest(
+    tmp_path, scripted, caplog
+):
+    _, url = scripted(
+        {
+            "trending|": Reply({"error": "Invalid sort parameter: trending"}, status=400),
+            "likes|": Reply([{"id": "c/d"}]),
+        },
+        by="sort",
+    )
+    filters = {
+        "huggingface": [
+            {"name": "trending", "label": "T", "params": {"sort": "trending"}},
+            {"name": "likes", "label": "L", "params": {"sort": "likes"}},
+        ]
+    }
     out = tmp_path / "out"
     out.mkdir()
-    previous = b'{"filter": "trending", "models": [{"id": "a/b", "slug": "a--b", "name": "a/b"}], "timestamp": "T"}\n'
+    previous = (
+        b'{"filter": "trending", "models": [{"id": "a/b", "slug": "a--b", "name": "a/b"}],'
+        b' "timestamp": "T"}\n'
+    )
     (out / "hf-trending.json").write_bytes(previous)
     with caplog.at_level(logging.ERROR):
         await crawl(HuggingFaceSpider, _settings(tmp_path, filters, HF_API_URL=url))
     assert (out / "hf-trending.json").read_bytes() == previous
     assert "HTTP 400 (Invalid sort parameter: trending)" in caplog.text
     assert read_json(out / "all-models.json")["models"] == [
-        {"id": "a/b", "slug": "a--b", "name": "a/b", "source": "huggingface"}
+        {"id": "a/b", "slug": "a--b", "name": "a/b", "source": "huggingface"},
+        {"id": "c/d", "slug": "c--d", "name": "c/d", "source": "huggingface"},
     ]
 
 
 @deferred_f_from_coro_f
-async def test_a_body_that_is_not_json_is_retried_then_fails_naming_the_url(tmp_path, scripted, caplog):
+async def test_a_body_that_is_not_json_is_retried_then_fails_naming_the_url(
+    tmp_path, scripted, caplog
+):
     api, url = scripted({"": Reply(b"<html>502 Bad Gateway</html>")})
     filters = {"civitai": [{"name": "f", "label": "F", "params": {}}]}
-    await crawl(CivitaiSpider, _settings(tmp_path, filters, CIVITAI_API_URL=url, RETRY_TIMES=2))
+    await crawl(
+        CivitaiSpider, _settings(tmp_path, filters, CIVITAI_API_URL=url, MANIFEST_RETRY_TIMES=2)
+    )
     assert len(api.requests) == 3
     assert not (tmp_path / "out" / "civitai-f.json").exists()
     assert "body is not JSON" in caplog.text
@@ -216,5 +228,5 @@ async def test_unknown_filter_name_is_a_clear_error(tmp_path):
     filters = {"civitai": [{"name": "f", "label": "F", "params": {}}]}
     from manifest_crawler.filters import FiltersError
 
-    with pytest.raises(FiltersError, match="unknown filter name.*nope"):
+    with pytest.raises(FiltersError, match=r"unknown filter name.*nope"):
         await crawl(CivitaiSpider, _settings(tmp_path, filters), filters="f,nope")

@@ -1,0 +1,3 @@
+"""Shared fixtures that live beside their helpers (tests/conftest.py holds the emulator's)."""
+
+pytest_plugins = ["tests.scripted"]

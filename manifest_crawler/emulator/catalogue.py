@@ -1,0 +1,1747 @@
+"""Seeded, deterministic catalogues of CivitAI and Hugging Face models, and their queries.
+
+Both catalogues are columnar: one compact array per field, a model being a position in
+them. A Python object per model would cost about three times the memory and build time, and
+the scale benchmark builds a million Hugging Face models. Full JSON payloads are rendered
+by :mod:`.payloads`, only for the models of the page being served.
+
+A query is parsed and validated like the real API would, then answered by filtering the
+catalogue's global order for its sort. The HTTP resources and the tests share this one code
+path, so a test can compute the exact expected answer of any query
+(:meth:`Catalogue.query_civitai`, :meth:`Catalogue.query_hf`).
+
+Nothing here touches the reactor; every value derives from the seed alone.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from array import array
+from bisect import bisect
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from itertools import accumulate
+from random import Random
+from typing import Any, TypeAlias
+
+# Every date is relative to this fixed instant, so catalogues (and the period filters
+# computed from them) do not drift with the wall clock.
+REFERENCE_DATE = datetime(2026, 11, 1, tzinfo=UTC)
+REFERENCE_EPOCH = int(REFERENCE_DATE.timestamp())
+DAY = 86_400
+
+RawParams: TypeAlias = Mapping[str, Any]
+"""Query parameters: each value a string, a sequence of strings (repeated parameter), or a
+scalar (int/bool) for convenience in tests."""
+
+
+class QueryError(ValueError):
+    """A request the real API rejects; carries the HTTP status and the message."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def normalize_params(params: RawParams | Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """Turn a mapping or (key, value) pairs into ``{key: [values]}`` as a query string parses."""
+    out: dict[str, list[str]] = {}
+    items = params.items() if isinstance(params, Mapping) else params
+    for key, value in items:
+        values = value if isinstance(value, list | tuple) else [value]
+        out.setdefault(key, []).extend(_scalar_to_str(v) for v in values)
+    return out
+
+
+def _scalar_to_str(value: Any) -> str:
+    # Booleans as a client library sends them, not Python's "True".
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _first(params: dict[str, list[str]], key: str) -> str | None:
+    values = params.get(key)
+    return values[0] if values else None
+
+
+def _parse_bool(params: dict[str, list[str]], key: str, default: bool) -> bool:
+    raw = _first(params, key)
+    if raw is None:
+        return default
+    lowered = raw.strip().lower()
+    if lowered in ("true", "1"):
+        return True
+    if lowered in ("false", "0"):
+        return False
+    raise QueryError(400, f"Invalid value for {key}: expected a boolean, got {raw!r}")
+
+
+def _lenient_bool(params: dict[str, list[str]], key: str) -> bool:
+    # The Hub treats any value but an explicit false as true for its switches.
+    raw = _first(params, key)
+    if raw is None:
+        return False
+    return raw.strip().lower() not in ("false", "0", "no")
+
+
+def _cumulative(weights: Sequence[float]) -> tuple[list[float], float]:
+    cum = list(accumulate(weights))
+    return cum, cum[-1]
+
+
+def _stable_seed(*parts: int) -> int:
+    # Python's hash() is salted per process; this mix is not.
+    acc = 0x9E3779B97F4A7C15
+    for part in parts:
+        acc = ((acc ^ (part & 0xFFFFFFFFFFFFFFFF)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+        acc ^= acc >> 31
+    return acc
+
+
+# --------------------------------------------------------------------------------------
+# CivitAI vocabulary
+# --------------------------------------------------------------------------------------
+
+CIVITAI_TYPES: tuple[str, ...] = (
+    "Checkpoint",
+    "TextualInversion",
+    "Hypernetwork",
+    "AestheticGradient",
+    "LORA",
+    "LoCon",
+    "DoRA",
+    "Controlnet",
+    "Upscaler",
+    "MotionModule",
+    "VAE",
+    "Poses",
+    "Wildcards",
+    "Workflows",
+    "Detection",
+    "Other",
+)
+_TYPE_WEIGHTS = (18, 8, 1.5, 0.5, 45, 5, 2, 3, 1.5, 1, 2, 2, 2, 4, 1.5, 3)
+CHECKPOINT = CIVITAI_TYPES.index("Checkpoint")
+
+BASE_MODELS: tuple[str, ...] = (
+    "SD 1.5",
+    "SDXL 1.0",
+    "Pony",
+    "Illustrious",
+    "Flux.1 D",
+    "Flux.1 S",
+    "SD 3.5",
+    "SD 2.1",
+    "NoobAI",
+    "Hunyuan Video",
+    "Wan Video",
+    "Other",
+)
+_BASE_WEIGHTS = (25, 20, 15, 15, 10, 2, 2, 2, 4, 1.5, 2, 1.5)
+
+CIVITAI_SORTS: tuple[str, ...] = (
+    "Highest Rated",
+    "Most Downloaded",
+    "Most Liked",
+    "Most Discussed",
+    "Most Collected",
+    "Most Images",
+    "Newest",
+    "Oldest",
+)
+PERIODS: dict[str, int | None] = {
+    "AllTime": None,
+    "Year": 365 * DAY,
+    "Month": 30 * DAY,
+    "Week": 7 * DAY,
+    "Day": DAY,
+}
+NSFW_LEVELS: dict[str, int] = {"PG": 1, "PG13": 2, "R": 4, "X": 8, "XXX": 16}
+CHECKPOINT_TYPES: tuple[str, ...] = ("", "Trained", "Merge")
+MODES: tuple[str | None, ...] = (None, "Archived", "TakenDown")
+CIVITAI_STATS: tuple[str, ...] = (
+    "downloadCount",
+    "thumbsUpCount",
+    "thumbsDownCount",
+    "commentCount",
+    "collectedCount",
+    "imageCount",
+    "tippedAmountCount",
+)
+CIVITAI_TAGS: tuple[str, ...] = (
+    "character",
+    "style",
+    "concept",
+    "clothing",
+    "base model",
+    "anime",
+    "photorealistic",
+    "realistic",
+    "celebrity",
+    "woman",
+    "man",
+    "girls",
+    "poses",
+    "tool",
+    "background",
+    "objects",
+    "buildings",
+    "architecture",
+    "vehicle",
+    "animal",
+    "sci-fi",
+    "fantasy",
+    "cartoon",
+    "game character",
+    "horror",
+    "food",
+    "3d",
+    "pixel art",
+    "retro",
+    "portrait",
+    "landscape",
+    "nature",
+    "armor",
+    "weapons",
+    "cyberpunk",
+    "steampunk",
+    "meme",
+    "lineart",
+    "watercolor",
+    "comic",
+    "chibi",
+    "monster",
+    "slider",
+    "detail",
+    "lighting",
+    "photography",
+    "illustration",
+    "semi-realistic",
+)
+_TAG_INDEX = {tag: i for i, tag in enumerate(CIVITAI_TAGS)}
+
+_NAME_ADJ = (
+    "Detailed",
+    "Realistic",
+    "Dreamy",
+    "Cinematic",
+    "Epic",
+    "Soft",
+    "Neon",
+    "Vintage",
+    "Cute",
+    "Dark",
+    "Ultra",
+    "Hyper",
+    "Pastel",
+    "Gothic",
+    "Cyber",
+    "Mystic",
+    "Retro",
+    "Magic",
+    "Golden",
+    "Silent",
+    "Crystal",
+    "Velvet",
+    "Wild",
+    "Lucid",
+    "Perfect",
+    "Better",
+    "Tiny",
+    "Grand",
+)
+_NAME_NOUN = (
+    "Portrait",
+    "Anime",
+    "Landscape",
+    "Style",
+    "Mix",
+    "Diffusion",
+    "Vision",
+    "Dream",
+    "Lighting",
+    "Tweaker",
+    "Slider",
+    "Armor",
+    "Girl",
+    "Knight",
+    "Dragon",
+    "Castle",
+    "Forest",
+    "City",
+    "Robot",
+    "Painter",
+    "Sketch",
+    "Photon",
+    "Pixel",
+    "Hands",
+    "Eyes",
+    "Realism",
+    "Merge",
+    "Workflow",
+)
+_NAME_UNICODE = (
+    "初音ミク",
+    "少女",
+    "アニメ",
+    "風景",
+    "Café",
+    "Ünïcødé",
+    "Ñandú",
+    "Größe",
+    "ребёнок",
+    "Łódź",
+    "東方",
+    "한국어",
+    "🔥",
+    "✨",
+    "Ωmega",
+    "Žena",
+    "Ελληνικά",
+    "水墨画",
+)
+_NAME_SUFFIX = (
+    "v1",
+    "v2.0",
+    "XL",
+    "SDXL",
+    "Pony",
+    "LoRA",
+    "[SD1.5]",
+    "| Flux",
+    "(Illustrious)",
+    "- LyCORIS",
+    "v3.5",
+    "Turbo",
+    "Lightning",
+    "Inpainting",
+    "Pruned",
+    "NoobAI",
+    "2.5D",
+)
+# Names shared by many unrelated models, as on the real site.
+_DUPLICATE_NAMES = (
+    "Detail Tweaker",
+    "Add More Details",
+    "Better Hands",
+    "Epic Realism",
+    "Anime Lineart",
+    "Film Grain",
+    "Perfect Eyes",
+    "Pixel Art XL",
+)
+_SYLLABLES = (
+    "ka",
+    "ri",
+    "mo",
+    "ne",
+    "zu",
+    "shi",
+    "ta",
+    "lo",
+    "vex",
+    "ar",
+    "bel",
+    "dor",
+    "fin",
+    "gri",
+    "hal",
+    "jin",
+    "kor",
+    "lum",
+    "nyx",
+    "pix",
+    "qua",
+    "ros",
+    "syn",
+    "tor",
+    "umi",
+    "vel",
+    "wyn",
+    "xar",
+    "yo",
+    "zed",
+)
+
+_TYPE_CUM, _TYPE_TOTAL = _cumulative(_TYPE_WEIGHTS)
+_BASE_CUM, _BASE_TOTAL = _cumulative(_BASE_WEIGHTS)
+# Share of models per version count: checkpoints carry several versions, the rest few.
+_CKPT_VERSIONS_CUM, _CKPT_VERSIONS_TOTAL = _cumulative((15, 20, 20, 15, 10, 8, 6, 6))
+_OTHER_VERSIONS_CUM, _OTHER_VERSIONS_TOTAL = _cumulative((72, 18, 10))
+# Latest publication: skewed recent, so that Day/Week/Month/Year each keep a fair share.
+_PUBLISHED_BANDS = (
+    (0.04, 0, DAY),
+    (0.10, DAY, 7 * DAY),
+    (0.22, 7 * DAY, 30 * DAY),
+    (0.55, 30 * DAY, 365 * DAY),
+    (1.00, 365 * DAY, 3 * 365 * DAY),
+)
+_NSFW_COMBOS = (3, 6, 12, 24, 28, 31, 15)
+
+
+def _published_offset(rr: Callable[[], float]) -> int:
+    u = rr()
+    for edge, low, high in _PUBLISHED_BANDS:
+        if u < edge:
+            return low + int(rr() * (high - low))
+    return 3 * 365 * DAY - 1
+
+
+def _nsfw_level(rr: Callable[[], float]) -> int:
+    u = rr()
+    if u < 0.55:
+        return 1
+    if u < 0.70:
+        return 2
+    if u < 0.80:
+        return 4
+    if u < 0.90:
+        return 8
+    if u < 0.96:
+        return 16
+    return _NSFW_COMBOS[int(rr() * len(_NSFW_COMBOS))]
+
+
+# --------------------------------------------------------------------------------------
+# CivitAI queries
+# --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CivitaiQuery:
+    """The filtering and ordering part of a CivitAI request (hashable: a cache key)."""
+
+    sort: str = "Highest Rated"
+    period: str = "AllTime"
+    nsfw: bool = False
+    types: frozenset[int] | None = None
+    base_mask: int | None = None
+    query: str | None = None
+    tag: str | None = None
+    username: str | None = None
+    checkpoint_type: int | None = None
+    ids: frozenset[int] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CivitaiPaging:
+    """The paging/rendering part of a CivitAI request."""
+
+    limit: int = 100
+    cursor: str | None = None
+    page: int | None = None
+    primary_file_only: bool = False
+
+
+def parse_civitai_params(params: RawParams) -> tuple[CivitaiQuery, CivitaiPaging]:
+    """Validate CivitAI parameters as the real API does; unknown parameters are ignored."""
+    p = normalize_params(params)
+
+    raw_limit = _first(p, "limit")
+    limit = 100
+    if raw_limit is not None:
+        try:
+            limit = int(raw_limit)
+        except ValueError:
+            raise QueryError(400, f"Invalid limit: expected a number, got {raw_limit!r}") from None
+        if limit < 0 or limit > 100:
+            raise QueryError(400, "Invalid limit: must be between 0 and 100")
+        # limit=0 would make an endless chain of empty pages; the API's default applies.
+        limit = limit or 100
+
+    if "browsingLevel" in p:
+        raise QueryError(400, "browsingLevel is not supported by the public API, use nsfw")
+
+    sort = _first(p, "sort") or "Highest Rated"
+    if sort not in CIVITAI_SORTS:
+        raise QueryError(400, f"Invalid sort: {sort!r}; expected one of {list(CIVITAI_SORTS)}")
+    period = _first(p, "period") or "AllTime"
+    if period not in PERIODS:
+        raise QueryError(400, f"Invalid period: {period!r}; expected one of {list(PERIODS)}")
+
+    types: frozenset[int] | None = None
+    if p.get("types"):
+        wanted = set()
+        for name in p["types"]:
+            if name not in CIVITAI_TYPES:
+                raise QueryError(400, f"Invalid type: {name!r}")
+            wanted.add(CIVITAI_TYPES.index(name))
+        types = frozenset(wanted)
+
+    base_mask: int | None = None
+    if p.get("baseModels"):
+        # Free strings upstream: an unknown name matches nothing rather than failing.
+        base_mask = 0
+        for name in p["baseModels"]:
+            if name in BASE_MODELS:
+                base_mask |= 1 << BASE_MODELS.index(name)
+
+    checkpoint_type: int | None = None
+    raw_ct = _first(p, "checkpointType")
+    if raw_ct is not None:
+        if raw_ct not in CHECKPOINT_TYPES[1:]:
+            raise QueryError(400, f"Invalid checkpointType: {raw_ct!r}")
+        checkpoint_type = CHECKPOINT_TYPES.index(raw_ct)
+
+    ids: frozenset[int] | None = None
+    if p.get("ids"):
+        try:
+            ids = frozenset(int(x) for v in p["ids"] for x in v.split(",") if x.strip())
+        except ValueError:
+            raise QueryError(400, "Invalid ids: expected integers") from None
+
+    query_text = _first(p, "query")
+    page: int | None = None
+    raw_page = _first(p, "page")
+    if raw_page is not None:
+        try:
+            page = int(raw_page)
+        except ValueError:
+            raise QueryError(400, f"Invalid page: {raw_page!r}") from None
+        if page < 1:
+            raise QueryError(400, "Invalid page: must be at least 1")
+        if query_text:
+            raise QueryError(400, "Cannot use page with a query; use cursor-based pagination")
+
+    query = CivitaiQuery(
+        sort=sort,
+        period=period,
+        nsfw=_parse_bool(p, "nsfw", False),
+        types=types,
+        base_mask=base_mask,
+        query=query_text.lower() if query_text else None,
+        tag=(_first(p, "tag") or "").strip().lower() or None,
+        username=(_first(p, "username") or "").strip().lower() or None,
+        checkpoint_type=checkpoint_type,
+        ids=ids,
+    )
+    paging = CivitaiPaging(
+        limit=limit,
+        cursor=_first(p, "cursor") or None,
+        page=page,
+        primary_file_only=_parse_bool(p, "primaryFileOnly", False),
+    )
+    return query, paging
+
+
+class _LruCache:
+    """A bounded cache of query answers: a crawl asks the same query once per page."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._data: OrderedDict[Any, array[int]] = OrderedDict()
+
+    def get(self, key: Any) -> array[int] | None:
+        value = self._data.get(key)
+        if value is not None:
+            self._data.move_to_end(key)
+        return value
+
+    def put(self, key: Any, value: array[int]) -> None:
+        self._data[key] = value
+        if len(self._data) > self._size:
+            self._data.popitem(last=False)
+
+
+@dataclass(frozen=True, slots=True)
+class CivitaiRecord:
+    """One model as the catalogue holds it (a row across the columns), for tests and payloads."""
+
+    index: int
+    id: int
+    name: str
+    type: str
+    base_models: tuple[str, ...]
+    versions: int
+    published_at: int
+    stats: dict[str, int | None]
+    nsfw_level: int
+    tags: tuple[str, ...]
+    creator: str
+    mode: str | None
+    checkpoint_type: str | None
+
+    @property
+    def nsfw(self) -> bool:
+        return bool(self.nsfw_level & ~3)
+
+
+class CivitaiCatalogue:
+    """CivitAI models in columns. ``index`` is a model's position; ``id`` its public id."""
+
+    def __init__(self, seed: int, size: int, revision: int = 0) -> None:
+        self.seed = seed
+        self.revision = revision
+        self.id_space = max(2_000_000, 4 * size)
+        self.ids: array[int] = array("i")
+        self.names: list[str] = []
+        self.names_lower: list[str] = []
+        self.type: array[int] = array("B")
+        self.base_mask: array[int] = array("H")
+        self.versions: array[int] = array("B")
+        self.published: array[int] = array("q")
+        # Stats in CIVITAI_STATS order; a null stat is stored as 0 (how it sorts) with its
+        # bit set in null_mask (how it renders).
+        self.stats: tuple[array[int], ...] = tuple(array("q") for _ in CIVITAI_STATS)
+        self.null_mask: array[int] = array("B")
+        self.nsfw_level: array[int] = array("B")
+        self.tag_mask: array[int] = array("Q")
+        self.creator: array[int] = array("I")
+        self.mode: array[int] = array("B")
+        self.checkpoint_type: array[int] = array("B")
+        self.alive = bytearray()
+        self.index_of_id: dict[int, int] = {}
+
+        rng = Random(_stable_seed(seed, 1))
+        self.creators = _make_usernames(rng, max(40, size // 8))
+        self._creator_lower: dict[str, list[int]] = {}
+        for i, name in enumerate(self.creators):
+            self._creator_lower.setdefault(name.lower(), []).append(i)
+
+        for model_id in rng.sample(range(1, self.id_space + 1), size):
+            self._append(rng, model_id)
+        for rev in range(1, revision + 1):
+            self._apply_revision(rev)
+
+        self._orders: dict[str, array[int]] = {}
+        self._rating: array[int] | None = None
+        self._cache = _LruCache(256)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def alive_count(self) -> int:
+        return self.alive.count(1)
+
+    # -- generation -----------------------------------------------------------------------
+
+    def _append(self, rng: Random, model_id: int) -> None:
+        rr = rng.random
+        index = len(self.ids)
+        mtype = bisect(_TYPE_CUM, rr() * _TYPE_TOTAL)
+        if mtype == CHECKPOINT:
+            versions = 1 + bisect(_CKPT_VERSIONS_CUM, rr() * _CKPT_VERSIONS_TOTAL)
+            ckpt = 1 if rr() < 0.4 else 2
+        else:
+            versions = 1 + bisect(_OTHER_VERSIONS_CUM, rr() * _OTHER_VERSIONS_TOTAL)
+            ckpt = 0
+        base = 1 << bisect(_BASE_CUM, rr() * _BASE_TOTAL)
+        if versions > 1 and rr() < 0.25:
+            base |= 1 << bisect(_BASE_CUM, rr() * _BASE_TOTAL)
+
+        downloads = int(rng.lognormvariate(6.5, 2.0)) if rr() > 0.03 else 0
+        downloads = min(downloads, 5_000_000)
+        thumbs_up = int(downloads * (0.01 + 0.11 * rr()))
+        values = (
+            downloads,
+            thumbs_up,
+            int(thumbs_up * 0.05 * rr()),
+            int(thumbs_up * 0.1 * rr()),
+            int(downloads * (0.02 + 0.18 * rr())),
+            min(int(rng.lognormvariate(2.5, 1.5)), 200_000),
+            int(rng.paretovariate(1.5)) - 1 if rr() < 0.3 else 0,
+        )
+        null_mask = 0
+        if rr() < 0.03:
+            null_mask = 1 + int(rr() * 127)
+        for bit, (column, value) in enumerate(zip(self.stats, values, strict=True)):
+            column.append(0 if null_mask >> bit & 1 else value)
+
+        tags = 0
+        for _ in range(2 + int(rr() * 5)):
+            tags |= 1 << int(rr() * len(CIVITAI_TAGS))
+        u = rr()
+        mode = 1 if u < 0.02 else 2 if u < 0.027 else 0
+
+        self.ids.append(model_id)
+        name = _civitai_name(rng)
+        self.names.append(name)
+        self.names_lower.append(name.lower())
+        self.type.append(mtype)
+        self.base_mask.append(base)
+        self.versions.append(versions)
+        self.published.append(REFERENCE_EPOCH - _published_offset(rr))
+        self.null_mask.append(null_mask)
+        self.nsfw_level.append(_nsfw_level(rr))
+        self.tag_mask.append(tags)
+        # Squaring skews authorship: a few prolific creators, a long tail.
+        self.creator.append(int(len(self.creators) * rr() * rr()))
+        self.mode.append(mode)
+        self.checkpoint_type.append(ckpt)
+        self.alive.append(1)
+        self.index_of_id[model_id] = index
+
+    def _apply_revision(self, rev: int) -> None:
+        """Revision k: drop ~2% of the models, add ~2% new ones, move ~5% up the sorts."""
+        rng = Random(_stable_seed(self.seed, 2, rev))
+        alive = [i for i, flag in enumerate(self.alive) if flag]
+        for i in rng.sample(alive, max(1, len(alive) // 50)):
+            self.alive[i] = 0
+            del self.index_of_id[self.ids[i]]
+        for _ in range(max(1, len(alive) // 50)):
+            model_id = rng.randrange(1, self.id_space + 1)
+            while model_id in self.index_of_id:
+                model_id = rng.randrange(1, self.id_space + 1)
+            self._append(rng, model_id)
+        alive = [i for i, flag in enumerate(self.alive) if flag]
+        for i in rng.sample(alive, max(1, len(alive) // 20)):
+            factor = 1.5 + 4.5 * rng.random()
+            for column in self.stats[:6]:
+                column[i] = int(column[i] * factor) + int(rng.random() * 50)
+            # A new version: the model now counts as freshly published.
+            if rng.random() < 0.3:
+                self.published[i] = REFERENCE_EPOCH - int(rng.random() * 10 * DAY)
+
+    # -- records --------------------------------------------------------------------------
+
+    def record(self, index: int) -> CivitaiRecord:
+        nulls = self.null_mask[index]
+        base = self.base_mask[index]
+        return CivitaiRecord(
+            index=index,
+            id=self.ids[index],
+            name=self.names[index],
+            type=CIVITAI_TYPES[self.type[index]],
+            base_models=tuple(b for bit, b in enumerate(BASE_MODELS) if base >> bit & 1),
+            versions=self.versions[index],
+            published_at=self.published[index],
+            stats={
+                name: None if nulls >> bit & 1 else self.stats[bit][index]
+                for bit, name in enumerate(CIVITAI_STATS)
+            },
+            nsfw_level=self.nsfw_level[index],
+            tags=tuple(t for bit, t in enumerate(CIVITAI_TAGS) if self.tag_mask[index] >> bit & 1),
+            creator=self.creators[self.creator[index]],
+            mode=MODES[self.mode[index]],
+            checkpoint_type=CHECKPOINT_TYPES[self.checkpoint_type[index]] or None,
+        )
+
+    def record_for_id(self, model_id: int) -> CivitaiRecord:
+        return self.record(self.index_of_id[model_id])
+
+    # -- ordering -------------------------------------------------------------------------
+
+    def sort_values(self, sort: str) -> Sequence[int]:
+        """The per-model value a sort orders by (nulls count as 0)."""
+        if sort in ("Newest", "Oldest"):
+            return self.published
+        if sort == "Highest Rated":
+            if self._rating is None:
+                up, down = self.stats[1], self.stats[2]
+                self._rating = array("q", (u - d for u, d in zip(up, down, strict=True)))
+            return self._rating
+        column = {
+            "Most Downloaded": 0,
+            "Most Liked": 1,
+            "Most Discussed": 3,
+            "Most Collected": 4,
+            "Most Images": 5,
+        }[sort]
+        return self.stats[column]
+
+    def sort_key(self, sort: str) -> Callable[[int], tuple[int, int]]:
+        """Key under which a sort's order is ascending (ties broken by id)."""
+        values = self.sort_values(sort)
+        ids = self.ids
+        if sort == "Oldest":
+            return lambda i: (values[i], ids[i])
+        return lambda i: (-values[i], -ids[i])
+
+    @staticmethod
+    def cursor_key(sort: str, value: int, model_id: int) -> tuple[int, int]:
+        """The :meth:`sort_key` of an item known only by its value and id (from a cursor)."""
+        return (value, model_id) if sort == "Oldest" else (-value, -model_id)
+
+    def order(self, sort: str) -> array[int]:
+        """Every live model in the sort's order."""
+        cached = self._orders.get(sort)
+        if cached is not None:
+            return cached
+        alive = [i for i, flag in enumerate(self.alive) if flag]
+        values = self.sort_values(sort)
+        # Two stable sorts: by id first, then by value; equal values keep the id order.
+        descending = sort != "Oldest"
+        by_id = sorted(alive, key=self.ids.__getitem__, reverse=descending)
+        result = array("i", sorted(by_id, key=values.__getitem__, reverse=descending))
+        self._orders[sort] = result
+        return result
+
+    # -- queries --------------------------------------------------------------------------
+
+    def result(self, query: CivitaiQuery) -> array[int]:
+        """Indices of the models answering ``query``, in order (cached)."""
+        cached = self._cache.get(query)
+        if cached is not None:
+            return cached
+        selected: Sequence[int] = self.order(query.sort)
+        for predicate in self._predicates(query):
+            selected = [i for i in selected if predicate(i)]
+        result = selected if isinstance(selected, array) else array("i", selected)
+        self._cache.put(query, result)
+        return result
+
+    def _predicates(self, q: CivitaiQuery) -> list[Callable[[int], Any]]:
+        preds: list[Callable[[int], Any]] = []
+        if q.ids is not None:
+            ids, wanted = self.ids, q.ids
+            preds.append(lambda i: ids[i] in wanted)
+        if q.types is not None:
+            mtype, types = self.type, q.types
+            preds.append(lambda i: mtype[i] in types)
+        if not q.nsfw:
+            level = self.nsfw_level
+            preds.append(lambda i: level[i] == 1)
+        if q.base_mask is not None:
+            base, mask = self.base_mask, q.base_mask
+            preds.append(lambda i: base[i] & mask)
+        span = PERIODS[q.period]
+        if span is not None:
+            published, start = self.published, REFERENCE_EPOCH - span
+            preds.append(lambda i: published[i] >= start)
+        if q.checkpoint_type is not None:
+            # Upstream semantics: the filter constrains checkpoints and lets other types pass.
+            mtype, ckpt, wanted_ct = self.type, self.checkpoint_type, q.checkpoint_type
+            preds.append(lambda i: mtype[i] != CHECKPOINT or ckpt[i] == wanted_ct)
+        if q.tag is not None:
+            bit = _TAG_INDEX.get(q.tag)
+            if bit is None:
+                preds.append(lambda i: False)
+            else:
+                tags = self.tag_mask
+                preds.append(lambda i: tags[i] >> bit & 1)
+        if q.username is not None:
+            creators = frozenset(self._creator_lower.get(q.username, ()))
+            creator = self.creator
+            preds.append(lambda i: creator[i] in creators)
+        if q.query is not None:
+            names, text = self.names_lower, q.query
+            preds.append(lambda i: text in names[i])
+        return preds
+
+    def query(self, params: RawParams) -> list[int]:
+        """Ids of every model a CivitAI request with ``params`` lists, across all pages."""
+        query, _ = parse_civitai_params(params)
+        ids = self.ids
+        return [ids[i] for i in self.result(query)]
+
+
+def _civitai_name(rng: Random) -> str:
+    rr = rng.random
+    u = rr()
+    if u < 0.03:
+        name = _DUPLICATE_NAMES[int(rr() * len(_DUPLICATE_NAMES))]
+    else:
+        parts = [_NAME_ADJ[int(rr() * len(_NAME_ADJ))], _NAME_NOUN[int(rr() * len(_NAME_NOUN))]]
+        if rr() < 0.15:
+            parts.insert(int(rr() * 3), _NAME_UNICODE[int(rr() * len(_NAME_UNICODE))])
+        if rr() < 0.5:
+            parts.append(_NAME_SUFFIX[int(rr() * len(_NAME_SUFFIX))])
+        if rr() < 0.3:
+            parts.append(f"{_SYLLABLES[int(rr() * 30)].title()}{int(rr() * 100)}")
+        name = " ".join(parts)
+    v = rr()
+    if v < 0.015:
+        name = f" {name}"
+    elif v < 0.03:
+        name = f"{name}  "
+    return name
+
+
+def _make_usernames(rng: Random, count: int) -> list[str]:
+    rr = rng.random
+    seen: set[str] = set()
+    names: list[str] = []
+    while len(names) < count:
+        u = rr()
+        if u < 0.06:
+            # All-digit: the API serialises these as JSON numbers. No leading zero, so the
+            # number's decimal form is the username.
+            name = str(100_000 + int(rr() * 999_900_000))
+        else:
+            syllables = "".join(_SYLLABLES[int(rr() * 30)] for _ in range(2 + int(rr() * 3)))
+            sep = ("", "_", "")[int(rr() * 3)]
+            tail = str(int(rr() * 1000)) if rr() < 0.4 else ""
+            name = f"{syllables}{sep}{tail}" if tail else syllables
+            if rr() < 0.3:
+                name = name.title().replace("_", "")
+        if name not in seen:
+            seen.add(name)
+            names.append(name)
+    return names
+
+
+# --------------------------------------------------------------------------------------
+# Hugging Face vocabulary
+# --------------------------------------------------------------------------------------
+
+HF_PIPELINES: tuple[str, ...] = (
+    "text-generation",
+    "text2text-generation",
+    "sentence-similarity",
+    "question-answering",
+    "fill-mask",
+    "feature-extraction",
+    "text-classification",
+    "token-classification",
+    "summarization",
+    "translation",
+    "image-classification",
+    "object-detection",
+    "image-segmentation",
+    "text-to-image",
+    "image-to-text",
+    "automatic-speech-recognition",
+    "text-to-speech",
+    "audio-classification",
+    "zero-shot-classification",
+    "image-text-to-text",
+    "depth-estimation",
+)
+_PIPELINE_WEIGHTS = (25, 4, 5, 2, 4, 5, 8, 3, 1.5, 2, 4, 1.5, 1, 8, 1, 4, 1.5, 1, 1, 3, 0.5)
+HF_LIBRARIES: tuple[str, ...] = (
+    "transformers",
+    "pytorch",
+    "tensorflow",
+    "jax",
+    "diffusers",
+    "gguf",
+    "onnx",
+    "sentence-transformers",
+    "peft",
+    "keras",
+    "timm",
+    "mlx",
+    "safetensors",
+    "transformers.js",
+)
+_LIBRARY_WEIGHTS = (40, 4, 2, 1, 8, 6, 2, 5, 8, 1, 2, 3, 2, 1)
+HF_LICENSES: tuple[str, ...] = (
+    "apache-2.0",
+    "mit",
+    "gpl-3.0",
+    "gpl-2.0",
+    "cc-by-4.0",
+    "cc-by-sa-4.0",
+    "cc-by-nc-4.0",
+    "openrail",
+    "creativeml-openrail-m",
+    "llama3",
+    "bsd-3-clause",
+    "other",
+)
+_LICENSE_WEIGHTS = (35, 20, 3, 1, 5, 3, 5, 4, 4, 4, 2, 10)
+HF_LANGUAGES: tuple[str, ...] = ("en", "zh", "fr", "de", "es", "ja", "ko", "ru", "multilingual")
+HF_FLAG_TAGS: tuple[str, ...] = (
+    "conversational",
+    "text-generation-inference",
+    "autotrain_compatible",
+    "endpoints_compatible",
+)
+HF_SORTS: tuple[str, ...] = (
+    "trendingScore",
+    "downloads",
+    "likes",
+    "lastModified",
+    "createdAt",
+    "likes30d",
+    "id",
+)
+HF_MAX_LIMIT = 1000
+# Properties `expand` may name, as huggingface_hub lists them; anything else is a 400.
+HF_EXPAND_PROPERTIES: frozenset[str] = frozenset(
+    (
+        "author",
+        "baseModels",
+        "cardData",
+        "childrenModelCount",
+        "config",
+        "createdAt",
+        "disabled",
+        "downloads",
+        "downloadsAllTime",
+        "evalResults",
+        "gated",
+        "gguf",
+        "inference",
+        "inferenceProviderMapping",
+        "lastModified",
+        "library_name",
+        "likes",
+        "mask_token",
+        "model-index",
+        "pipeline_tag",
+        "private",
+        "resourceGroup",
+        "safetensors",
+        "sha",
+        "siblings",
+        "spaces",
+        "tags",
+        "transformersInfo",
+        "trendingScore",
+        "usedStorage",
+        "widgetData",
+    )
+)
+
+# One bit per tag of the closed vocabulary, so an ANDed tag filter is one mask test.
+_TAG_BIT: dict[str, int] = {}
+for _tag in (
+    *HF_PIPELINES,
+    *HF_LIBRARIES,
+    *(f"license:{lic}" for lic in HF_LICENSES),
+    *HF_LANGUAGES,
+    *HF_FLAG_TAGS,
+    "region:us",
+):
+    _TAG_BIT[_tag] = len(_TAG_BIT)
+assert len(_TAG_BIT) <= 64
+PIPELINE_BIT0 = _TAG_BIT[HF_PIPELINES[0]]
+LIBRARY_BIT0 = _TAG_BIT[HF_LIBRARIES[0]]
+LICENSE_BIT0 = _TAG_BIT[f"license:{HF_LICENSES[0]}"]
+LANGUAGE_BIT0 = _TAG_BIT[HF_LANGUAGES[0]]
+FLAG_BIT0 = _TAG_BIT[HF_FLAG_TAGS[0]]
+REGION_BIT = _TAG_BIT["region:us"]
+
+# (model_type tag, name stems, pipelines it serves)
+HF_FAMILIES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    (
+        "llama",
+        ("Llama-3.1-8B", "Llama-3.2-1B", "Llama-3.2-3B", "Llama-3.3-70B", "TinyLlama-1.1B"),
+        ("text-generation",),
+    ),
+    ("mistral", ("Mistral-7B", "Mistral-Nemo-12B", "Mixtral-8x7B"), ("text-generation",)),
+    ("qwen2", ("Qwen2.5-7B", "Qwen2.5-0.5B", "Qwen2.5-72B", "Qwen3-8B"), ("text-generation",)),
+    (
+        "gemma2",
+        ("gemma-2-2b", "gemma-2-9b", "gemma-3-27b"),
+        ("text-generation", "image-text-to-text"),
+    ),
+    ("phi3", ("Phi-3-mini", "Phi-3.5-mini", "phi-4"), ("text-generation",)),
+    ("gpt2", ("gpt2", "distilgpt2", "gpt2-medium"), ("text-generation",)),
+    ("t5", ("t5-small", "flan-t5-base", "mt5-large"), ("text2text-generation", "summarization")),
+    (
+        "bart",
+        ("bart-large-cnn", "bart-base", "mbart-large-50"),
+        ("summarization", "text2text-generation", "zero-shot-classification"),
+    ),
+    ("marian", ("opus-mt-en-de", "opus-mt-fr-en", "opus-mt-zh-en"), ("translation",)),
+    (
+        "bert",
+        ("bert-base-uncased", "bert-large-cased", "distilbert-base", "MiniLM-L6"),
+        (
+            "fill-mask",
+            "text-classification",
+            "token-classification",
+            "question-answering",
+            "zero-shot-classification",
+        ),
+    ),
+    (
+        "roberta",
+        ("roberta-base", "xlm-roberta-large", "deberta-v3-base"),
+        ("fill-mask", "text-classification", "token-classification", "question-answering"),
+    ),
+    (
+        "mpnet",
+        ("all-mpnet-base-v2", "bge-small-en", "e5-large-v2", "gte-base"),
+        ("sentence-similarity", "feature-extraction"),
+    ),
+    (
+        "vit",
+        ("vit-base-patch16", "convnext-tiny", "resnet-50"),
+        ("image-classification", "feature-extraction"),
+    ),
+    ("detr", ("detr-resnet-50", "yolos-tiny", "rt-detr-l"), ("object-detection",)),
+    ("segformer", ("segformer-b0", "mask2former-swin", "sam-vit-base"), ("image-segmentation",)),
+    ("dpt", ("dpt-large", "depth-anything-v2-small", "glpn-nyu"), ("depth-estimation",)),
+    (
+        "stable-diffusion",
+        ("stable-diffusion-v1-5", "sdxl-base-1.0", "sd-turbo", "anything-v5"),
+        ("text-to-image",),
+    ),
+    ("flux", ("FLUX.1-dev", "FLUX.1-schnell", "flux-lora"), ("text-to-image",)),
+    ("blip", ("blip-image-captioning", "git-base", "vit-gpt2-captioning"), ("image-to-text",)),
+    ("llava", ("llava-1.5-7b", "Qwen2-VL-7B", "idefics2-8b"), ("image-text-to-text",)),
+    (
+        "whisper",
+        ("whisper-small", "whisper-large-v3", "wav2vec2-base-960h"),
+        ("automatic-speech-recognition",),
+    ),
+    ("speecht5", ("speecht5_tts", "bark-small", "kokoro-82M"), ("text-to-speech",)),
+    (
+        "audio-spectrogram-transformer",
+        ("ast-finetuned-audioset", "hubert-base-ks"),
+        ("audio-classification",),
+    ),
+)
+_FAMILY_TAG_INDEX = {family[0]: i for i, family in enumerate(HF_FAMILIES)}
+_FAMILIES_BY_PIPELINE: tuple[tuple[int, ...], ...] = tuple(
+    tuple(i for i, fam in enumerate(HF_FAMILIES) if pipe in fam[2]) for pipe in HF_PIPELINES
+)
+_PREFERRED_LIBRARIES: dict[str, tuple[str, ...]] = {
+    "text-generation": ("transformers", "transformers", "gguf", "mlx", "peft"),
+    "text-to-image": ("diffusers", "diffusers", "diffusers", "peft"),
+    "sentence-similarity": ("sentence-transformers",),
+    "feature-extraction": ("sentence-transformers", "transformers", "transformers.js"),
+    "image-classification": ("timm", "transformers", "keras"),
+    "image-text-to-text": ("transformers", "mlx"),
+}
+_PREFERRED_INDEX: tuple[tuple[int, ...], ...] = tuple(
+    tuple(HF_LIBRARIES.index(lib) for lib in _PREFERRED_LIBRARIES.get(pipe, ("transformers",)))
+    for pipe in HF_PIPELINES
+)
+_HF_VARIANTS = (
+    "Instruct",
+    "it",
+    "chat",
+    "GGUF",
+    "AWQ",
+    "GPTQ",
+    "4bit",
+    "8bit",
+    "Q4_K_M-GGUF",
+    "bnb-4bit",
+    "finetuned",
+    "lora",
+    "sft",
+    "dpo",
+    "v0.1",
+    "v2",
+    "uncensored",
+    "merged",
+    "exl2",
+    "MLX",
+    "fp16",
+    "abliterated",
+    "onnx",
+    "distilled",
+)
+_HF_TOKENS = (
+    "alpaca",
+    "dolphin",
+    "hermes",
+    "orca",
+    "zephyr",
+    "vicuna",
+    "wizard",
+    "code",
+    "math",
+    "med",
+    "legal",
+    "fin",
+    "tiny",
+    "small",
+    "base",
+    "large",
+    "xl",
+    "squad",
+    "imdb",
+    "sst2",
+    "ner",
+    "emotion",
+    "sentiment",
+    "news",
+    "arabic",
+    "german",
+    "japanese",
+    "korean",
+    "spanish",
+    "hindi",
+)
+_HF_FAMOUS_OWNERS = (
+    "meta-llama",
+    "google",
+    "microsoft",
+    "mistralai",
+    "Qwen",
+    "TheBloke",
+    "bartowski",
+    "unsloth",
+    "sentence-transformers",
+    "openai",
+    "stabilityai",
+    "black-forest-labs",
+    "facebook",
+    "nvidia",
+    "deepseek-ai",
+    "mlx-community",
+    "lmstudio-community",
+    "BAAI",
+    "intfloat",
+    "Helsinki-NLP",
+    "allenai",
+    "EleutherAI",
+    "tiiuae",
+    "HuggingFaceTB",
+    "ibm-granite",
+    "jinaai",
+    "Salesforce",
+    "timm",
+    "onnx-community",
+    "Xenova",
+    "FacebookAI",
+    "google-bert",
+    "openai-community",
+    "CompVis",
+    "QuantFactory",
+    "mradermacher",
+)
+_OWNER_PARTS = (
+    "neo",
+    "ai",
+    "lab",
+    "deep",
+    "tensor",
+    "quant",
+    "byte",
+    "open",
+    "mind",
+    "net",
+    "vision",
+    "lingo",
+    "forge",
+    "core",
+    "nova",
+    "flux",
+    "data",
+    "hub",
+    "smart",
+    "auto",
+    "kai",
+    "sora",
+    "zen",
+    "omni",
+)
+_PIPELINE_CUM, _PIPELINE_TOTAL = _cumulative(_PIPELINE_WEIGHTS)
+_LIBRARY_CUM, _LIBRARY_TOTAL = _cumulative(_LIBRARY_WEIGHTS)
+_LICENSE_CUM, _LICENSE_TOTAL = _cumulative(_LICENSE_WEIGHTS)
+_HF_START = int(datetime(2021, 3, 1, tzinfo=UTC).timestamp())
+_TEXT_PIPELINES = frozenset(range(10)) | {18, 19}
+_LOG_1E7, _LOG_3B, _LOG_13B, _LOG_400B = (math.log(x) for x in (1e7, 3e9, 1.3e10, 4e11))
+
+_NUM_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmbt]?)\s*$", re.IGNORECASE)
+_SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "t": 10**12}
+
+
+def parse_num_parameters(raw: str) -> tuple[int | None, int | None]:
+    """Parse ``min:X,max:Y`` (either side optional, suffixes K/M/B/T) into inclusive bounds."""
+    low: int | None = None
+    high: int | None = None
+    parts = [part.strip() for part in raw.split(",")]
+    if not raw.strip() or any(not part for part in parts):
+        raise QueryError(400, f"Invalid num_parameters: {raw!r}")
+    for part in parts:
+        side, _, number = part.partition(":")
+        match = _NUM_RE.match(number)
+        side = side.strip().lower()
+        if side not in ("min", "max") or match is None:
+            raise QueryError(400, f"Invalid num_parameters: {raw!r}")
+        value = round(float(match.group(1)) * _SUFFIX[match.group(2).lower()])
+        if side == "min":
+            if low is not None:
+                raise QueryError(400, f"Invalid num_parameters: {raw!r}")
+            low = value
+        else:
+            if high is not None:
+                raise QueryError(400, f"Invalid num_parameters: {raw!r}")
+            high = value
+    return low, high
+
+
+@dataclass(frozen=True, slots=True)
+class HfQuery:
+    """The filtering and ordering part of a Hub listing (hashable: a cache key)."""
+
+    sort: str = "trendingScore"
+    search: str | None = None
+    author: str | None = None
+    filters: tuple[str, ...] = ()
+    pipeline_tag: str | None = None
+    library: str | None = None
+    num_parameters: tuple[int | None, int | None] | None = None
+    gated: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class HfPaging:
+    """The paging/rendering part of a Hub listing."""
+
+    limit: int = HF_MAX_LIMIT
+    cursor: str | None = None
+    full: bool = False
+    expand: tuple[str, ...] | None = None
+    config: bool = False
+    card_data: bool = False
+
+
+def parse_hf_params(params: RawParams) -> tuple[HfQuery, HfPaging]:
+    """Validate Hub listing parameters as the Hub does; unknown parameters are ignored."""
+    p = normalize_params(params)
+    sort = _first(p, "sort") or "trendingScore"
+    if sort not in HF_SORTS:
+        raise QueryError(400, f"Invalid sort parameter: {sort}")
+
+    limit = HF_MAX_LIMIT
+    raw_limit = _first(p, "limit")
+    if raw_limit is not None:
+        try:
+            limit = int(raw_limit)
+        except ValueError:
+            raise QueryError(400, f"Invalid limit: {raw_limit!r}") from None
+        if limit < 1:
+            raise QueryError(400, "Invalid limit: must be positive")
+        limit = min(limit, HF_MAX_LIMIT)
+
+    full = _lenient_bool(p, "full")
+    config = _lenient_bool(p, "config")
+    card_data = _lenient_bool(p, "cardData")
+    expand: tuple[str, ...] | None = None
+    if p.get("expand"):
+        if full or config or card_data:
+            raise QueryError(400, "expand cannot be combined with full, config or cardData")
+        for value in p["expand"]:
+            if value not in HF_EXPAND_PROPERTIES:
+                raise QueryError(
+                    400, f'"expand" must be one of {sorted(HF_EXPAND_PROPERTIES)}, got {value!r}'
+                )
+        expand = tuple(dict.fromkeys(p["expand"]))
+
+    gated: bool | None = None
+    if _first(p, "gated") is not None:
+        gated = _parse_bool(p, "gated", False)
+    raw_params = _first(p, "num_parameters")
+    query = HfQuery(
+        sort=sort,
+        search=(_first(p, "search") or "").lower() or None,
+        author=(_first(p, "author") or "").lower() or None,
+        # AND is commutative: a canonical order makes equal queries equal cache keys.
+        filters=tuple(sorted(set(p.get("filter", ())))),
+        pipeline_tag=_first(p, "pipeline_tag") or None,
+        library=_first(p, "library") or None,
+        num_parameters=parse_num_parameters(raw_params) if raw_params is not None else None,
+        gated=gated,
+    )
+    paging = HfPaging(
+        limit=limit,
+        cursor=_first(p, "cursor") or None,
+        full=full,
+        expand=expand,
+        config=config,
+        card_data=card_data,
+    )
+    return query, paging
+
+
+@dataclass(frozen=True, slots=True)
+class HfRecord:
+    """One Hub model as the catalogue holds it, for tests and payloads."""
+
+    index: int
+    id: str
+    author: str
+    likes: int
+    likes30d: int
+    downloads: int
+    trending_score: int
+    created_at: int
+    last_modified: int
+    pipeline_tag: str | None
+    library_name: str | None
+    tags: tuple[str, ...]
+    num_parameters: int | None
+    gated: str | bool
+    family: str
+
+
+class HfCatalogue:
+    """Hugging Face models in columns; ``index`` is a model's position."""
+
+    def __init__(self, seed: int, size: int, revision: int = 0) -> None:
+        self.seed = seed
+        self.revision = revision
+        self.ids: list[str] = []
+        self.owner: array[int] = array("I")
+        self.likes: array[int] = array("q")
+        self.likes30d: array[int] = array("q")
+        self.downloads: array[int] = array("q")
+        self.trending: array[int] = array("q")
+        self.created: array[int] = array("q")
+        self.modified: array[int] = array("q")
+        self.pipeline: array[int] = array("b")
+        self.library: array[int] = array("b")
+        self.family: array[int] = array("B")
+        self.tag_bits: array[int] = array("Q")
+        self.num_parameters: array[int] = array("q")
+        self.gated: array[int] = array("B")
+        self.alive = bytearray()
+
+        rng = Random(_stable_seed(seed, 3))
+        self.owners = _make_owners(rng, max(60, size // 6))
+        self._owner_lower: dict[str, list[int]] = {}
+        for i, owner in enumerate(self.owners):
+            self._owner_lower.setdefault(owner.lower(), []).append(i)
+        self._seen: set[str] = set()
+        for _ in range(size):
+            self._append(rng)
+        for rev in range(1, revision + 1):
+            self._apply_revision(rev)
+        # Only generation needs the uniqueness set; it is the size of the id list.
+        del self._seen
+
+        self._orders: dict[str, array[int]] = {}
+        self._id_rank: array[int] | None = None
+        self._cache = _LruCache(256)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def alive_count(self) -> int:
+        return self.alive.count(1)
+
+    # -- generation -----------------------------------------------------------------------
+
+    def _append(self, rng: Random) -> None:
+        rr = rng.random
+        index = len(self.ids)
+        famous = len(_HF_FAMOUS_OWNERS)
+        if rr() < 0.15:
+            owner = int(famous * rr())
+        else:
+            owner = famous + int((len(self.owners) - famous) * rr() * rr())
+
+        bits = 1 << REGION_BIT
+        pipeline = -1 if rr() < 0.12 else bisect(_PIPELINE_CUM, rr() * _PIPELINE_TOTAL)
+        if pipeline >= 0:
+            bits |= 1 << (PIPELINE_BIT0 + pipeline)
+            families = _FAMILIES_BY_PIPELINE[pipeline]
+            family = families[int(rr() * len(families))]
+        else:
+            family = int(rr() * len(HF_FAMILIES))
+
+        if rr() < 0.12:
+            library = -1
+        elif pipeline >= 0 and rr() < 0.65:
+            preferred = _PREFERRED_INDEX[pipeline]
+            library = preferred[int(rr() * len(preferred))]
+        else:
+            library = bisect(_LIBRARY_CUM, rr() * _LIBRARY_TOTAL)
+        if library >= 0:
+            bits |= 1 << (LIBRARY_BIT0 + library)
+        if rr() < 0.55:
+            bits |= 1 << (LIBRARY_BIT0 + 12)  # safetensors weights
+        u = rr()
+        if u < 0.05:
+            bits |= 1 << (LIBRARY_BIT0 + 5)  # gguf files beside another library
+        elif u < 0.08:
+            bits |= 1 << (LIBRARY_BIT0 + 6)  # onnx export
+        elif u < 0.11 and library == 0:
+            bits |= 1 << (LIBRARY_BIT0 + 1)  # pytorch weights
+
+        if rr() >= 0.1:
+            bits |= 1 << (LICENSE_BIT0 + bisect(_LICENSE_CUM, rr() * _LICENSE_TOTAL))
+        if pipeline in _TEXT_PIPELINES:
+            u = rr()
+            if u < 0.6:
+                bits |= 1 << LANGUAGE_BIT0
+            if u < 0.2 or u > 0.9:
+                bits |= 1 << (LANGUAGE_BIT0 + 1 + int(rr() * (len(HF_LANGUAGES) - 1)))
+        if pipeline in (0, 19) and rr() < 0.7:
+            bits |= 1 << FLAG_BIT0
+        if library == 0:
+            if pipeline == 0 and rr() < 0.6:
+                bits |= 1 << (FLAG_BIT0 + 1)
+            if rr() < 0.4:
+                bits |= 1 << (FLAG_BIT0 + 2)
+        if rr() < 0.5:
+            bits |= 1 << (FLAG_BIT0 + 3)
+
+        stem = HF_FAMILIES[family][1]
+        parts = [stem[int(rr() * len(stem))]]
+        if rr() < 0.6:
+            parts.append(_HF_VARIANTS[int(rr() * len(_HF_VARIANTS))])
+        if rr() < 0.5:
+            parts.insert(int(rr() * 2) * len(parts), _HF_TOKENS[int(rr() * len(_HF_TOKENS))])
+        model_id = f"{self.owners[owner]}/{'-'.join(parts)}"
+        if model_id in self._seen:
+            # The index is unique, so the suffixed id is too.
+            model_id = f"{model_id}-{index}"
+        self._seen.add(model_id)
+
+        u = rr()
+        if u < 0.08:
+            params = -1
+        elif u < 0.55:
+            params = int(math.exp(_LOG_1E7 + (_LOG_3B - _LOG_1E7) * rr()))
+        elif u < 0.80:
+            params = int(math.exp(_LOG_3B + (_LOG_13B - _LOG_3B) * rr()))
+        else:
+            params = int(math.exp(_LOG_13B + (_LOG_400B - _LOG_13B) * rr()))
+
+        likes = 0 if rr() < 0.45 else min(int(rng.paretovariate(0.9)), 50_000)
+        created = _HF_START + int((REFERENCE_EPOCH - _HF_START) * rr() ** 0.7)
+        u = rr()
+
+        self.ids.append(model_id)
+        self.owner.append(owner)
+        self.likes.append(likes)
+        self.likes30d.append(int(likes * 0.5 * rr()))
+        self.downloads.append(0 if rr() < 0.15 else min(int(rng.lognormvariate(5, 3)), 10**8))
+        self.trending.append(0 if rr() < 0.6 else min(int(rng.paretovariate(1.2)), 5000))
+        self.created.append(created)
+        self.modified.append(created + int((REFERENCE_EPOCH - created) * rr()))
+        self.pipeline.append(pipeline)
+        self.library.append(library)
+        self.family.append(family)
+        self.tag_bits.append(bits)
+        self.num_parameters.append(params)
+        self.gated.append(1 if u < 0.05 else 2 if u < 0.08 else 0)
+        self.alive.append(1)
+
+    def _apply_revision(self, rev: int) -> None:
+        """Revision k: drop ~2% of the models, add ~2% new ones, move ~5% up the sorts."""
+        rng = Random(_stable_seed(self.seed, 4, rev))
+        alive = [i for i, flag in enumerate(self.alive) if flag]
+        for i in rng.sample(alive, max(1, len(alive) // 50)):
+            self.alive[i] = 0
+        for _ in range(max(1, len(alive) // 50)):
+            self._append(rng)
+        alive = [i for i, flag in enumerate(self.alive) if flag]
+        for i in rng.sample(alive, max(1, len(alive) // 20)):
+            factor = 1.5 + 4.5 * rng.random()
+            self.likes[i] = int(self.likes[i] * factor) + 1 + int(rng.random() * 20)
+            self.likes30d[i] = int(self.likes30d[i] * factor) + int(rng.random() * 10)
+            self.downloads[i] = int(self.downloads[i] * factor) + int(rng.random() * 1000)
+            self.trending[i] = int(self.trending[i] * factor) + int(rng.random() * 30)
+            self.modified[i] = REFERENCE_EPOCH - int(rng.random() * 30 * DAY)
+
+    # -- records --------------------------------------------------------------------------
+
+    def tags(self, index: int) -> list[str]:
+        """The model's tags in the Hub's usual order."""
+        bits = self.tag_bits[index]
+        library = self.library[index]
+        out: list[str] = []
+        if library >= 0:
+            out.append(HF_LIBRARIES[library])
+        out.extend(
+            lib
+            for n, lib in enumerate(HF_LIBRARIES)
+            if n != library and bits >> (LIBRARY_BIT0 + n) & 1
+        )
+        out.append(HF_FAMILIES[self.family[index]][0])
+        pipeline = self.pipeline[index]
+        if pipeline >= 0:
+            out.append(HF_PIPELINES[pipeline])
+        if bits >> FLAG_BIT0 & 1:
+            out.append(HF_FLAG_TAGS[0])
+        out.extend(lang for n, lang in enumerate(HF_LANGUAGES) if bits >> (LANGUAGE_BIT0 + n) & 1)
+        out.extend(
+            f"license:{lic}" for n, lic in enumerate(HF_LICENSES) if bits >> (LICENSE_BIT0 + n) & 1
+        )
+        out.extend(
+            flag for n, flag in enumerate(HF_FLAG_TAGS[1:], 1) if bits >> (FLAG_BIT0 + n) & 1
+        )
+        out.append("region:us")
+        return out
+
+    def license(self, index: int) -> str | None:
+        bits = self.tag_bits[index]
+        for n, lic in enumerate(HF_LICENSES):
+            if bits >> (LICENSE_BIT0 + n) & 1:
+                return lic
+        return None
+
+    def record(self, index: int) -> HfRecord:
+        pipeline = self.pipeline[index]
+        library = self.library[index]
+        params = self.num_parameters[index]
+        return HfRecord(
+            index=index,
+            id=self.ids[index],
+            author=self.owners[self.owner[index]],
+            likes=self.likes[index],
+            likes30d=self.likes30d[index],
+            downloads=self.downloads[index],
+            trending_score=self.trending[index],
+            created_at=self.created[index],
+            last_modified=self.modified[index],
+            pipeline_tag=HF_PIPELINES[pipeline] if pipeline >= 0 else None,
+            library_name=HF_LIBRARIES[library] if library >= 0 else None,
+            tags=tuple(self.tags(index)),
+            num_parameters=params if params >= 0 else None,
+            gated=(False, "auto", "manual")[self.gated[index]],
+            family=HF_FAMILIES[self.family[index]][0],
+        )
+
+    # -- ordering -------------------------------------------------------------------------
+
+    def sort_values(self, sort: str) -> Sequence[int]:
+        if sort == "id":
+            return self.id_rank()
+        return {
+            "trendingScore": self.trending,
+            "downloads": self.downloads,
+            "likes": self.likes,
+            "lastModified": self.modified,
+            "createdAt": self.created,
+            "likes30d": self.likes30d,
+        }[sort]
+
+    def id_rank(self) -> array[int]:
+        """Each model's rank among all ids in string order (so `sort=id` is an int sort)."""
+        if self._id_rank is None:
+            rank = array("i", bytes(4 * len(self.ids)))
+            for position, index in enumerate(
+                sorted(range(len(self.ids)), key=self.ids.__getitem__)
+            ):
+                rank[index] = position
+            self._id_rank = rank
+        return self._id_rank
+
+    def sort_key(self, sort: str) -> Callable[[int], tuple[int, int]]:
+        """Key under which a sort's order is ascending: value descending, then index."""
+        values = self.sort_values(sort)
+        return lambda i: (-values[i], i)
+
+    @staticmethod
+    def cursor_key(sort: str, value: int, index: int) -> tuple[int, int]:
+        """The :meth:`sort_key` of an item known only by its value and index (from a cursor)."""
+        return (-value, index)
+
+    def order(self, sort: str) -> array[int]:
+        cached = self._orders.get(sort)
+        if cached is not None:
+            return cached
+        alive = [i for i, flag in enumerate(self.alive) if flag]
+        values = self.sort_values(sort)
+        # Stable descending sort: equal values keep ascending index order.
+        result = array("i", sorted(alive, key=values.__getitem__, reverse=True))
+        self._orders[sort] = result
+        return result
+
+    # -- queries --------------------------------------------------------------------------
+
+    def result(self, query: HfQuery) -> array[int]:
+        cached = self._cache.get(query)
+        if cached is not None:
+            return cached
+        selected: Sequence[int] = self.order(query.sort)
+        for predicate in self._predicates(query):
+            selected = [i for i in selected if predicate(i)]
+        result = selected if isinstance(selected, array) else array("i", selected)
+        self._cache.put(query, result)
+        return result
+
+    def _predicates(self, q: HfQuery) -> list[Callable[[int], Any]]:
+        preds: list[Callable[[int], Any]] = []
+        required = 0
+        families: set[int] = set()
+        for tag in q.filters:
+            bit = _TAG_BIT.get(tag)
+            if bit is not None:
+                required |= 1 << bit
+            elif tag in _FAMILY_TAG_INDEX:
+                families.add(_FAMILY_TAG_INDEX[tag])
+            else:
+                return [lambda i: False]
+        if q.pipeline_tag is not None:
+            if q.pipeline_tag not in HF_PIPELINES:
+                return [lambda i: False]
+            required |= 1 << (PIPELINE_BIT0 + HF_PIPELINES.index(q.pipeline_tag))
+        if len(families) > 1:
+            return [lambda i: False]
+        if required:
+            bits = self.tag_bits
+            preds.append(lambda i: bits[i] & required == required)
+        if families:
+            family_column, (wanted_family,) = self.family, families
+            preds.append(lambda i: family_column[i] == wanted_family)
+        if q.library is not None:
+            if q.library not in HF_LIBRARIES:
+                return [lambda i: False]
+            library_column, wanted_library = self.library, HF_LIBRARIES.index(q.library)
+            preds.append(lambda i: library_column[i] == wanted_library)
+        if q.author is not None:
+            owners = frozenset(self._owner_lower.get(q.author, ()))
+            owner = self.owner
+            preds.append(lambda i: owner[i] in owners)
+        if q.gated is not None:
+            gated, want_gated = self.gated, q.gated
+            preds.append(lambda i: bool(gated[i]) == want_gated)
+        if q.num_parameters is not None:
+            low, high = q.num_parameters
+            low = 0 if low is None else low
+            high = 1 << 62 if high is None else high
+            count = self.num_parameters
+            # A model without a known parameter count never matches a range.
+            preds.append(lambda i: count[i] >= 0 and low <= count[i] <= high)
+        if q.search is not None:
+            ids, text = self.ids, q.search
+            preds.append(lambda i: text in ids[i].lower())
+        return preds
+
+    def query(self, params: RawParams) -> list[str]:
+        """Ids of every model a Hub listing with ``params`` returns, across all pages."""
+        query, _ = parse_hf_params(params)
+        ids = self.ids
+        return [ids[i] for i in self.result(query)]
+
+
+def _make_owners(rng: Random, count: int) -> list[str]:
+    rr = rng.random
+    owners = list(_HF_FAMOUS_OWNERS)
+    seen = {owner.lower() for owner in owners}
+    while len(owners) < count:
+        parts = [_OWNER_PARTS[int(rr() * len(_OWNER_PARTS))] for _ in range(1 + int(rr() * 3))]
+        sep = ("", "-", "_", ".")[int(rr() * 4)]
+        owner = sep.join(parts)
+        if rr() < 0.5:
+            owner = f"{owner}{int(rr() * 10_000)}"
+        if rr() < 0.3:
+            owner = owner.capitalize()
+        if owner.lower() not in seen:
+            seen.add(owner.lower())
+            owners.append(owner)
+    return owners
+
+
+# --------------------------------------------------------------------------------------
+# Both catalogues
+# --------------------------------------------------------------------------------------
+
+
+class Catalogue:
+    """The CivitAI and Hugging Face catalogues of one emulator."""
+
+    def __init__(
+        self,
+        seed: int = 0,
+        civitai_models: int = 3000,
+        hf_models: int = 3000,
+        revision: int = 0,
+    ) -> None:
+        if revision < 0:
+            raise ValueError("revision must be >= 0")
+        self.seed = seed
+        self.revision = revision
+        self.civitai = CivitaiCatalogue(seed, civitai_models, revision)
+        self.hf = HfCatalogue(seed, hf_models, revision)
+
+    def query_civitai(self, params: RawParams) -> list[int]:
+        """Ids, in order, that paging through ``GET /api/v1/models?params`` yields.
+
+        Raises :class:`QueryError` for parameters the API rejects.
+        """
+        return self.civitai.query(params)
+
+    def query_hf(self, params: RawParams) -> list[str]:
+        """Repo ids, in order, that paging through ``GET /api/models?params`` yields."""
+        return self.hf.query(params)

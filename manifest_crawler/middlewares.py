@@ -1,0 +1,244 @@
+"""Transport concerns only: retries with backoff that slow the whole API, not just one request.
+
+Scrapy's RetryMiddleware retries at once and ignores ``Retry-After`` (scrapy#3849), and
+AutoThrottle does not react to 429 (scrapy#4424). This middleware replaces the former:
+
+- retries 408, 429, every 5xx and connection errors, through ``get_retry_request()`` (so
+  stats and give-up logging stay Scrapy's), with exponential backoff and jitter;
+- honours ``Retry-After`` (seconds or HTTP date) and Hugging Face's
+  ``RateLimit: "api";r=<remaining>;t=<reset>``: a "wait" from the API holds back every request
+  to that API (its download slot) until then, not only the retried one;
+- never retries a 400, nor CivitAI's page-cap 429 (``page*limit > 1000``);
+- gives up on a host that cannot be resolved or refuses connections after one retry, and fails
+  every later request to it at once, so an offline build fails in seconds, not minutes.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import time
+from email.utils import parsedate_to_datetime
+from typing import Self
+from urllib.parse import parse_qsl
+
+from scrapy import Request
+from scrapy.crawler import Crawler
+from scrapy.downloadermiddlewares.retry import RetryMiddleware, get_retry_request
+from scrapy.exceptions import (
+    CannotResolveHostError,
+    DownloadConnectionRefusedError,
+    IgnoreRequest,
+    NotConfigured,
+)
+from scrapy.http import Response
+from scrapy.utils.asyncio import sleep
+from scrapy.utils.httpobj import urlparse_cached
+from twisted.internet.error import ConnectionRefusedError as TxConnectionRefusedError
+from twisted.internet.error import DNSLookupError
+
+logger = logging.getLogger(__name__)
+
+#: Request.meta key: the monotonic time before which the request must not be sent.
+NOT_BEFORE_META = "manifest_not_before"
+
+_UNREACHABLE_ERRORS = (
+    CannotResolveHostError,
+    DNSLookupError,
+    DownloadConnectionRefusedError,
+    TxConnectionRefusedError,
+)
+_RATELIMIT_RE = re.compile(
+    r"\br\s*=\s*(\d+)\s*;\s*t\s*=\s*(\d+)|\bt\s*=\s*(\d+)\s*;\s*r\s*=\s*(\d+)"
+)
+_CIVITAI_PAGE_CAP = 1000
+
+
+class HostUnreachable(IgnoreRequest):
+    """A host that could not be resolved or connected to; later requests fail fast."""
+
+
+def backoff_delay(
+    attempt: int, base: float, cap: float, jitter: float, rng: random.Random
+) -> float:
+    """``base * 2**(attempt-1)``, stretched by up to ``jitter`` (a fraction), capped at ``cap``.
+
+    The jitter only lengthens the wait, so the documented schedule (1 s, 2 s, 4 s, …) is a floor,
+    while concurrent retries still spread out instead of arriving together.
+    """
+    delay = base * 2 ** max(attempt - 1, 0)
+    return min(cap, delay * (1.0 + rng.uniform(0.0, jitter)))
+
+
+def parse_retry_after(value: str, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` value: delta-seconds or an HTTP date."""
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:
+        return None
+    return max(0.0, moment.timestamp() - (time.time() if now is None else now))
+
+
+def parse_ratelimit(value: str) -> tuple[int, int] | None:
+    """``(remaining, seconds to reset)`` from ``"api";r=<remaining>;t=<seconds>``."""
+    match = _RATELIMIT_RE.search(value)
+    if not match:
+        return None
+    if match.group(1) is not None:
+        return int(match.group(1)), int(match.group(2))
+    return int(match.group(4)), int(match.group(3))
+
+
+def is_page_cap(request: Request, response: Response) -> bool:
+    """CivitAI's 429 for ``page*limit > 1000``: a permanent refusal, never a rate limit."""
+    if response.status != 429:
+        return False
+    query = dict(parse_qsl(urlparse_cached(request).query))
+    try:
+        page, limit = int(query["page"]), int(query.get("limit", "100"))
+    except (KeyError, ValueError):
+        return False
+    return page * limit > _CIVITAI_PAGE_CAP
+
+
+class BackoffRetryMiddleware(RetryMiddleware):
+    def __init__(self, crawler: Crawler) -> None:
+        settings = crawler.settings
+        if not settings.getbool("RETRY_ENABLED"):
+            raise NotConfigured
+        super().__init__(settings)
+        self.crawler = crawler
+        self.stats = crawler.stats
+        self.max_retry_times = settings.getint("MANIFEST_RETRY_TIMES")
+        self.base = settings.getfloat("MANIFEST_BACKOFF_BASE")
+        self.cap = settings.getfloat("MANIFEST_BACKOFF_MAX")
+        self.jitter = settings.getfloat("MANIFEST_BACKOFF_JITTER")
+        self.max_wait = settings.getfloat("MANIFEST_MAX_RETRY_AFTER")
+        self.rng = random.Random()
+        #: Download slot → monotonic time until which the API asked us to wait.
+        self.blocked_until: dict[str, float] = {}
+        #: Download slot → why its host is unreachable.
+        self.unreachable: dict[str, str] = {}
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        return cls(crawler)
+
+    def _slot(self, request: Request) -> str:
+        return self.crawler.engine.downloader.get_slot_key(request)
+
+    async def process_request(self, request: Request) -> None:
+        slot = self._slot(request)
+        if slot in self.unreachable:
+            raise HostUnreachable(self.unreachable[slot])
+        if request.meta.get("retry_times") and NOT_BEFORE_META not in request.meta:
+            # Retried elsewhere (the spider retries bodies that are not pages): same backoff.
+            delay = backoff_delay(
+                request.meta["retry_times"], self.base, self.cap, self.jitter, self.rng
+            )
+            request.meta[NOT_BEFORE_META] = time.monotonic() + delay
+        # Re-checked after every sleep: another response may have extended the slot's wait.
+        while True:
+            now = time.monotonic()
+            wait = max(
+                request.meta.get(NOT_BEFORE_META, 0.0) - now,
+                self.blocked_until.get(slot, 0.0) - now,
+            )
+            if wait <= 0:
+                return
+            self.stats.inc_value("manifest/backoff/waits")
+            await sleep(wait)
+
+    def process_response(self, request: Request, response: Response) -> Request | Response:
+        slot = self._slot(request)
+        api_wait = self._api_wait(slot, response)
+        if request.meta.get("dont_retry", False) or not self._retryable(response.status):
+            return response
+        if is_page_cap(request, response):
+            logger.error(
+                "Not retrying CivitAI's page cap (page*limit > %d) for %s: use cursors",
+                _CIVITAI_PAGE_CAP,
+                request.url,
+            )
+            return response
+        if api_wait is not None and api_wait > self.max_wait:
+            logger.error(
+                "Not retrying %s: the API asks to wait %.0f s, more than "
+                "MANIFEST_MAX_RETRY_AFTER=%.0f",
+                request.url,
+                api_wait,
+                self.max_wait,
+            )
+            return response
+        retry = self._retry_after(request, f"http_{response.status}", api_wait)
+        if retry is not None and response.status in (429, 503) and api_wait is None:
+            # A rate limit without a hint (the CDN's 429s) still concerns the whole API.
+            self._block(slot, retry.meta[NOT_BEFORE_META])
+        return retry or response
+
+    def process_exception(self, request: Request, exception: Exception) -> Request | None:
+        if request.meta.get("dont_retry", False) or isinstance(exception, IgnoreRequest):
+            return None
+        if not isinstance(exception, self.exceptions_to_retry):
+            return None
+        if isinstance(exception, _UNREACHABLE_ERRORS) and request.meta.get("retry_times", 0) >= 1:
+            self._mark_unreachable(request, exception)
+            return None
+        return self._retry_after(request, type(exception).__name__, None)
+
+    def _retryable(self, status: int) -> bool:
+        return status in (408, 429) or 500 <= status <= 599
+
+    def _api_wait(self, slot: str, response: Response) -> float | None:
+        """How long the API asked to wait (Retry-After, or RateLimit with r=0); blocks the slot."""
+        wait = None
+        retry_after = response.headers.get(b"Retry-After")
+        if retry_after is not None:
+            wait = parse_retry_after(retry_after.decode("latin-1"))
+        ratelimit = response.headers.get(b"RateLimit")
+        if ratelimit is not None:
+            parsed = parse_ratelimit(ratelimit.decode("latin-1"))
+            if parsed is not None and parsed[0] == 0:
+                wait = max(wait or 0.0, float(parsed[1]))
+        if wait is not None and wait <= self.max_wait:
+            self._block(slot, time.monotonic() + wait)
+            self.stats.inc_value("manifest/ratelimit/waits")
+        return wait
+
+    def _block(self, slot: str, until: float) -> None:
+        if until > self.blocked_until.get(slot, 0.0):
+            self.blocked_until[slot] = until
+
+    def _retry_after(self, request: Request, reason: str, api_wait: float | None) -> Request | None:
+        retry = get_retry_request(
+            request,
+            spider=self.crawler.spider,
+            reason=reason,
+            max_retry_times=request.meta.get("max_retry_times", self.max_retry_times),
+            stats_base_key="manifest/retry",
+        )
+        if retry is None:
+            return None
+        delay = backoff_delay(retry.meta["retry_times"], self.base, self.cap, self.jitter, self.rng)
+        if api_wait is not None:
+            delay = max(delay, api_wait)
+        retry.meta[NOT_BEFORE_META] = time.monotonic() + delay
+        return retry
+
+    def _mark_unreachable(self, request: Request, exception: Exception) -> None:
+        host = urlparse_cached(request).hostname or request.url
+        message = (
+            f"cannot reach {host} ({type(exception).__name__}: {exception}); is there a network? "
+            f"For an offline build, run: scrapy crawl all -s MANIFEST_OFFLINE=true"
+        )
+        slot = self._slot(request)
+        if slot not in self.unreachable:
+            self.unreachable[slot] = message
+            logger.error(message)
+        self.stats.inc_value("manifest/unreachable")

@@ -1,0 +1,98 @@
+"""Pure judgement of a run: which filters are fresh, stale or failed, and the exit status.
+
+- fresh: fetched completely this run; its manifest was rewritten.
+- stale: not fetched (failed, unfinished, or suspiciously shrunk), but its previous manifest
+  is still on disk and stays as it was.
+- failed: not fetched and nothing to fall back on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+RUN_REPORT_FILE = "run-report.json"
+#: Stats key where the manifest writer leaves the exit status the run deserves.
+EXIT_CODE_STAT = "manifest/exit_code"
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+
+
+class Verdict(StrEnum):
+    FRESH = "fresh"
+    STALE = "stale"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class FilterVerdict:
+    verdict: Verdict
+    reason: str
+
+
+def judge_filter(
+    *,
+    crawled: bool,
+    crawl_reason: str,
+    fresh_models: int,
+    previous_models: int | None,
+    max_items: int | None,
+    max_shrink: float,
+) -> FilterVerdict:
+    """Decide whether a filter's fresh result may replace its previous manifest.
+
+    A fresh result that lost more than ``max_shrink`` of the previous manifest's models is
+    suspect (an API glitch answering 3 models must not wipe 100 from the site). The previous
+    count is first capped at ``max_items`` so that lowering a filter's max_items is no shrink.
+    """
+    fallback = Verdict.FAILED if previous_models is None else Verdict.STALE
+    if not crawled:
+        return FilterVerdict(fallback, crawl_reason)
+    if previous_models:
+        expected = previous_models if max_items is None else min(previous_models, max_items)
+        if fresh_models < expected * (1.0 - max_shrink):
+            return FilterVerdict(
+                fallback,
+                f"shrank from {previous_models} to {fresh_models} models "
+                f"(more than MANIFEST_MAX_SHRINK={max_shrink:g}); previous manifest kept",
+            )
+    return FilterVerdict(Verdict.FRESH, crawl_reason)
+
+
+def exit_status(verdicts: Sequence[Verdict], *, strict: bool, fetched_any: bool) -> int:
+    """Non-zero when a filter has nothing on disk, when nothing was fetched at all, or, under
+    MANIFEST_STRICT, when any filter is not fresh."""
+    if not fetched_any:
+        return EXIT_FAILED
+    if Verdict.FAILED in verdicts:
+        return EXIT_FAILED
+    if strict and any(v is not Verdict.FRESH for v in verdicts):
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+def build_report(
+    *,
+    spider: str,
+    started: str,
+    finished: str,
+    exit_code: int,
+    wrote_manifests: bool,
+    filters: Iterable[dict[str, Any]],
+) -> dict[str, Any]:
+    filters = list(filters)
+    totals = {str(v): 0 for v in Verdict}
+    for entry in filters:
+        totals[entry["status"]] += 1
+    return {
+        "spider": spider,
+        "started": started,
+        "finished": finished,
+        "exit_code": exit_code,
+        "wrote_manifests": wrote_manifests,
+        "totals": totals,
+        "filters": filters,
+    }

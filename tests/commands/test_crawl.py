@@ -1,0 +1,90 @@
+"""`scrapy crawl` as a site build runs it: a real process whose exit status means something."""
+
+import os
+import sys
+
+from scrapy.utils.defer import deferred_f_from_coro_f, maybe_deferred_to_future
+from twisted.internet.utils import getProcessOutputAndValue
+
+from tests.crawl import ROOT, write_filters
+from tests.scripted import Reply
+
+
+async def scrapy_crawl(*args: str) -> tuple[bytes, bytes, int]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("CIVITAI_API_TOKEN", None)
+    env.pop("HF_TOKEN", None)
+    return await maybe_deferred_to_future(
+        getProcessOutputAndValue(
+            sys.executable, ["-m", "scrapy", "crawl", *args], env=env, path=str(ROOT)
+        )
+    )
+
+
+def _filters(tmp_path):
+    return write_filters(
+        tmp_path / "filters.json",
+        civitai=[
+            {"name": "good", "label": "Good", "params": {"sort": "good"}},
+            {"name": "bad", "label": "Bad", "params": {"sort": "bad"}},
+        ],
+    )
+
+
+@deferred_f_from_coro_f
+async def test_invalid_filters_file_is_one_clear_line_and_exit_2(tmp_path):
+    broken = tmp_path / "filters.json"
+    broken.write_text('{"civitai": [{"name": "x", "label": "X"}]}')
+    _, err, code = await scrapy_crawl("civitai", "-s", f"FILTERS_FILE={broken}")
+    assert code == 2
+    assert f"error: {broken}: civitai[0] ('x'): missing 'params'" in err.decode()
+    assert b"Traceback" not in err
+
+
+@deferred_f_from_coro_f
+async def test_unknown_filter_argument_exits_2(tmp_path):
+    _, err, code = await scrapy_crawl(
+        "civitai", "-a", "filters=good,nope", "-s", f"FILTERS_FILE={_filters(tmp_path)}"
+    )
+    assert code == 2
+    assert "unknown filter name(s)" in err.decode() and "nope" in err.decode()
+
+
+@deferred_f_from_coro_f
+async def test_exit_status_follows_the_run(tmp_path, scripted):
+    _, url = scripted(
+        {
+            "good|": Reply({"items": [{"id": 1, "name": "One"}], "metadata": {}}),
+            "bad|": Reply({"message": "down"}, status=500),
+        },
+        by="sort",
+    )
+    common = [
+        "-s",
+        f"FILTERS_FILE={_filters(tmp_path)}",
+        "-s",
+        f"CIVITAI_API_URL={url}",
+        "-s",
+        f"MANIFEST_DIR={tmp_path / 'out'}",
+        "-s",
+        "MANIFEST_RETRY_TIMES=1",
+        "-s",
+        "MANIFEST_BACKOFF_BASE=0.01",
+    ]
+    # "bad" has no manifest to fall back on: the build must fail.
+    _, err, code = await scrapy_crawl("civitai", *common)
+    assert code == 1, err.decode()[-2000:]
+    assert "FAILED civitai:bad" in err.decode()
+    assert (tmp_path / "out" / "civitai-good.json").exists()
+
+    # With a previous manifest for "bad", the run passes with a loud warning ...
+    (tmp_path / "out" / "civitai-bad.json").write_text(
+        '{"filter": "bad", "models": [], "timestamp": "T"}'
+    )
+    _, err, code = await scrapy_crawl("civitai", *common)
+    assert code == 0, err.decode()[-2000:]
+    assert "STALE civitai:bad" in err.decode()
+
+    # ... unless the build asks for strictness.
+    _, _, code = await scrapy_crawl("civitai", *common, "-s", "MANIFEST_STRICT=true")
+    assert code == 1

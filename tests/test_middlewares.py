@@ -1,0 +1,209 @@
+"""Retries, backoff and rate limits, over real loopback HTTP against scripted replies."""
+
+import random
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scrapy.utils.defer import deferred_f_from_coro_f
+
+from manifest_crawler.middlewares import backoff_delay, parse_ratelimit, parse_retry_after
+from manifest_crawler.spiders.civitai import CivitaiSpider
+from manifest_crawler.spiders.huggingface import HuggingFaceSpider
+from tests.crawl import crawl, project_settings_dict, read_json, write_filters
+from tests.scripted import Reply
+
+OK_PAGE = {"items": [{"id": 1, "name": "One"}], "metadata": {}}
+
+
+def _settings(tmp_path, civitai=None, huggingface=None, **extra):
+    return project_settings_dict(
+        FILTERS_FILE=str(write_filters(tmp_path / "filters.json", civitai, huggingface)),
+        MANIFEST_DIR=str(tmp_path / "out"),
+        **{"MANIFEST_BACKOFF_BASE": 0.05, **extra},
+    )
+
+
+def _filters(*names, param="sort"):
+    return [{"name": name, "label": name, "params": {param: name}} for name in names]
+
+
+@given(st.integers(1, 30), st.floats(0.01, 5), st.floats(1, 60), st.floats(0, 1))
+def test_backoff_doubles_from_base_and_never_exceeds_the_cap(attempt, base, cap, jitter):
+    delay = backoff_delay(attempt, base, cap, jitter, random.Random(attempt))
+    floor = min(cap, base * 2 ** (attempt - 1))
+    assert floor <= delay <= cap
+    assert delay <= floor * (1 + jitter) + 1e-9
+
+
+def test_retry_after_seconds_and_http_dates():
+    assert parse_retry_after("2") == 2.0
+    now = datetime(2026, 11, 24, 10, 0, 0, tzinfo=UTC)
+    later = format_datetime(now + timedelta(seconds=7), usegmt=True)
+    assert parse_retry_after(later, now=now.timestamp()) == pytest.approx(7.0)
+    assert (
+        parse_retry_after(
+            format_datetime(now - timedelta(seconds=9), usegmt=True), now=now.timestamp()
+        )
+        == 0.0
+    )
+    assert parse_retry_after("soon") is None
+
+
+def test_ratelimit_header():
+    assert parse_ratelimit('"api";r=0;t=44') == (0, 44)
+    assert parse_ratelimit('"api";t=5;r=12') == (12, 5)
+    assert parse_ratelimit("garbage") is None
+
+
+@deferred_f_from_coro_f
+async def test_503_with_retry_after_waits_and_holds_back_the_whole_api(tmp_path, scripted):
+    api, url = scripted(
+        {
+            "a|": [
+                Reply({"message": "busy"}, status=503, headers={"Retry-After": "2"}),
+                Reply(OK_PAGE),
+            ],
+            "b|": Reply({"items": [{"id": 2, "name": "Two"}], "metadata": {}}),
+        },
+        by="sort",
+    )
+    settings = _settings(
+        tmp_path, civitai=_filters("a", "b"), CIVITAI_API_URL=url, CONCURRENT_REQUESTS_PER_DOMAIN=1
+    )
+    # One request at a time, "a" first: "b" must not be sent while the API said "wait".
+    settings["CONCURRENT_REQUESTS"] = 1
+    crawler = await crawl(CivitaiSpider, settings)
+    first, retry = [t for k, t in zip(api.keys, api.times, strict=True) if k == "a|"]
+    assert retry - first >= 2.0
+    (b_time,) = [t for k, t in zip(api.keys, api.times, strict=True) if k == "b|"]
+    assert b_time - first >= 2.0
+    assert read_json(tmp_path / "out" / "civitai-a.json")["models"][0]["id"] == "civitai-1"
+    assert crawler.stats.get_value("manifest/retry/reason_count/http_503") == 1
+
+
+@deferred_f_from_coro_f
+async def test_transient_errors_back_off_exponentially_then_succeed(tmp_path, scripted):
+    api, url = scripted(
+        {
+            "": [
+                Reply({"message": "oops"}, status=500),
+                Reply(b"<html>Bad gateway</html>", status=502),
+                Reply(b"<html>timeout</html>", status=524),
+                Reply(b"rate limited", status=429),
+                Reply(OK_PAGE),
+            ]
+        }
+    )
+    crawler = await crawl(
+        CivitaiSpider,
+        _settings(tmp_path, civitai=_filters("f"), CIVITAI_API_URL=url, MANIFEST_BACKOFF_BASE=0.1),
+    )
+    gaps = [b - a for a, b in zip(api.times, api.times[1:], strict=False)]
+    assert len(api.times) == 5
+    # 0.1, 0.2, 0.4, 0.8 s (jitter only lengthens them).
+    for gap, floor in zip(gaps, [0.1, 0.2, 0.4, 0.8], strict=True):
+        assert gap >= floor * 0.95
+    assert read_json(tmp_path / "out" / "civitai-f.json")["models"][0]["id"] == "civitai-1"
+    assert crawler.stats.get_value("manifest/exit_code") == 0
+
+
+@deferred_f_from_coro_f
+async def test_retries_are_bounded_and_the_crawl_goes_on(tmp_path, scripted):
+    api, url = scripted(
+        {"bad|": Reply({"message": "down"}, status=500), "good|": Reply(OK_PAGE)}, by="sort"
+    )
+    crawler = await crawl(
+        CivitaiSpider,
+        _settings(
+            tmp_path, civitai=_filters("bad", "good"), CIVITAI_API_URL=url, MANIFEST_RETRY_TIMES=3
+        ),
+    )
+    assert api.keys.count("bad|") == 4
+    assert (tmp_path / "out" / "civitai-good.json").exists()
+    assert not (tmp_path / "out" / "civitai-bad.json").exists()
+    report = read_json(tmp_path / "out" / "run-report.json")
+    bad = next(f for f in report["filters"] if f["filter"] == "bad")
+    assert (bad["status"], bad["retries"]) == ("failed", 3)
+    assert "HTTP 500 (down)" in bad["errors"][0]
+    # A filter with nothing on disk to fall back on makes the run fail.
+    assert crawler.stats.get_value("manifest/exit_code") == 1
+
+
+@deferred_f_from_coro_f
+async def test_400_and_the_page_cap_are_never_retried(tmp_path, scripted):
+    api, url = scripted(
+        {
+            "bad|": Reply({"error": "limit too high"}, status=400),
+            "capped|": Reply({"error": "use cursors instead"}, status=429),
+        },
+        by="sort",
+    )
+    # A page= filter cannot be written in filters.json; the page cap is reached by URL here.
+    await crawl(
+        CivitaiSpider,
+        _settings(
+            tmp_path,
+            civitai=_filters("bad", "capped"),
+            CIVITAI_API_URL=url + "?page=20&x=1",
+        ),
+    )
+    assert api.keys.count("bad|") == 1
+    assert api.keys.count("capped|") == 1
+
+
+@deferred_f_from_coro_f
+async def test_hf_ratelimit_zero_remaining_pauses_the_api_until_reset(tmp_path, scripted):
+    api, url = scripted({})
+    api.pages.update(
+        {
+            "likes|": Reply(
+                [{"id": "a/one"}],
+                headers={
+                    "Link": f'<{url}?sort=likes&cursor=P2>; rel="next"',
+                    "RateLimit": '"api";r=0;t=2',
+                },
+            ),
+            "likes|P2": Reply([{"id": "a/two"}], headers={"RateLimit": '"api";r=499;t=300'}),
+            "downloads|": Reply([{"id": "b/one"}], headers={"RateLimit": '"api";r=498;t=300'}),
+        },
+    )
+    api.by = "sort"
+    settings = _settings(tmp_path, huggingface=_filters("likes", "downloads"), HF_API_URL=url)
+    settings["CONCURRENT_REQUESTS"] = 1
+    await crawl(HuggingFaceSpider, settings)
+    first = api.times[0]
+    assert api.keys[0] == "likes|"
+    assert all(t - first >= 2.0 for t in api.times[1:])
+    assert read_json(tmp_path / "out" / "hf-likes.json")["models"][1]["id"] == "a/two"
+
+
+@deferred_f_from_coro_f
+async def test_unreachable_host_fails_fast_and_names_it(tmp_path, caplog):
+    # A loopback port nobody listens on: connection refused, no live host involved.
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "civitai-a.json").write_text("previous")
+    crawler = await crawl(
+        CivitaiSpider,
+        _settings(
+            tmp_path,
+            civitai=_filters("a", "b", "c", "d"),
+            CIVITAI_API_URL=f"http://127.0.0.1:{port}/api/v1/models",
+            MANIFEST_BACKOFF_BASE=0.5,
+        ),
+    )
+    assert "cannot reach 127.0.0.1" in caplog.text
+    assert "MANIFEST_OFFLINE=true" in caplog.text
+    assert crawler.stats.get_value("manifest/exit_code") == 1
+    assert sorted(p.name for p in out.iterdir()) == ["civitai-a.json"]
+    assert (out / "civitai-a.json").read_text() == "previous"
+    elapsed = crawler.stats.get_value("elapsed_time_seconds")
+    assert elapsed < 10
