@@ -212,7 +212,7 @@ def main(
     parser.add_argument(
         "--token",
         default=os.environ.get("JSONRPC_TOKEN") or None,
-        help="bearer token (default: $JSONRPC_TOKEN)",
+        help="bearer token (default: $JSONRPC_TOKEN, which is better: arguments show in ps)",
     )
     parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default: 10)")
     parser.add_argument("--json", action="store_true", help="print the raw result as JSON")

@@ -23,9 +23,45 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache
 from itertools import accumulate
 from random import Random
 from typing import Any, TypeAlias
+
+from .vocabulary import (
+    BASE_MODELS,
+    BASE_WEIGHTS,
+    CHECKPOINT_TYPES,
+    CIVITAI_SORTS,
+    CIVITAI_STATS,
+    CIVITAI_TAGS,
+    CIVITAI_TYPES,
+    DUPLICATE_NAMES,
+    HF_EXPAND_PROPERTIES,
+    HF_FAMILIES,
+    HF_FAMOUS_OWNERS,
+    HF_FLAG_TAGS,
+    HF_LANGUAGES,
+    HF_LIBRARIES,
+    HF_LICENSES,
+    HF_PIPELINES,
+    HF_SORTS,
+    HF_TOKENS,
+    HF_VARIANTS,
+    LIBRARY_WEIGHTS,
+    LICENSE_WEIGHTS,
+    MODES,
+    NAME_ADJECTIVES,
+    NAME_NOUNS,
+    NAME_SUFFIXES,
+    NAME_UNICODE,
+    OWNER_PARTS,
+    PIPELINE_WEIGHTS,
+    PREFERRED_LIBRARIES,
+    SYLLABLES,
+    TEXT_PIPELINES,
+    TYPE_WEIGHTS,
+)
 
 # Every date is relative to this fixed instant, so catalogues (and the period filters
 # computed from them) do not drift with the wall clock.
@@ -82,7 +118,8 @@ def _parse_bool(params: dict[str, list[str]], key: str, default: bool) -> bool:
 
 
 def _lenient_bool(params: dict[str, list[str]], key: str) -> bool:
-    # The Hub treats any value but an explicit false as true for its switches.
+    # Switches (full, config, cardData) are lenient: clients send True, true or 1, and
+    # rejecting one of those would fail a crawl over a spelling.
     raw = _first(params, key)
     if raw is None:
         return False
@@ -94,7 +131,7 @@ def _cumulative(weights: Sequence[float]) -> tuple[list[float], float]:
     return cum, cum[-1]
 
 
-def _stable_seed(*parts: int) -> int:
+def stable_seed(*parts: int) -> int:
     # Python's hash() is salted per process; this mix is not.
     acc = 0x9E3779B97F4A7C15
     for part in parts:
@@ -104,56 +141,10 @@ def _stable_seed(*parts: int) -> int:
 
 
 # --------------------------------------------------------------------------------------
-# CivitAI vocabulary
+# CivitAI catalogue
 # --------------------------------------------------------------------------------------
 
-CIVITAI_TYPES: tuple[str, ...] = (
-    "Checkpoint",
-    "TextualInversion",
-    "Hypernetwork",
-    "AestheticGradient",
-    "LORA",
-    "LoCon",
-    "DoRA",
-    "Controlnet",
-    "Upscaler",
-    "MotionModule",
-    "VAE",
-    "Poses",
-    "Wildcards",
-    "Workflows",
-    "Detection",
-    "Other",
-)
-_TYPE_WEIGHTS = (18, 8, 1.5, 0.5, 45, 5, 2, 3, 1.5, 1, 2, 2, 2, 4, 1.5, 3)
 CHECKPOINT = CIVITAI_TYPES.index("Checkpoint")
-
-BASE_MODELS: tuple[str, ...] = (
-    "SD 1.5",
-    "SDXL 1.0",
-    "Pony",
-    "Illustrious",
-    "Flux.1 D",
-    "Flux.1 S",
-    "SD 3.5",
-    "SD 2.1",
-    "NoobAI",
-    "Hunyuan Video",
-    "Wan Video",
-    "Other",
-)
-_BASE_WEIGHTS = (25, 20, 15, 15, 10, 2, 2, 2, 4, 1.5, 2, 1.5)
-
-CIVITAI_SORTS: tuple[str, ...] = (
-    "Highest Rated",
-    "Most Downloaded",
-    "Most Liked",
-    "Most Discussed",
-    "Most Collected",
-    "Most Images",
-    "Newest",
-    "Oldest",
-)
 PERIODS: dict[str, int | None] = {
     "AllTime": None,
     "Year": 365 * DAY,
@@ -161,215 +152,10 @@ PERIODS: dict[str, int | None] = {
     "Week": 7 * DAY,
     "Day": DAY,
 }
-NSFW_LEVELS: dict[str, int] = {"PG": 1, "PG13": 2, "R": 4, "X": 8, "XXX": 16}
-CHECKPOINT_TYPES: tuple[str, ...] = ("", "Trained", "Merge")
-MODES: tuple[str | None, ...] = (None, "Archived", "TakenDown")
-CIVITAI_STATS: tuple[str, ...] = (
-    "downloadCount",
-    "thumbsUpCount",
-    "thumbsDownCount",
-    "commentCount",
-    "collectedCount",
-    "imageCount",
-    "tippedAmountCount",
-)
-CIVITAI_TAGS: tuple[str, ...] = (
-    "character",
-    "style",
-    "concept",
-    "clothing",
-    "base model",
-    "anime",
-    "photorealistic",
-    "realistic",
-    "celebrity",
-    "woman",
-    "man",
-    "girls",
-    "poses",
-    "tool",
-    "background",
-    "objects",
-    "buildings",
-    "architecture",
-    "vehicle",
-    "animal",
-    "sci-fi",
-    "fantasy",
-    "cartoon",
-    "game character",
-    "horror",
-    "food",
-    "3d",
-    "pixel art",
-    "retro",
-    "portrait",
-    "landscape",
-    "nature",
-    "armor",
-    "weapons",
-    "cyberpunk",
-    "steampunk",
-    "meme",
-    "lineart",
-    "watercolor",
-    "comic",
-    "chibi",
-    "monster",
-    "slider",
-    "detail",
-    "lighting",
-    "photography",
-    "illustration",
-    "semi-realistic",
-)
 _TAG_INDEX = {tag: i for i, tag in enumerate(CIVITAI_TAGS)}
 
-_NAME_ADJ = (
-    "Detailed",
-    "Realistic",
-    "Dreamy",
-    "Cinematic",
-    "Epic",
-    "Soft",
-    "Neon",
-    "Vintage",
-    "Cute",
-    "Dark",
-    "Ultra",
-    "Hyper",
-    "Pastel",
-    "Gothic",
-    "Cyber",
-    "Mystic",
-    "Retro",
-    "Magic",
-    "Golden",
-    "Silent",
-    "Crystal",
-    "Velvet",
-    "Wild",
-    "Lucid",
-    "Perfect",
-    "Better",
-    "Tiny",
-    "Grand",
-)
-_NAME_NOUN = (
-    "Portrait",
-    "Anime",
-    "Landscape",
-    "Style",
-    "Mix",
-    "Diffusion",
-    "Vision",
-    "Dream",
-    "Lighting",
-    "Tweaker",
-    "Slider",
-    "Armor",
-    "Girl",
-    "Knight",
-    "Dragon",
-    "Castle",
-    "Forest",
-    "City",
-    "Robot",
-    "Painter",
-    "Sketch",
-    "Photon",
-    "Pixel",
-    "Hands",
-    "Eyes",
-    "Realism",
-    "Merge",
-    "Workflow",
-)
-_NAME_UNICODE = (
-    "初音ミク",
-    "少女",
-    "アニメ",
-    "風景",
-    "Café",
-    "Ünïcødé",
-    "Ñandú",
-    "Größe",
-    "ребёнок",
-    "Łódź",
-    "東方",
-    "한국어",
-    "🔥",
-    "✨",
-    "Ωmega",
-    "Žena",
-    "Ελληνικά",
-    "水墨画",
-)
-_NAME_SUFFIX = (
-    "v1",
-    "v2.0",
-    "XL",
-    "SDXL",
-    "Pony",
-    "LoRA",
-    "[SD1.5]",
-    "| Flux",
-    "(Illustrious)",
-    "- LyCORIS",
-    "v3.5",
-    "Turbo",
-    "Lightning",
-    "Inpainting",
-    "Pruned",
-    "NoobAI",
-    "2.5D",
-)
-# Names shared by many unrelated models, as on the real site.
-_DUPLICATE_NAMES = (
-    "Detail Tweaker",
-    "Add More Details",
-    "Better Hands",
-    "Epic Realism",
-    "Anime Lineart",
-    "Film Grain",
-    "Perfect Eyes",
-    "Pixel Art XL",
-)
-_SYLLABLES = (
-    "ka",
-    "ri",
-    "mo",
-    "ne",
-    "zu",
-    "shi",
-    "ta",
-    "lo",
-    "vex",
-    "ar",
-    "bel",
-    "dor",
-    "fin",
-    "gri",
-    "hal",
-    "jin",
-    "kor",
-    "lum",
-    "nyx",
-    "pix",
-    "qua",
-    "ros",
-    "syn",
-    "tor",
-    "umi",
-    "vel",
-    "wyn",
-    "xar",
-    "yo",
-    "zed",
-)
-
-_TYPE_CUM, _TYPE_TOTAL = _cumulative(_TYPE_WEIGHTS)
-_BASE_CUM, _BASE_TOTAL = _cumulative(_BASE_WEIGHTS)
+_TYPE_CUM, _TYPE_TOTAL = _cumulative(TYPE_WEIGHTS)
+_BASE_CUM, _BASE_TOTAL = _cumulative(BASE_WEIGHTS)
 # Share of models per version count: checkpoints carry several versions, the rest few.
 _CKPT_VERSIONS_CUM, _CKPT_VERSIONS_TOTAL = _cumulative((15, 20, 20, 15, 10, 8, 6, 6))
 _OTHER_VERSIONS_CUM, _OTHER_VERSIONS_TOTAL = _cumulative((72, 18, 10))
@@ -530,10 +316,15 @@ def parse_civitai_params(params: RawParams) -> tuple[CivitaiQuery, CivitaiPaging
 
 
 class _LruCache:
-    """A bounded cache of query answers: a crawl asks the same query once per page."""
+    """Query answers, least recently used first out: a crawl asks one query once per page.
 
-    def __init__(self, size: int) -> None:
-        self._size = size
+    Bounded by the number of indices held, not of answers: at a million models a few broad
+    answers weigh more than hundreds of narrow ones.
+    """
+
+    def __init__(self, max_items: int = 16_000_000) -> None:
+        self._max_items = max_items
+        self._held = 0
         self._data: OrderedDict[Any, array[int]] = OrderedDict()
 
     def get(self, key: Any) -> array[int] | None:
@@ -543,9 +334,14 @@ class _LruCache:
         return value
 
     def put(self, key: Any, value: array[int]) -> None:
+        previous = self._data.pop(key, None)
+        if previous is not None:
+            self._held -= len(previous)
         self._data[key] = value
-        if len(self._data) > self._size:
-            self._data.popitem(last=False)
+        self._held += len(value)
+        while self._held > self._max_items and len(self._data) > 1:
+            _, evicted = self._data.popitem(last=False)
+            self._held -= len(evicted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -597,7 +393,7 @@ class CivitaiCatalogue:
         self.alive = bytearray()
         self.index_of_id: dict[int, int] = {}
 
-        rng = Random(_stable_seed(seed, 1))
+        rng = Random(stable_seed(seed, 1))
         self.creators = _make_usernames(rng, max(40, size // 8))
         self._creator_lower: dict[str, list[int]] = {}
         for i, name in enumerate(self.creators):
@@ -610,7 +406,7 @@ class CivitaiCatalogue:
 
         self._orders: dict[str, array[int]] = {}
         self._rating: array[int] | None = None
-        self._cache = _LruCache(256)
+        self._cache = _LruCache()
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -679,9 +475,9 @@ class CivitaiCatalogue:
 
     def _apply_revision(self, rev: int) -> None:
         """Revision k: drop ~2% of the models, add ~2% new ones, move ~5% up the sorts."""
-        rng = Random(_stable_seed(self.seed, 2, rev))
+        rng = Random(stable_seed(self.seed, 2, rev))
         alive = [i for i, flag in enumerate(self.alive) if flag]
-        for i in rng.sample(alive, max(1, len(alive) // 50)):
+        for i in rng.sample(alive, min(len(alive), max(1, len(alive) // 50))):
             self.alive[i] = 0
             del self.index_of_id[self.ids[i]]
         for _ in range(max(1, len(alive) // 50)):
@@ -690,7 +486,7 @@ class CivitaiCatalogue:
                 model_id = rng.randrange(1, self.id_space + 1)
             self._append(rng, model_id)
         alive = [i for i, flag in enumerate(self.alive) if flag]
-        for i in rng.sample(alive, max(1, len(alive) // 20)):
+        for i in rng.sample(alive, min(len(alive), max(1, len(alive) // 20))):
             factor = 1.5 + 4.5 * rng.random()
             for column in self.stats[:6]:
                 column[i] = int(column[i] * factor) + int(rng.random() * 50)
@@ -835,15 +631,18 @@ def _civitai_name(rng: Random) -> str:
     rr = rng.random
     u = rr()
     if u < 0.03:
-        name = _DUPLICATE_NAMES[int(rr() * len(_DUPLICATE_NAMES))]
+        name = DUPLICATE_NAMES[int(rr() * len(DUPLICATE_NAMES))]
     else:
-        parts = [_NAME_ADJ[int(rr() * len(_NAME_ADJ))], _NAME_NOUN[int(rr() * len(_NAME_NOUN))]]
+        parts = [
+            NAME_ADJECTIVES[int(rr() * len(NAME_ADJECTIVES))],
+            NAME_NOUNS[int(rr() * len(NAME_NOUNS))],
+        ]
         if rr() < 0.15:
-            parts.insert(int(rr() * 3), _NAME_UNICODE[int(rr() * len(_NAME_UNICODE))])
+            parts.insert(int(rr() * 3), NAME_UNICODE[int(rr() * len(NAME_UNICODE))])
         if rr() < 0.5:
-            parts.append(_NAME_SUFFIX[int(rr() * len(_NAME_SUFFIX))])
+            parts.append(NAME_SUFFIXES[int(rr() * len(NAME_SUFFIXES))])
         if rr() < 0.3:
-            parts.append(f"{_SYLLABLES[int(rr() * 30)].title()}{int(rr() * 100)}")
+            parts.append(f"{SYLLABLES[int(rr() * 30)].title()}{int(rr() * 100)}")
         name = " ".join(parts)
     v = rr()
     if v < 0.015:
@@ -864,7 +663,7 @@ def _make_usernames(rng: Random, count: int) -> list[str]:
             # number's decimal form is the username.
             name = str(100_000 + int(rr() * 999_900_000))
         else:
-            syllables = "".join(_SYLLABLES[int(rr() * 30)] for _ in range(2 + int(rr() * 3)))
+            syllables = "".join(SYLLABLES[int(rr() * 30)] for _ in range(2 + int(rr() * 3)))
             sep = ("", "_", "")[int(rr() * 3)]
             tail = str(int(rr() * 1000)) if rr() < 0.4 else ""
             name = f"{syllables}{sep}{tail}" if tail else syllables
@@ -877,118 +676,10 @@ def _make_usernames(rng: Random, count: int) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------
-# Hugging Face vocabulary
+# Hugging Face catalogue
 # --------------------------------------------------------------------------------------
 
-HF_PIPELINES: tuple[str, ...] = (
-    "text-generation",
-    "text2text-generation",
-    "sentence-similarity",
-    "question-answering",
-    "fill-mask",
-    "feature-extraction",
-    "text-classification",
-    "token-classification",
-    "summarization",
-    "translation",
-    "image-classification",
-    "object-detection",
-    "image-segmentation",
-    "text-to-image",
-    "image-to-text",
-    "automatic-speech-recognition",
-    "text-to-speech",
-    "audio-classification",
-    "zero-shot-classification",
-    "image-text-to-text",
-    "depth-estimation",
-)
-_PIPELINE_WEIGHTS = (25, 4, 5, 2, 4, 5, 8, 3, 1.5, 2, 4, 1.5, 1, 8, 1, 4, 1.5, 1, 1, 3, 0.5)
-HF_LIBRARIES: tuple[str, ...] = (
-    "transformers",
-    "pytorch",
-    "tensorflow",
-    "jax",
-    "diffusers",
-    "gguf",
-    "onnx",
-    "sentence-transformers",
-    "peft",
-    "keras",
-    "timm",
-    "mlx",
-    "safetensors",
-    "transformers.js",
-)
-_LIBRARY_WEIGHTS = (40, 4, 2, 1, 8, 6, 2, 5, 8, 1, 2, 3, 2, 1)
-HF_LICENSES: tuple[str, ...] = (
-    "apache-2.0",
-    "mit",
-    "gpl-3.0",
-    "gpl-2.0",
-    "cc-by-4.0",
-    "cc-by-sa-4.0",
-    "cc-by-nc-4.0",
-    "openrail",
-    "creativeml-openrail-m",
-    "llama3",
-    "bsd-3-clause",
-    "other",
-)
-_LICENSE_WEIGHTS = (35, 20, 3, 1, 5, 3, 5, 4, 4, 4, 2, 10)
-HF_LANGUAGES: tuple[str, ...] = ("en", "zh", "fr", "de", "es", "ja", "ko", "ru", "multilingual")
-HF_FLAG_TAGS: tuple[str, ...] = (
-    "conversational",
-    "text-generation-inference",
-    "autotrain_compatible",
-    "endpoints_compatible",
-)
-HF_SORTS: tuple[str, ...] = (
-    "trendingScore",
-    "downloads",
-    "likes",
-    "lastModified",
-    "createdAt",
-    "likes30d",
-    "id",
-)
 HF_MAX_LIMIT = 1000
-# Properties `expand` may name, as huggingface_hub lists them; anything else is a 400.
-HF_EXPAND_PROPERTIES: frozenset[str] = frozenset(
-    (
-        "author",
-        "baseModels",
-        "cardData",
-        "childrenModelCount",
-        "config",
-        "createdAt",
-        "disabled",
-        "downloads",
-        "downloadsAllTime",
-        "evalResults",
-        "gated",
-        "gguf",
-        "inference",
-        "inferenceProviderMapping",
-        "lastModified",
-        "library_name",
-        "likes",
-        "mask_token",
-        "model-index",
-        "pipeline_tag",
-        "private",
-        "resourceGroup",
-        "safetensors",
-        "sha",
-        "siblings",
-        "spaces",
-        "tags",
-        "transformersInfo",
-        "trendingScore",
-        "usedStorage",
-        "widgetData",
-    )
-)
 
 # One bit per tag of the closed vocabulary, so an ANDed tag filter is one mask test.
 _TAG_BIT: dict[str, int] = {}
@@ -1009,221 +700,19 @@ LANGUAGE_BIT0 = _TAG_BIT[HF_LANGUAGES[0]]
 FLAG_BIT0 = _TAG_BIT[HF_FLAG_TAGS[0]]
 REGION_BIT = _TAG_BIT["region:us"]
 
-# (model_type tag, name stems, pipelines it serves)
-HF_FAMILIES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
-    (
-        "llama",
-        ("Llama-3.1-8B", "Llama-3.2-1B", "Llama-3.2-3B", "Llama-3.3-70B", "TinyLlama-1.1B"),
-        ("text-generation",),
-    ),
-    ("mistral", ("Mistral-7B", "Mistral-Nemo-12B", "Mixtral-8x7B"), ("text-generation",)),
-    ("qwen2", ("Qwen2.5-7B", "Qwen2.5-0.5B", "Qwen2.5-72B", "Qwen3-8B"), ("text-generation",)),
-    (
-        "gemma2",
-        ("gemma-2-2b", "gemma-2-9b", "gemma-3-27b"),
-        ("text-generation", "image-text-to-text"),
-    ),
-    ("phi3", ("Phi-3-mini", "Phi-3.5-mini", "phi-4"), ("text-generation",)),
-    ("gpt2", ("gpt2", "distilgpt2", "gpt2-medium"), ("text-generation",)),
-    ("t5", ("t5-small", "flan-t5-base", "mt5-large"), ("text2text-generation", "summarization")),
-    (
-        "bart",
-        ("bart-large-cnn", "bart-base", "mbart-large-50"),
-        ("summarization", "text2text-generation", "zero-shot-classification"),
-    ),
-    ("marian", ("opus-mt-en-de", "opus-mt-fr-en", "opus-mt-zh-en"), ("translation",)),
-    (
-        "bert",
-        ("bert-base-uncased", "bert-large-cased", "distilbert-base", "MiniLM-L6"),
-        (
-            "fill-mask",
-            "text-classification",
-            "token-classification",
-            "question-answering",
-            "zero-shot-classification",
-        ),
-    ),
-    (
-        "roberta",
-        ("roberta-base", "xlm-roberta-large", "deberta-v3-base"),
-        ("fill-mask", "text-classification", "token-classification", "question-answering"),
-    ),
-    (
-        "mpnet",
-        ("all-mpnet-base-v2", "bge-small-en", "e5-large-v2", "gte-base"),
-        ("sentence-similarity", "feature-extraction"),
-    ),
-    (
-        "vit",
-        ("vit-base-patch16", "convnext-tiny", "resnet-50"),
-        ("image-classification", "feature-extraction"),
-    ),
-    ("detr", ("detr-resnet-50", "yolos-tiny", "rt-detr-l"), ("object-detection",)),
-    ("segformer", ("segformer-b0", "mask2former-swin", "sam-vit-base"), ("image-segmentation",)),
-    ("dpt", ("dpt-large", "depth-anything-v2-small", "glpn-nyu"), ("depth-estimation",)),
-    (
-        "stable-diffusion",
-        ("stable-diffusion-v1-5", "sdxl-base-1.0", "sd-turbo", "anything-v5"),
-        ("text-to-image",),
-    ),
-    ("flux", ("FLUX.1-dev", "FLUX.1-schnell", "flux-lora"), ("text-to-image",)),
-    ("blip", ("blip-image-captioning", "git-base", "vit-gpt2-captioning"), ("image-to-text",)),
-    ("llava", ("llava-1.5-7b", "Qwen2-VL-7B", "idefics2-8b"), ("image-text-to-text",)),
-    (
-        "whisper",
-        ("whisper-small", "whisper-large-v3", "wav2vec2-base-960h"),
-        ("automatic-speech-recognition",),
-    ),
-    ("speecht5", ("speecht5_tts", "bark-small", "kokoro-82M"), ("text-to-speech",)),
-    (
-        "audio-spectrogram-transformer",
-        ("ast-finetuned-audioset", "hubert-base-ks"),
-        ("audio-classification",),
-    ),
-)
 _FAMILY_TAG_INDEX = {family[0]: i for i, family in enumerate(HF_FAMILIES)}
 _FAMILIES_BY_PIPELINE: tuple[tuple[int, ...], ...] = tuple(
     tuple(i for i, fam in enumerate(HF_FAMILIES) if pipe in fam[2]) for pipe in HF_PIPELINES
 )
-_PREFERRED_LIBRARIES: dict[str, tuple[str, ...]] = {
-    "text-generation": ("transformers", "transformers", "gguf", "mlx", "peft"),
-    "text-to-image": ("diffusers", "diffusers", "diffusers", "peft"),
-    "sentence-similarity": ("sentence-transformers",),
-    "feature-extraction": ("sentence-transformers", "transformers", "transformers.js"),
-    "image-classification": ("timm", "transformers", "keras"),
-    "image-text-to-text": ("transformers", "mlx"),
-}
 _PREFERRED_INDEX: tuple[tuple[int, ...], ...] = tuple(
-    tuple(HF_LIBRARIES.index(lib) for lib in _PREFERRED_LIBRARIES.get(pipe, ("transformers",)))
+    tuple(HF_LIBRARIES.index(lib) for lib in PREFERRED_LIBRARIES.get(pipe, ("transformers",)))
     for pipe in HF_PIPELINES
 )
-_HF_VARIANTS = (
-    "Instruct",
-    "it",
-    "chat",
-    "GGUF",
-    "AWQ",
-    "GPTQ",
-    "4bit",
-    "8bit",
-    "Q4_K_M-GGUF",
-    "bnb-4bit",
-    "finetuned",
-    "lora",
-    "sft",
-    "dpo",
-    "v0.1",
-    "v2",
-    "uncensored",
-    "merged",
-    "exl2",
-    "MLX",
-    "fp16",
-    "abliterated",
-    "onnx",
-    "distilled",
-)
-_HF_TOKENS = (
-    "alpaca",
-    "dolphin",
-    "hermes",
-    "orca",
-    "zephyr",
-    "vicuna",
-    "wizard",
-    "code",
-    "math",
-    "med",
-    "legal",
-    "fin",
-    "tiny",
-    "small",
-    "base",
-    "large",
-    "xl",
-    "squad",
-    "imdb",
-    "sst2",
-    "ner",
-    "emotion",
-    "sentiment",
-    "news",
-    "arabic",
-    "german",
-    "japanese",
-    "korean",
-    "spanish",
-    "hindi",
-)
-_HF_FAMOUS_OWNERS = (
-    "meta-llama",
-    "google",
-    "microsoft",
-    "mistralai",
-    "Qwen",
-    "TheBloke",
-    "bartowski",
-    "unsloth",
-    "sentence-transformers",
-    "openai",
-    "stabilityai",
-    "black-forest-labs",
-    "facebook",
-    "nvidia",
-    "deepseek-ai",
-    "mlx-community",
-    "lmstudio-community",
-    "BAAI",
-    "intfloat",
-    "Helsinki-NLP",
-    "allenai",
-    "EleutherAI",
-    "tiiuae",
-    "HuggingFaceTB",
-    "ibm-granite",
-    "jinaai",
-    "Salesforce",
-    "timm",
-    "onnx-community",
-    "Xenova",
-    "FacebookAI",
-    "google-bert",
-    "openai-community",
-    "CompVis",
-    "QuantFactory",
-    "mradermacher",
-)
-_OWNER_PARTS = (
-    "neo",
-    "ai",
-    "lab",
-    "deep",
-    "tensor",
-    "quant",
-    "byte",
-    "open",
-    "mind",
-    "net",
-    "vision",
-    "lingo",
-    "forge",
-    "core",
-    "nova",
-    "flux",
-    "data",
-    "hub",
-    "smart",
-    "auto",
-    "kai",
-    "sora",
-    "zen",
-    "omni",
-)
-_PIPELINE_CUM, _PIPELINE_TOTAL = _cumulative(_PIPELINE_WEIGHTS)
-_LIBRARY_CUM, _LIBRARY_TOTAL = _cumulative(_LIBRARY_WEIGHTS)
-_LICENSE_CUM, _LICENSE_TOTAL = _cumulative(_LICENSE_WEIGHTS)
+
+_PIPELINE_CUM, _PIPELINE_TOTAL = _cumulative(PIPELINE_WEIGHTS)
+_LIBRARY_CUM, _LIBRARY_TOTAL = _cumulative(LIBRARY_WEIGHTS)
+_LICENSE_CUM, _LICENSE_TOTAL = _cumulative(LICENSE_WEIGHTS)
 _HF_START = int(datetime(2021, 3, 1, tzinfo=UTC).timestamp())
-_TEXT_PIPELINES = frozenset(range(10)) | {18, 19}
 _LOG_1E7, _LOG_3B, _LOG_13B, _LOG_400B = (math.log(x) for x in (1e7, 3e9, 1.3e10, 4e11))
 
 _NUM_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmbt]?)\s*$", re.IGNORECASE)
@@ -1382,7 +871,7 @@ class HfCatalogue:
         self.gated: array[int] = array("B")
         self.alive = bytearray()
 
-        rng = Random(_stable_seed(seed, 3))
+        rng = Random(stable_seed(seed, 3))
         self.owners = _make_owners(rng, max(60, size // 6))
         self._owner_lower: dict[str, list[int]] = {}
         for i, owner in enumerate(self.owners):
@@ -1397,7 +886,7 @@ class HfCatalogue:
 
         self._orders: dict[str, array[int]] = {}
         self._id_rank: array[int] | None = None
-        self._cache = _LruCache(256)
+        self._cache = _LruCache()
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -1411,7 +900,7 @@ class HfCatalogue:
     def _append(self, rng: Random) -> None:
         rr = rng.random
         index = len(self.ids)
-        famous = len(_HF_FAMOUS_OWNERS)
+        famous = len(HF_FAMOUS_OWNERS)
         if rr() < 0.15:
             owner = int(famous * rr())
         else:
@@ -1447,7 +936,7 @@ class HfCatalogue:
 
         if rr() >= 0.1:
             bits |= 1 << (LICENSE_BIT0 + bisect(_LICENSE_CUM, rr() * _LICENSE_TOTAL))
-        if pipeline in _TEXT_PIPELINES:
+        if pipeline in TEXT_PIPELINES:
             u = rr()
             if u < 0.6:
                 bits |= 1 << LANGUAGE_BIT0
@@ -1466,9 +955,9 @@ class HfCatalogue:
         stem = HF_FAMILIES[family][1]
         parts = [stem[int(rr() * len(stem))]]
         if rr() < 0.6:
-            parts.append(_HF_VARIANTS[int(rr() * len(_HF_VARIANTS))])
+            parts.append(HF_VARIANTS[int(rr() * len(HF_VARIANTS))])
         if rr() < 0.5:
-            parts.insert(int(rr() * 2) * len(parts), _HF_TOKENS[int(rr() * len(_HF_TOKENS))])
+            parts.insert(int(rr() * 2) * len(parts), HF_TOKENS[int(rr() * len(HF_TOKENS))])
         model_id = f"{self.owners[owner]}/{'-'.join(parts)}"
         if model_id in self._seen:
             # The index is unique, so the suffixed id is too.
@@ -1507,14 +996,14 @@ class HfCatalogue:
 
     def _apply_revision(self, rev: int) -> None:
         """Revision k: drop ~2% of the models, add ~2% new ones, move ~5% up the sorts."""
-        rng = Random(_stable_seed(self.seed, 4, rev))
+        rng = Random(stable_seed(self.seed, 4, rev))
         alive = [i for i, flag in enumerate(self.alive) if flag]
-        for i in rng.sample(alive, max(1, len(alive) // 50)):
+        for i in rng.sample(alive, min(len(alive), max(1, len(alive) // 50))):
             self.alive[i] = 0
         for _ in range(max(1, len(alive) // 50)):
             self._append(rng)
         alive = [i for i, flag in enumerate(self.alive) if flag]
-        for i in rng.sample(alive, max(1, len(alive) // 20)):
+        for i in rng.sample(alive, min(len(alive), max(1, len(alive) // 20))):
             factor = 1.5 + 4.5 * rng.random()
             self.likes[i] = int(self.likes[i] * factor) + 1 + int(rng.random() * 20)
             self.likes30d[i] = int(self.likes30d[i] * factor) + int(rng.random() * 10)
@@ -1697,10 +1186,10 @@ class HfCatalogue:
 
 def _make_owners(rng: Random, count: int) -> list[str]:
     rr = rng.random
-    owners = list(_HF_FAMOUS_OWNERS)
+    owners = list(HF_FAMOUS_OWNERS)
     seen = {owner.lower() for owner in owners}
     while len(owners) < count:
-        parts = [_OWNER_PARTS[int(rr() * len(_OWNER_PARTS))] for _ in range(1 + int(rr() * 3))]
+        parts = [OWNER_PARTS[int(rr() * len(OWNER_PARTS))] for _ in range(1 + int(rr() * 3))]
         sep = ("", "-", "_", ".")[int(rr() * 4)]
         owner = sep.join(parts)
         if rr() < 0.5:
@@ -1728,8 +1217,8 @@ class Catalogue:
         hf_models: int = 3000,
         revision: int = 0,
     ) -> None:
-        if revision < 0:
-            raise ValueError("revision must be >= 0")
+        if revision < 0 or civitai_models < 0 or hf_models < 0:
+            raise ValueError("sizes and revision must be >= 0")
         self.seed = seed
         self.revision = revision
         self.civitai = CivitaiCatalogue(seed, civitai_models, revision)
@@ -1745,3 +1234,23 @@ class Catalogue:
     def query_hf(self, params: RawParams) -> list[str]:
         """Repo ids, in order, that paging through ``GET /api/models?params`` yields."""
         return self.hf.query(params)
+
+
+# Small catalogues are cheap but built per emulator, and tests build hundreds of emulators
+# with the same few configurations; big ones are never kept (a benchmark would pin GBs).
+_SHARED_MAX_MODELS = 50_000
+
+
+@lru_cache(maxsize=8)
+def _shared(seed: int, civitai_models: int, hf_models: int, revision: int) -> Catalogue:
+    return Catalogue(seed, civitai_models, hf_models, revision)
+
+
+def catalogue_for(seed: int, civitai_models: int, hf_models: int, revision: int) -> Catalogue:
+    """A catalogue for these settings, shared between emulators when it is small.
+
+    Sharing is safe: serving only fills deterministic caches, never changes the models.
+    """
+    if civitai_models + hf_models <= _SHARED_MAX_MODELS:
+        return _shared(seed, civitai_models, hf_models, revision)
+    return Catalogue(seed, civitai_models, hf_models, revision)

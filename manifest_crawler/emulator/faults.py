@@ -37,6 +37,18 @@ JSON = "application/json; charset=utf-8"
 HTML = "text/html; charset=UTF-8"
 
 
+Matcher = Mapping[str, str | Sequence[str]] | tuple[tuple[str, tuple[str, ...]], ...]
+
+
+def _freeze_matcher(matcher: Matcher) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    items = matcher.items() if isinstance(matcher, Mapping) else matcher
+    return tuple(
+        sorted(
+            (key, (wanted,) if isinstance(wanted, str) else tuple(wanted)) for key, wanted in items
+        )
+    )
+
+
 def _as_tuple(value: Any) -> tuple[Any, ...]:
     if isinstance(value, str):
         return tuple(part.strip() for part in value.split(",") if part.strip())
@@ -63,12 +75,12 @@ class FaultConfig:
     retry_after: int = 1
     transient_apis: tuple[str, ...] = APIS
     # Permanent failure of requests carrying every key=value of one matcher.
-    fail_matching: tuple[Mapping[str, str | Sequence[str]], ...] = ()
+    fail_matching: tuple[Matcher, ...] = ()
     fail_status: int = 500
     fail_apis: tuple[str, ...] = APIS
     # CivitAI cursor quirks (pages are numbered from 1 along a cursor chain).
     cursor_loop_page: int = 0  # page N answers with the cursor it was asked with
-    empty_pages: tuple[int, ...] = ()  # these pages come back empty, still with a cursor
+    empty_pages: tuple[int, ...] = ()  # these pages (>= 2) come back empty, still with a cursor
     skip_at_boundary: bool = False  # issue #1111: one item lost at every page boundary
     # Raw control characters inside CivitAI descriptions (strict JSON parsers fail).
     control_chars: bool = False
@@ -81,7 +93,11 @@ class FaultConfig:
         for name in ("latency_apis", "transient_apis", "fail_apis", "fault_kinds"):
             object.__setattr__(self, name, _as_tuple(getattr(self, name)))
         object.__setattr__(self, "empty_pages", tuple(int(p) for p in self.empty_pages))
-        object.__setattr__(self, "fail_matching", tuple(dict(m) for m in self.fail_matching))
+        # Matchers become sorted (key, values) tuples: the config stays hashable and two
+        # configs naming the same matchers compare equal.
+        object.__setattr__(
+            self, "fail_matching", tuple(_freeze_matcher(m) for m in self.fail_matching)
+        )
         for name in ("latency_apis", "transient_apis", "fail_apis"):
             unknown = set(getattr(self, name)) - set(APIS)
             if unknown:
@@ -101,8 +117,9 @@ class FaultConfig:
             raise ValueError("fail_status must be a 4xx or 5xx status")
         if self.cursor_loop_page == 1 or self.cursor_loop_page < 0:
             raise ValueError("cursor_loop_page must be 0 (off) or >= 2")
-        if any(p < 1 for p in self.empty_pages):
-            raise ValueError("empty_pages are 1-based page numbers")
+        if any(p < 2 for p in self.empty_pages):
+            # Upstream the bug shows mid-chain; page 1 has no cursor to be "empty but carry".
+            raise ValueError("empty_pages are page numbers >= 2")
         if self.hf_rate_limit < 0 or self.hf_rate_window <= 0:
             raise ValueError("hf_rate_limit must be >= 0 and hf_rate_window > 0")
 
@@ -218,22 +235,19 @@ def _unit(seed: int, *parts: object) -> int:
     return int.from_bytes(digest, "big")
 
 
-def matches(matcher: Mapping[str, str | Sequence[str]], query: Mapping[str, list[str]]) -> bool:
+def matches(matcher: Matcher, query: Mapping[str, list[str]]) -> bool:
     """True if the query carries every key=value of the matcher (any of repeated values)."""
-    for key, wanted in matcher.items():
+    for key, wanted in _freeze_matcher(matcher):
         values = query.get(key, [])
-        for value in (wanted,) if isinstance(wanted, str) else wanted:
-            if value not in values:
-                return False
+        if any(value not in values for value in wanted):
+            return False
     return True
 
 
 class FaultInjector:
     """Per-request fault decisions for one emulator (holds the attempt counts)."""
 
-    def __init__(
-        self, config: FaultConfig, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, config: FaultConfig, clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
         self.attempts: dict[str, int] = {}
         self._jitter = Random(config.seed)

@@ -12,7 +12,8 @@ import time
 from random import Random
 from typing import Any
 
-from .catalogue import (
+from .catalogue import CivitaiCatalogue, HfCatalogue, stable_seed
+from .vocabulary import (
     BASE_MODELS,
     CIVITAI_STATS,
     CIVITAI_TAGS,
@@ -21,12 +22,10 @@ from .catalogue import (
     HF_LIBRARIES,
     HF_PIPELINES,
     MODES,
-    CivitaiCatalogue,
-    HfCatalogue,
-    _stable_seed,
+    words,
 )
 
-_WORDS = (
+_WORDS = words(
     "masterpiece best quality ultra detailed 8k photorealistic cinematic lighting soft focus "
     "portrait of a woman man girl knight dragon castle forest city night neon rain reflections "
     "volumetric fog golden hour sunset bokeh depth of field sharp intricate highly detailed "
@@ -34,12 +33,13 @@ _WORDS = (
     "dynamic pose looking at viewer smile long hair short hair blue eyes red dress armor "
     "futuristic cyberpunk steampunk fantasy landscape mountains ocean clouds sky stars "
     "(detailed face:1.2) (perfect hands:1.1) <lora:detail_tweaker:0.6> film grain analog photo"
-).split()
-_NEGATIVE = (
+)
+_NEGATIVE = words(
     "lowres, bad anatomy, bad hands, text, error, missing fingers, extra digit, fewer digits, "
     "cropped, worst quality, low quality, normal quality, jpeg artifacts, signature, "
-    "watermark, username, blurry, deformed, disfigured, mutated hands, poorly drawn face"
-).split(", ")
+    "watermark, username, blurry, deformed, disfigured, mutated hands, poorly drawn face",
+    ", ",
+)
 _SAMPLERS = ("DPM++ 2M Karras", "Euler a", "DPM++ SDE Karras", "Euler", "DDIM", "UniPC")
 _SIZES = ((512, 768), (832, 1216), (1024, 1024), (768, 512), (1216, 832), (896, 1152))
 
@@ -50,11 +50,13 @@ def _pool_prompts(rng: Random, count: int, low: int, high: int) -> tuple[str, ..
 
 _POOL_RNG = Random(20261101)
 _PROMPTS = _pool_prompts(_POOL_RNG, 256, 15, 70)
-_NEGATIVES = tuple(", ".join(_POOL_RNG.sample(_NEGATIVE, _POOL_RNG.randint(4, 14))) for _ in range(64))
+_NEGATIVES = tuple(
+    ", ".join(_POOL_RNG.sample(_NEGATIVE, _POOL_RNG.randint(4, 14))) for _ in range(64)
+)
 _PARAGRAPHS = tuple(
     "<p>"
     + " ".join(_POOL_RNG.choices(_WORDS, k=_POOL_RNG.randint(20, 90)))
-    + (" <strong>Recommended weight: 0.6–0.8.</strong>" if _POOL_RNG.random() < 0.3 else "")
+    + (" <strong>Recommended weight: 0.6-0.8.</strong>" if _POOL_RNG.random() < 0.3 else "")
     + (
         ' See <a target="_blank" rel="ugc" href="https://civitai.com/articles/1234">the guide</a>.'
         if _POOL_RNG.random() < 0.2
@@ -64,10 +66,23 @@ _PARAGRAPHS = tuple(
     for _ in range(128)
 )
 _HEX = tuple(hashlib.sha256(str(n).encode()).hexdigest().upper() for n in range(512))
-_BLURHASH_CHARS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz#$%*+,-.:;=?@[]^_{|}~"
+_BLURHASH_CHARS = (
+    "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz#$%*+,-.:;=?@[]^_{|}~"
+)
 _BLURHASHES = tuple("".join(_POOL_RNG.choices(_BLURHASH_CHARS, k=28)) for _ in range(256))
 _BASE_MODEL_TYPES = ("Standard", "Standard", "Standard", "Inpainting", None)
-_VERSION_NAMES = ("v1.0", "v2.0", "v3.0", "v1.5", "v2.1", "XL", "Lightning", "Turbo", "fp16", "beta")
+_VERSION_NAMES = (
+    "v1.0",
+    "v2.0",
+    "v3.0",
+    "v1.5",
+    "v2.1",
+    "XL",
+    "Lightning",
+    "Turbo",
+    "fp16",
+    "beta",
+)
 _AIR_ECOSYSTEM = {
     "SD 1.5": "sd1",
     "SDXL 1.0": "sdxl",
@@ -82,6 +97,9 @@ _AIR_ECOSYSTEM = {
     "Wan Video": "wanvideo",
     "Other": "other",
 }
+
+_IMAGE_HOST = "https://image.civitai.com/xG1nkqKTMzGDvpLrqFT7WA"
+_GGUF_QUANTS = ("Q2_K", "Q3_K_M", "Q4_0", "Q4_K_M", "Q4_K_S", "Q5_K_M", "Q6_K", "Q8_0", "f16")
 
 # Markers rendered into descriptions when the control-character fault is on; the server
 # swaps their JSON escapes for the raw bytes after serialisation.
@@ -106,7 +124,7 @@ def civitai_item(
 ) -> dict[str, Any]:
     """The ``items[]`` entry of one model, as ``GET /api/v1/models`` returns it."""
     model_id = cat.ids[index]
-    rng = Random(_stable_seed(cat.seed, 10, model_id))
+    rng = Random(stable_seed(cat.seed, 10, model_id))
     rr = rng.random
     mtype = CIVITAI_TYPES[cat.type[index]]
     level = cat.nsfw_level[index]
@@ -178,7 +196,7 @@ def civitai_item(
     item["creator"] = {
         "username": username,
         "image": (
-            f"https://image.civitai.com/xG1nkqKTMzGDvpLrqFT7WA/{_HEX[model_id % 512][:36]}/width=96/avatar.jpeg"
+            f"{_IMAGE_HOST}/{_HEX[model_id % 512][:36]}/width=96/avatar.jpeg"
             if rr() < 0.8
             else None
         ),
@@ -206,15 +224,14 @@ def _civitai_version(
     n_files = 1 if not checkpoint else 1 + int(rr() * 3)
     files = []
     for f in range(n_files):
-        size_kb = (
-            2_000_000 + rr() * 4_500_000 if checkpoint else 9_000 + rr() * 200_000
-        ) / (1 + f)
+        size_kb = (2_000_000 + rr() * 4_500_000 if checkpoint else 9_000 + rr() * 200_000) / (1 + f)
         digest = _HEX[(model_id + position * 7 + f) % 512]
+        suffix = "" if f == 0 else f"_{f}"
         files.append(
             {
                 "id": version_id * 4 + f,
                 "sizeKB": round(size_kb, 4),
-                "name": f"model{model_id}_v{n_versions - position}{'' if f == 0 else f'_{f}'}.safetensors",
+                "name": f"model{model_id}_v{n_versions - position}{suffix}.safetensors",
                 "type": "Model" if f == 0 else ("Pruned Model", "Config", "VAE")[f % 3],
                 "pickleScanResult": "Success",
                 "pickleScanMessage": "No Pickle imports",
@@ -268,9 +285,9 @@ def _civitai_version(
                 {
                     "id": image_id,
                     "url": (
-                        "https://image.civitai.com/xG1nkqKTMzGDvpLrqFT7WA/"
-                        f"{_HEX[image_id % 512][:8].lower()}-{_HEX[image_id % 511][:4].lower()}"
-                        f"-{_HEX[image_id % 509][:12].lower()}/width={width}/{image_id}.jpeg"
+                        f"{_IMAGE_HOST}/{_HEX[image_id % 512][:8].lower()}-"
+                        f"{_HEX[image_id % 511][:4].lower()}-{_HEX[image_id % 509][:12].lower()}"
+                        f"/width={width}/{image_id}.jpeg"
                     ),
                     "nsfwLevel": image_level & -image_level,
                     "width": width,
@@ -408,8 +425,7 @@ def hf_siblings(cat: HfCatalogue, index: int) -> list[str]:
     files = [".gitattributes", "README.md"]
     if library == HF_LIBRARIES.index("gguf") or "GGUF" in cat.ids[index]:
         stem = cat.ids[index].rsplit("/", 1)[1]
-        for quant in ("Q2_K", "Q3_K_M", "Q4_0", "Q4_K_M", "Q4_K_S", "Q5_K_M", "Q6_K", "Q8_0", "f16"):
-            files.append(f"{stem}.{quant}.gguf")
+        files.extend(f"{stem}.{quant}.gguf" for quant in _GGUF_QUANTS)
         return files
     if library == HF_LIBRARIES.index("diffusers"):
         files.append("model_index.json")

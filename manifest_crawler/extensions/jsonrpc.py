@@ -27,10 +27,12 @@ from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit
 
 from scrapy import signals
+from scrapy.core.engine import ExecutionEngine
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.asyncio import call_later
 from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
+from scrapy.utils.log import failure_to_exc_info
 from scrapy.utils.reactor import listen_tcp
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.error import CannotListenError
@@ -93,7 +95,7 @@ class JsonRpcService(server.Site):
         self.crawler = crawler
         self.host: str = settings.get("JSONRPC_HOST") or "127.0.0.1"
         self.portrange = _port_range(settings.get("JSONRPC_PORT"))
-        token = settings.get("JSONRPC_TOKEN") or os.environ.get("JSONRPC_TOKEN") or None
+        token = str(settings.get("JSONRPC_TOKEN") or os.environ.get("JSONRPC_TOKEN") or "").strip()
         self.token: bytes | None = token.encode("utf-8") if token else None
         self.loopback = _is_loopback(self.host)
         if not self.loopback and self.token is None:
@@ -163,8 +165,15 @@ class JsonRpcService(server.Site):
         return "paused" if self.paused else "running"
 
     @property
+    def engine(self) -> ExecutionEngine | None:
+        try:
+            return self.crawler.engine
+        except RuntimeError:  # no engine before the crawl starts
+            return None
+
+    @property
     def paused(self) -> bool:
-        engine = self.crawler.engine
+        engine = self.engine
         return bool(engine is not None and engine.paused)
 
     def status(self) -> dict[str, Any]:
@@ -207,11 +216,10 @@ class JsonRpcService(server.Site):
         }
 
     def stats(self) -> dict[str, Any]:
-        assert self.crawler.stats is not None
         return dict(self.crawler.stats.get_stats())
 
     def pause(self, peer: str) -> dict[str, Any]:
-        engine = self.crawler.engine
+        engine = self.engine
         changed = engine is not None and not engine.paused and not self.stop_requested
         if changed:
             engine.pause()
@@ -219,10 +227,15 @@ class JsonRpcService(server.Site):
         return {"paused": self.paused, "changed": changed, "state": self.state()}
 
     def unpause(self, peer: str) -> dict[str, Any]:
-        engine = self.crawler.engine
+        engine = self.engine
         changed = engine is not None and engine.paused
         if changed:
             engine.unpause()
+            # unpause() only clears a flag: the engine would look for work at its next
+            # heartbeat, up to 5 s later. Its private slot is reached defensively.
+            nextcall = getattr(getattr(engine, "_slot", None), "nextcall", None)
+            if nextcall is not None:
+                nextcall.schedule()
             logger.info("Crawl resumed over JSON-RPC (client %s)", peer)
         return {"paused": self.paused, "changed": changed, "state": self.state()}
 
@@ -240,13 +253,15 @@ class JsonRpcService(server.Site):
         return {"stopping": True, "changed": changed, "reason": STOP_REASON}
 
     def _close_spider(self) -> None:
-        engine = self.crawler.engine
+        engine = self.engine
         if engine is None or engine.spider is None:
             return
         d = deferred_from_coro(engine.close_spider_async(reason=STOP_REASON))
         d.addErrback(
             lambda failure: logger.error(
-                "JSON-RPC stop failed: %s", failure.getErrorMessage(), exc_info=True
+                "JSON-RPC stop failed: %s",
+                failure.getErrorMessage(),
+                exc_info=failure_to_exc_info(failure),
             )
         )
 
@@ -297,8 +312,12 @@ class _Root(resource.Resource):
     def __init__(self, service: JsonRpcService) -> None:
         super().__init__()
         self.service = service
-        self.crawler_endpoint = _CrawlerEndpoint(service)
-        self.stats_endpoint = _StatsEndpoint(service)
+        # path -> (HTTP methods, what GET answers, the JSON-RPC endpoint POST reaches)
+        self.routes: dict[bytes, tuple[tuple[bytes, ...], Callable[[], Any], _Endpoint | None]] = {
+            b"/": ((b"GET", b"HEAD"), self.index, None),
+            b"/crawler": ((b"GET", b"HEAD", b"POST"), service.status, _CrawlerEndpoint(service)),
+            b"/crawler/stats": ((b"GET", b"HEAD", b"POST"), service.stats, _StatsEndpoint(service)),
+        }
 
     def render(self, request: server.Request) -> bytes | int:
         try:
@@ -316,26 +335,15 @@ class _Root(resource.Resource):
                 self.service.crawler.stats.inc_value("manifest/jsonrpc/unauthorized")
                 request.setHeader(b"WWW-Authenticate", b'Bearer realm="manifest-crawler"')
             return _http_error(request, *refusal)
-        path = request.path.rstrip(b"/") or b"/"
-        routes: dict[bytes, tuple[tuple[bytes, ...], Callable[[], Any] | None, Any]] = {
-            b"/": ((b"GET", b"HEAD"), self.index, None),
-            b"/crawler": ((b"GET", b"HEAD", b"POST"), self.service.status, self.crawler_endpoint),
-            b"/crawler/stats": (
-                (b"GET", b"HEAD", b"POST"),
-                self.service.stats,
-                self.stats_endpoint,
-            ),
-        }
-        route = routes.get(path)
+        route = self.routes.get(request.path.rstrip(b"/") or b"/")
         if route is None:
             return _http_error(request, 404, NOT_FOUND, "Not found")
         allowed, getter, endpoint = route
         if request.method not in allowed:
             request.setHeader(b"Allow", b", ".join(allowed))
             return _http_error(request, 405, METHOD_NOT_ALLOWED, "Method not allowed")
-        if request.method == b"POST":
+        if request.method == b"POST" and endpoint is not None:
             return endpoint.render(request)
-        assert getter is not None
         return _encode(request, 200, getter())
 
     def index(self) -> dict[str, Any]:
@@ -383,20 +391,25 @@ class _Endpoint(JSONRPC):
             request.finish()
 
         def failed(failure: Failure) -> None:
-            logger.error("JSON-RPC service: %s", failure.getErrorMessage(), exc_info=True)
-            if not gone:
+            logger.error(
+                "JSON-RPC service: %s",
+                failure.getErrorMessage(),
+                exc_info=failure_to_exc_info(failure),
+            )
+            if not gone and not request.finished:
                 request.write(_encode(request, 500, _error(None, INTERNAL_ERROR, "Internal error")))
                 request.finish()
 
         self.service.crawler.stats.inc_value("manifest/jsonrpc/requests")
-        self.handle(body, _peer(request)).addCallbacks(respond, failed)
+        self.handle(body, _peer(request)).addCallback(respond).addErrback(failed)
         return server.NOT_DONE_YET
 
     def handle(self, body: bytes, peer: str) -> Deferred[Any]:
         """The response document for a request body: an object, a list, or None."""
         try:
             payload = json.loads(body.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError):
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            # RecursionError: a few kilobytes of "[[[[" nest deeper than the parser recurses.
             return succeed(_error(None, PARSE_ERROR, "Parse error"))
         if not isinstance(payload, list):
             return self._call(payload, peer)
@@ -468,11 +481,7 @@ class _Endpoint(JSONRPC):
         if failure.check(jsonrpclib.Fault):
             fault = failure.value
             return _error(call_id, fault.faultCode, fault.faultString)
-        logger.error(
-            "JSON-RPC method %s failed",
-            name,
-            exc_info=(failure.type, failure.value, failure.getTracebackObject()),
-        )
+        logger.error("JSON-RPC method %s failed", name, exc_info=failure_to_exc_info(failure))
         return _error(call_id, INTERNAL_ERROR, "Internal error")
 
 

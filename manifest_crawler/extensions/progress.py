@@ -24,11 +24,13 @@ logger = logging.getLogger(__name__)
 BAR_MODES = ("auto", "never", "always")
 #: Seconds between bar redraws: smooth enough to look alive, rare enough to cost nothing.
 BAR_REFRESH = 0.5
-_BAR_CELLS = 24
+_BAR_CELLS = 20
 _CLEAR_LINE = "\r\x1b[K"
 
 
 class ProgressReporter:
+    """Reads ``spider.ledger`` on a timer; spiders without a ledger get no progress."""
+
     def __init__(self, crawler: Crawler, interval: float, bar: bool, stream: TextIO) -> None:
         self.crawler = crawler
         self.interval = interval
@@ -107,10 +109,11 @@ class ProgressReporter:
         total = p["filters_total"] or 1
         filled = round(_BAR_CELLS * p["filters_finished"] / total)
         cells = "#" * filled + "-" * (_BAR_CELLS - filled)
+        # PAUSED comes early so that a narrow terminal does not cut it off.
         text = (
-            f"[{cells}] {p['filters_finished']}/{p['filters_total']} filters  "
-            f"{p['models']} models  {p['pages']} pages  {p['errors']} errors  "
-            f"ETA {format_duration(p['eta'])}{'  PAUSED' if self._paused() else ''}"
+            f"[{cells}] {p['filters_finished']}/{p['filters_total']} filters"
+            f"{' PAUSED' if self._paused() else ''}  {p['models']} models  {p['pages']} pages  "
+            f"{p['errors']} errors  ETA {format_duration(p['eta'])}"
         )
         width = shutil.get_terminal_size((80, 24)).columns
         self.stream.write(_CLEAR_LINE + text[: max(width - 1, 10)])
@@ -139,8 +142,10 @@ class ProgressReporter:
         return True
 
     def _paused(self) -> bool:
-        engine = self.crawler.engine
-        return bool(engine is not None and engine.paused)
+        try:
+            return self.crawler.engine.paused
+        except RuntimeError:  # no engine before the crawl starts
+            return False
 
 
 def format_duration(seconds: float | None) -> str:

@@ -7,6 +7,7 @@ the steering cases crawl the emulator slowed by latency, as an operator would me
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import socket
@@ -24,9 +25,14 @@ from scrapy.exceptions import DontCloseSpider, NotConfigured
 from scrapy.utils.defer import deferred_f_from_coro_f, deferred_from_coro, maybe_deferred_to_future
 from scrapy.utils.test import get_crawler
 
+from manifest_crawler import rpc as rpc_client
+from manifest_crawler.emulator import EmulatorConfig, FaultConfig
 from manifest_crawler.extensions.jsonrpc import MAX_BODY_BYTES, JsonRpcService, _port_range
 from manifest_crawler.filters import Filter
 from manifest_crawler.ledger import FilterStatus, Ledger
+from manifest_crawler.manifests import build_manifest, encode_json
+from manifest_crawler.spiders.all import AllSpider
+from tests.crawl import project_settings_dict, read_json, write_filters
 
 JSONRPC_EXTENSION = "manifest_crawler.extensions.jsonrpc.JsonRpcService"
 
@@ -334,6 +340,7 @@ async def test_protocol_errors_are_answered_and_leave_the_crawl_alone():
         assert_error(await rpc(url, '{"jsonrpc": "2.0", "method": "status", "id": 1'), -32700)
         assert_error(await rpc(url, b"\xff\xfe{}"), -32700)
         assert_error(await rpc(url, ""), -32700)
+        assert_error(await rpc(url, "[" * 60_000), -32700)  # deeper than the parser recurses
         # -32600 Invalid Request
         assert_error(await rpc(url, []), -32600)
         assert_error(await rpc(url, 42), -32600)
@@ -404,6 +411,29 @@ async def test_protocol_errors_are_answered_and_leave_the_crawl_alone():
         assert running.crawler.stats.get_value("finish_reason") is None
         status = (await rpc(url, call("status"))).json["result"]
         assert status["state"] == "running"
+    finally:
+        await running.ensure_stopped()
+
+
+@deferred_f_from_coro_f
+async def test_a_failing_method_is_an_internal_error_not_a_crash(caplog):
+    running = await start_crawl(IdleSpider, idle_settings())
+    service = running.crawler.get_extension(JsonRpcService)
+
+    def broken() -> dict[str, Any]:
+        raise RuntimeError("secret detail")
+
+    service.status = broken  # type: ignore[method-assign]
+    try:
+        with caplog.at_level(logging.ERROR):
+            reply = await rpc(running.url, call("status"))
+        document = assert_error(reply, -32603, id=1)
+        assert "secret detail" not in reply.body.decode()
+        assert document["error"]["message"] == "Internal error"
+        assert "JSON-RPC method status failed" in caplog.text
+        assert "RuntimeError: secret detail" in caplog.text  # the traceback is logged
+        assert (await rpc(running.url, call("pause"))).json["result"]["changed"] is True
+        assert not running.done.called
     finally:
         await running.ensure_stopped()
 
@@ -578,3 +608,144 @@ async def test_status_report_pause_unpause_stop(caplog):
         await running.ensure_stopped()
     assert "Crawl paused over JSON-RPC (client 127.0.0.1)" in caplog.text
     assert "Graceful stop requested over JSON-RPC" in caplog.text
+
+
+# --- steering a real crawl of a slow emulator ----------------------------------------------------
+
+#: Each response waits this long, so the crawl lasts long enough to be watched and steered.
+LATENCY = 0.3
+
+STEER_FILTERS = {
+    "civitai": [
+        {"name": "Quick", "label": "Quick", "params": {"sort": "Newest"}, "max_items": 40},
+        # 60 pages of 100, one after the other, LATENCY each: far longer than any test.
+        {
+            "name": "Long",
+            "label": "Long",
+            "params": {"sort": "Most Downloaded", "nsfw": "true"},
+            "max_items": 6000,
+        },
+    ],
+    "huggingface": [
+        {"name": "Quick", "label": "Quick", "params": {"sort": "likes"}, "max_items": 30},
+    ],
+}
+
+
+def slow_config() -> EmulatorConfig:
+    return EmulatorConfig(
+        seed=3, civitai_models=6000, hf_models=500, faults=FaultConfig(latency=LATENCY, jitter=0.05)
+    )
+
+
+def old_manifest(filter_name: str) -> bytes:
+    model = {"id": "old/model", "slug": "old--model", "name": "Old model"}
+    return encode_json(build_manifest(filter_name, [model], "2020-01-01T00:00:00Z"))
+
+
+def steer_settings(emulator, tmp_path, **overrides):
+    filters = write_filters(tmp_path / "filters.json", **STEER_FILTERS)
+    return project_settings_dict(
+        CIVITAI_API_URL=emulator.civitai_url,
+        HF_API_URL=emulator.hf_url,
+        MANIFEST_DIR=str(tmp_path / "out"),
+        FILTERS_FILE=str(filters),
+        JSONRPC_ENABLED=True,
+        JSONRPC_PORT=0,
+        MANIFEST_PROGRESS_INTERVAL=0.5,
+        **overrides,
+    )
+
+
+def pages_of(status: dict[str, Any]) -> int:
+    return sum(f["pages"] for f in status["filters"])
+
+
+def crawler_pages(crawler: Crawler) -> int:
+    return sum(state.pages for state in crawler.spider.ledger)
+
+
+@deferred_f_from_coro_f
+async def test_watch_pause_resume_and_stop_a_slow_crawl(make_emulator, tmp_path, caplog):
+    slow_emulator = make_emulator(slow_config())
+    caplog.set_level(logging.INFO)
+    out = tmp_path / "out"
+    out.mkdir()
+    # Unfinished at the stop: its previous manifest must survive byte for byte.
+    (out / "civitai-Long.json").write_bytes(old_manifest("Long"))
+    # Finished before the stop: its old manifest must be replaced.
+    (out / "civitai-Quick.json").write_bytes(old_manifest("Quick"))
+
+    running = await start_crawl(AllSpider, steer_settings(slow_emulator, tmp_path))
+    url = running.url
+    client = functools.partial(asyncio.to_thread, rpc_client.call, url)
+    try:
+        # Live status while the crawl runs: per filter, and overall with an ETA.
+        async def status() -> dict[str, Any]:
+            return await client("status")
+
+        for _ in range(100):
+            current = await status()
+            states = {(f["source"], f["filter"]): f["status"] for f in current["filters"]}
+            if states[("civitai", "Quick")] == states[("huggingface", "Quick")] == "done":
+                break
+            await asyncio.sleep(0.1)
+        assert states[("civitai", "Long")] == "running", current
+        assert current["state"] == "running" and current["paused"] is False
+        progress = current["progress"]
+        assert progress["filters_total"] == 3 and progress["filters_finished"] == 2
+        assert progress["models"] >= 70 and isinstance(progress["eta"], float)
+        quick = next(f for f in current["filters"] if f["filter"] == "Quick")
+        assert (quick["pages"], quick["models"]) == (1, 40)
+
+        # Live stats, through the client and through a raw JSON-RPC post.
+        stats = await client("get_stats", path="/crawler/stats")
+        assert stats["manifest/civitai/pages"] >= 1
+        raw = await rpc(url, call("get_stats", id=7), "/crawler/stats")
+        assert raw.json["id"] == 7 and raw.json["result"]["manifest/jsonrpc/port"] == running.port
+
+        # Pause: the requests in flight finish, then nothing more is asked of the API.
+        assert (await client("pause"))["changed"] is True
+        await wait_until(lambda: not running.crawler.engine.downloader.active, timeout=5)
+        await asyncio.sleep(LATENCY)
+        frozen = await status()
+        asked = len(slow_emulator.log)
+        await asyncio.sleep(LATENCY * 4)
+        still = await status()
+        assert still["state"] == "paused" and still["paused"] is True
+        assert pages_of(still) == pages_of(frozen)
+        assert len(slow_emulator.log) == asked
+        # Resume over a raw post: pages flow again.
+        resumed = await rpc(url, call("unpause", id="u"))
+        assert resumed.json == {
+            "jsonrpc": "2.0",
+            "result": {"paused": False, "changed": True, "state": "running"},
+            "id": "u",
+        }
+        # Without a nudge the engine would wait for its 5 s heartbeat to send again.
+        await wait_until(lambda: len(slow_emulator.log) > asked, timeout=1)
+        more = await wait_until(
+            lambda: pages_of(still) < crawler_pages(running.crawler), timeout=LATENCY * 5
+        )
+        assert more
+
+        # A graceful stop, before the long filter can finish.
+        stop = await rpc(url, call("stop", id=9))
+        assert stop.json["result"] == {"stopping": True, "changed": True, "reason": "jsonrpc_stop"}
+        assert (await client("status"))["state"] in ("stopping", "closed")
+        await running.finished()
+    finally:
+        await running.ensure_stopped()
+
+    crawler = running.crawler
+    assert crawler.stats.get_value("finish_reason") == "jsonrpc_stop"
+    ledger = crawler.spider.ledger
+    assert ledger[("civitai", "Long")].status is FilterStatus.RUNNING
+    # No manifest lost: the unfinished filter keeps its previous file untouched ...
+    assert (out / "civitai-Long.json").read_bytes() == old_manifest("Long")
+    # ... and the finished ones were written with this run's models.
+    assert len(read_json(out / "civitai-Quick.json")["models"]) == 40
+    assert len(read_json(out / "hf-Quick.json")["models"]) == 30
+    all_models = read_json(out / "all-models.json")
+    assert all_models["totalModels"] >= 71  # both Quick filters and the old Long manifest
+    assert "Progress: " in caplog.text and "Progress at close (jsonrpc_stop)" in caplog.text

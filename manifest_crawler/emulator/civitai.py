@@ -1,0 +1,126 @@
+"""CivitAI ``GET /api/v1/models``: the request-to-response logic and its twisted.web resource."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import orjson
+
+from .catalogue import CivitaiCatalogue, QueryError, parse_civitai_params
+from .faults import CIVITAI, FaultConfig
+from .paging import (
+    KeyCursor,
+    OffsetCursor,
+    decode_civitai_cursor,
+    encode_civitai_cursor,
+    resume_position,
+    window,
+)
+from .payloads import civitai_item
+from .responses import ApiResponse, json_response, next_url
+from .web import ApiResource, ServerState
+
+# Deep offset paging is refused upstream: page * limit beyond this answers 429.
+PAGE_CAP_ITEMS = 1000
+
+# orjson's escapes of the control-character markers, and the raw bytes they stand for.
+_RAW_CONTROLS = ((b"\\u0001", b"\x01"), (b"\\u001f", b"\x1f"), (b"\\t", b"\t"))
+
+
+def raw_control_chars(body: bytes) -> bytes:
+    """Un-escape the markers: JSON strings now hold raw control characters, as upstream."""
+    for escaped, raw in _RAW_CONTROLS:
+        body = body.replace(escaped, raw)
+    return body
+
+
+class CivitaiApi:
+    """Answers CivitAI listing requests from a catalogue, with the cursor quirks configured."""
+
+    def __init__(self, catalogue: CivitaiCatalogue, faults: FaultConfig | None = None) -> None:
+        self.catalogue = catalogue
+        self.faults = faults or FaultConfig()
+
+    def respond(self, pairs: Sequence[tuple[str, str]], base_url: str) -> ApiResponse:
+        """The response to ``GET base_url?pairs`` (``base_url`` is used to build nextPage)."""
+        try:
+            return self._respond(pairs, base_url)
+        except QueryError as exc:
+            return json_response(exc.status, {"error": exc.message})
+
+    def _respond(self, pairs: Sequence[tuple[str, str]], base_url: str) -> ApiResponse:
+        query, paging = parse_civitai_params(pairs)
+        if paging.page is not None and paging.page * paging.limit > PAGE_CAP_ITEMS:
+            raise QueryError(
+                429,
+                f"Too many items requested: page * limit exceeds {PAGE_CAP_ITEMS}. "
+                "Use cursor-based pagination (the cursor parameter) instead.",
+            )
+        cat = self.catalogue
+        cfg = self.faults
+        result = cat.result(query)
+        start, by_offset = self._start(result, query.sort, paging.cursor)
+        page_number = start // paging.limit + 1
+
+        if page_number in cfg.empty_pages and not by_offset and start < len(result):
+            # Issue #1848: an empty page that still points onwards. Its cursor is a bare
+            # number (upstream cursors may be numbers), distinct from the one asked with.
+            return self._page([], start, pairs, base_url, primary_only=False)
+
+        start, end = window(len(result), start, paging.limit)
+        next_cursor: str | None = None
+        if end < len(result):
+            # Issue #1111: a cursor naming the next page's first item loses that item.
+            ref = end if cfg.skip_at_boundary else end - 1
+            index = result[ref]
+            value = cat.sort_values(query.sort)[index]
+            next_cursor = encode_civitai_cursor(KeyCursor(value, cat.ids[index], ref + 1))
+            if cfg.cursor_loop_page == page_number and paging.cursor:
+                next_cursor = paging.cursor
+        return self._page(
+            result[start:end], next_cursor, pairs, base_url, primary_only=paging.primary_file_only
+        )
+
+    def _start(self, result: Sequence[int], sort: str, raw: str | None) -> tuple[int, bool]:
+        if raw is None:
+            return 0, False
+        try:
+            cursor = decode_civitai_cursor(raw)
+        except ValueError:
+            raise QueryError(400, f"Invalid cursor: {raw!r}") from None
+        if isinstance(cursor, OffsetCursor):
+            return min(cursor.offset, len(result)), True
+        cat = self.catalogue
+        key = cat.cursor_key(sort, cursor.value, cursor.tiebreak)
+        return resume_position(result, cat.sort_key(sort), key, cursor.offset), False
+
+    def _page(
+        self,
+        indices: Sequence[int],
+        next_cursor: str | int | None,
+        pairs: Sequence[tuple[str, str]],
+        base_url: str,
+        *,
+        primary_only: bool,
+    ) -> ApiResponse:
+        control = self.faults.control_chars
+        items = [
+            civitai_item(self.catalogue, i, primary_file_only=primary_only, control_chars=control)
+            for i in indices
+        ]
+        metadata: dict[str, str | int] = {}
+        if next_cursor is not None:
+            metadata["nextCursor"] = next_cursor
+            metadata["nextPage"] = next_url(base_url, pairs, "cursor", str(next_cursor))
+        body = orjson.dumps({"items": items, "metadata": metadata})
+        if control:
+            body = raw_control_chars(body)
+        return ApiResponse(200, body)
+
+
+class CivitaiResource(ApiResource):
+    """twisted.web resource serving ``GET /api/v1/models``."""
+
+    def __init__(self, api: CivitaiApi, state: ServerState) -> None:
+        super().__init__(CIVITAI, api.respond, state)
+        self.api = api

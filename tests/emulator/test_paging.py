@@ -1,0 +1,194 @@
+"""Cursors and paging, without HTTP: the API classes answer parameter lists directly."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from bisect import bisect_right
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from manifest_crawler.emulator.catalogue import Catalogue, CivitaiQuery
+from manifest_crawler.emulator.civitai import CivitaiApi
+from manifest_crawler.emulator.faults import FaultConfig
+from manifest_crawler.emulator.huggingface import HuggingFaceApi
+from manifest_crawler.emulator.paging import (
+    KeyCursor,
+    OffsetCursor,
+    decode_civitai_cursor,
+    decode_hf_cursor,
+    encode_civitai_cursor,
+    encode_hf_cursor,
+    resume_position,
+)
+from manifest_crawler.emulator.vocabulary import BASE_MODELS, CIVITAI_SORTS, HF_SORTS
+
+from .helpers import Reply, link_next, query_of
+
+BASE = "http://127.0.0.1:1"
+SMALL = Catalogue(seed=5, civitai_models=400, hf_models=600)
+
+ints = st.integers(-(2**62), 2**62)
+naturals = st.integers(0, 2**40)
+
+
+@given(value=ints, model_id=naturals, offset=naturals)
+def test_civitai_cursor_roundtrip(value: int, model_id: int, offset: int) -> None:
+    cursor = KeyCursor(value, model_id, offset)
+    text = encode_civitai_cursor(cursor)
+    assert text.count("|") == 2
+    assert decode_civitai_cursor(text) == cursor
+
+
+@given(offset=naturals)
+def test_bare_number_is_an_offset_cursor(offset: int) -> None:
+    assert decode_civitai_cursor(str(offset)) == OffsetCursor(offset)
+
+
+@pytest.mark.parametrize("raw", ["", "abc", "1|2", "1|2|3|4", "a|b|c", "1|2|-3"])
+def test_malformed_civitai_cursor(raw: str) -> None:
+    with pytest.raises(ValueError):
+        decode_civitai_cursor(raw)
+
+
+@given(sort=st.sampled_from(HF_SORTS), value=ints, index=naturals, offset=naturals)
+def test_hf_cursor_roundtrip_and_is_url_safe(
+    sort: str, value: int, index: int, offset: int
+) -> None:
+    cursor = KeyCursor(value, index, offset)
+    token = encode_hf_cursor(sort, cursor)
+    assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+    assert decode_hf_cursor(token, sort) == cursor
+    other = "likes" if sort != "likes" else "downloads"
+    with pytest.raises(ValueError):
+        decode_hf_cursor(token, other)
+
+
+@given(st.text(max_size=40))
+def test_hf_cursor_garbage_is_rejected_cleanly(raw: str) -> None:
+    with contextlib.suppress(ValueError):
+        decode_hf_cursor(raw, "likes")
+
+
+@given(
+    keys=st.lists(st.tuples(st.integers(-50, 50), st.integers(0, 50)), unique=True, max_size=60),
+    probe=st.tuples(st.integers(-60, 60), st.integers(-5, 60)),
+    hint=st.integers(-5, 70),
+)
+def test_resume_position_is_the_first_key_after_the_cursor(keys, probe, hint) -> None:
+    keys.sort()
+    result = list(range(len(keys)))
+    expected = bisect_right(keys, probe)
+    assert resume_position(result, keys.__getitem__, probe, hint) == expected
+
+
+def civitai_pages(api: CivitaiApi, params: list[tuple[str, str]]) -> tuple[list[int], int]:
+    ids: list[int] = []
+    pages = 0
+    pairs = params
+    while True:
+        response = api.respond(pairs, f"{BASE}/api/v1/models")
+        assert response.status == 200, response.body
+        data = json.loads(response.body)
+        pages += 1
+        ids.extend(item["id"] for item in data["items"])
+        meta = data["metadata"]
+        if "nextPage" not in meta:
+            assert meta == {}
+            return ids, pages
+        assert meta["nextPage"].startswith(f"{BASE}/api/v1/models?")
+        pairs = query_of(meta["nextPage"])
+        assert dict(pairs)["cursor"] == str(meta["nextCursor"])
+        assert [p for p in pairs if p[0] != "cursor"] == [p for p in params if p[0] != "cursor"]
+
+
+civitai_params = st.fixed_dictionaries(
+    {},
+    optional={
+        "sort": st.sampled_from(CIVITAI_SORTS),
+        "nsfw": st.sampled_from(["true", "false"]),
+        "types": st.lists(st.sampled_from(["LORA", "Checkpoint", "TextualInversion"]), max_size=2),
+        "baseModels": st.lists(st.sampled_from(BASE_MODELS), max_size=2),
+        "period": st.sampled_from(["AllTime", "Year", "Month"]),
+    },
+)
+
+
+def as_pairs(params: dict) -> list[tuple[str, str]]:
+    pairs: list[tuple[str, str]] = []
+    for key, value in params.items():
+        for v in value if isinstance(value, list) else [value]:
+            pairs.append((key, v))
+    return pairs
+
+
+@settings(max_examples=40, deadline=None)
+@given(params=civitai_params, limit=st.integers(1, 100))
+def test_civitai_paging_yields_exactly_the_query_result(params: dict, limit: int) -> None:
+    api = CivitaiApi(SMALL.civitai)
+    ids, pages = civitai_pages(api, [*as_pairs(params), ("limit", str(limit))])
+    expected = SMALL.query_civitai(params)
+    assert ids == expected
+    assert pages == max(1, -(-len(expected) // limit))
+
+
+hf_params = st.fixed_dictionaries(
+    {},
+    optional={
+        "sort": st.sampled_from(HF_SORTS),
+        "filter": st.lists(st.sampled_from(["transformers", "safetensors", "en"]), max_size=2),
+        "pipeline_tag": st.sampled_from(["text-generation", "text-to-image"]),
+        "num_parameters": st.sampled_from(["min:0,max:3B", "min:3B", "max:13B"]),
+        "full": st.sampled_from(["true", "false"]),
+    },
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(params=hf_params, limit=st.integers(1, 1200))
+def test_hf_paging_yields_exactly_the_query_result(params: dict, limit: int) -> None:
+    api = HuggingFaceApi(SMALL.hf)
+    pairs = [*as_pairs(params), ("limit", str(limit))]
+    ids: list[str] = []
+    pages = 0
+    while True:
+        response = api.respond(pairs, f"{BASE}/api/models")
+        assert response.status == 200, response.body
+        pages += 1
+        page = json.loads(response.body)
+        assert len(page) <= min(limit, 1000)
+        ids.extend(entry["id"] for entry in page)
+        link = response.header("Link")
+        if link is None:
+            break
+        next_url = link_next(Reply(200, {"link": [link]}, b""))
+        assert next_url is not None and next_url.startswith(f"{BASE}/api/models?")
+        pairs = query_of(next_url)
+    expected = SMALL.query_hf(params)
+    assert ids == expected
+    assert pages == max(1, -(-len(expected) // min(limit, 1000)))
+
+
+@settings(max_examples=20, deadline=None)
+@given(limit=st.integers(2, 60))
+def test_skip_at_boundary_loses_one_item_per_boundary(limit: int) -> None:
+    api = CivitaiApi(SMALL.civitai, FaultConfig(skip_at_boundary=True))
+    ids, pages = civitai_pages(api, [("nsfw", "true"), ("limit", str(limit))])
+    expected = SMALL.query_civitai({"nsfw": "true"})
+    assert set(ids) <= set(expected)
+    assert ids == [i for i in expected if i in set(ids)]
+    assert len(expected) - len(ids) == pages - 1
+
+
+def test_keyset_resume_survives_a_removed_item() -> None:
+    # A cursor naming an item that is gone (catalogue changed) resumes right after it.
+    cat = SMALL.civitai
+    result = cat.result(CivitaiQuery(nsfw=True))
+    gone = result[10]
+    values = cat.sort_values("Highest Rated")
+    cursor = KeyCursor(values[gone], cat.ids[gone], 999)
+    shorter = [i for i in result if i != gone]
+    key = cat.cursor_key("Highest Rated", cursor.value, cursor.tiebreak)
+    assert resume_position(shorter, cat.sort_key("Highest Rated"), key, cursor.offset) == 10
