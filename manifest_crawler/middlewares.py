@@ -19,6 +19,7 @@ import logging
 import random
 import re
 import time
+from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Self
 from urllib.parse import parse_qsl
@@ -42,6 +43,9 @@ logger = logging.getLogger(__name__)
 
 #: Request.meta key: the monotonic time before which the request must not be sent.
 NOT_BEFORE_META = "manifest_not_before"
+#: Request.meta key set for APIs that announce their budget in RateLimit headers: until the
+#: first answer has told the budget, such a request waits for the one already in flight.
+RATELIMIT_PROBE_META = "manifest_ratelimit_probe"
 
 _UNREACHABLE_ERRORS = (
     CannotResolveHostError,
@@ -49,10 +53,28 @@ _UNREACHABLE_ERRORS = (
     DownloadConnectionRefusedError,
     TxConnectionRefusedError,
 )
+_POLICY_QUOTA_RE = re.compile(r"\bq\s*=\s*(\d+)")
+_PROBE_POLL = 0.05
+_UNKNOWN_WINDOW = 1.0
+_POLICY_WINDOW_RE = re.compile(r"\bw\s*=\s*(\d+)")
 _RATELIMIT_RE = re.compile(
     r"\br\s*=\s*(\d+)\s*;\s*t\s*=\s*(\d+)|\bt\s*=\s*(\d+)\s*;\s*r\s*=\s*(\d+)"
 )
 _CIVITAI_PAGE_CAP = 1000
+
+
+@dataclass(slots=True)
+class RateBudget:
+    """What an API's RateLimit headers allow us to send before its window resets."""
+
+    #: Requests we may still send in this window; None while unknown.
+    remaining: int | None = None
+    reset_at: float = 0.0
+    #: The window's quota and length (``RateLimit-Policy: …;q=<n>;w=<s>``), so a reset can be
+    #: taken before any answer of the new window has arrived.
+    quota: int | None = None
+    window: float | None = None
+    in_flight: int = 0
 
 
 class HostUnreachable(IgnoreRequest):
@@ -125,6 +147,8 @@ class BackoffRetryMiddleware(RetryMiddleware):
         self.blocked_until: dict[str, float] = {}
         #: Download slot → why its host is unreachable.
         self.unreachable: dict[str, str] = {}
+        #: Download slot → its announced rate-limit budget.
+        self.budgets: dict[str, RateBudget] = {}
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -143,20 +167,35 @@ class BackoffRetryMiddleware(RetryMiddleware):
                 request.meta["retry_times"], self.base, self.cap, self.jitter, self.rng
             )
             request.meta[NOT_BEFORE_META] = time.monotonic() + delay
+        budget = self.budgets.setdefault(slot, RateBudget())
+        probe = bool(request.meta.get(RATELIMIT_PROBE_META))
         # Re-checked after every sleep: another response may have extended the slot's wait.
         while True:
             now = time.monotonic()
+            if budget.remaining is not None and now >= budget.reset_at:
+                budget.remaining = budget.quota
+                # Until an answer of the new window says otherwise, it ends a window later.
+                budget.reset_at += budget.window or _UNKNOWN_WINDOW
             wait = max(
                 request.meta.get(NOT_BEFORE_META, 0.0) - now,
                 self.blocked_until.get(slot, 0.0) - now,
             )
+            if budget.remaining is not None and budget.remaining <= 0:
+                wait = max(wait, budget.reset_at - now)
+            elif budget.remaining is None and probe and budget.in_flight:
+                wait = max(wait, _PROBE_POLL)
             if wait <= 0:
-                return
+                break
             self.stats.inc_value("manifest/backoff/waits")
             await sleep(wait)
+        budget.in_flight += 1
+        if budget.remaining is not None:
+            budget.remaining -= 1
 
     def process_response(self, request: Request, response: Response) -> Request | Response:
         slot = self._slot(request)
+        self._landed(slot)
+        self._read_budget(slot, response)
         api_wait = self._api_wait(slot, response)
         if request.meta.get("dont_retry", False) or not self._retryable(response.status):
             return response
@@ -183,6 +222,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
         return retry or response
 
     def process_exception(self, request: Request, exception: Exception) -> Request | None:
+        self._landed(self._slot(request))
         if request.meta.get("dont_retry", False) or isinstance(exception, IgnoreRequest):
             return None
         if not isinstance(exception, self.exceptions_to_retry):
@@ -191,6 +231,30 @@ class BackoffRetryMiddleware(RetryMiddleware):
             self._mark_unreachable(request, exception)
             return None
         return self._retry_after(request, type(exception).__name__, None)
+
+    def _landed(self, slot: str) -> None:
+        budget = self.budgets.get(slot)
+        if budget is not None and budget.in_flight:
+            budget.in_flight -= 1
+
+    def _read_budget(self, slot: str, response: Response) -> None:
+        header = response.headers.get(b"RateLimit")
+        parsed = None if header is None else parse_ratelimit(header.decode("latin-1"))
+        if parsed is None:
+            return
+        remaining, reset = parsed
+        budget = self.budgets.setdefault(slot, RateBudget())
+        # Requests still in flight may not have been counted by the server yet: assume they
+        # were not, so the budget for new requests errs on the side of fewer.
+        budget.remaining = max(0, remaining - budget.in_flight)
+        budget.reset_at = time.monotonic() + reset
+        policy = response.headers.get(b"RateLimit-Policy")
+        if policy is not None:
+            text = policy.decode("latin-1")
+            if quota := _POLICY_QUOTA_RE.search(text):
+                budget.quota = int(quota.group(1))
+            if window := _POLICY_WINDOW_RE.search(text):
+                budget.window = float(window.group(1))
 
     def _retryable(self, status: int) -> bool:
         return status in (408, 429) or 500 <= status <= 599

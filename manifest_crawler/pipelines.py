@@ -166,8 +166,14 @@ class ManifestWriterPipeline:
     def _write_all_models(self, timestamp: str) -> None:
         filter_set = load_filters(self.filters_file)
         manifests, problems = manifests_on_disk(self.manifest_dir, filter_set)
-        for problem in problems:
-            logger.warning("all-models.json leaves out a manifest: %s", problem)
+        if problems:
+            # One line, not one per filter: a run of some filters on a fresh checkout is normal.
+            logger.warning(
+                "all-models.json leaves out %d filter(s) with no readable manifest: %s%s",
+                len(problems),
+                "; ".join(problems[:3]),
+                " …" if len(problems) > 3 else "",
+            )
         document = merge_all_models(manifests, timestamp)
         write_atomic(self.manifest_dir / ALL_MODELS_FILE, encode_json(document))
         self.stats.set_value("manifest/all_models", document["totalModels"])

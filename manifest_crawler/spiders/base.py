@@ -27,6 +27,7 @@ from twisted.python.failure import Failure
 from manifest_crawler.filters import DEFAULT_SOURCES, Filter, FiltersError, load_filters
 from manifest_crawler.items import ModelEntry
 from manifest_crawler.ledger import FilterState, FilterStatus, Ledger
+from manifest_crawler.middlewares import RATELIMIT_PROBE_META
 from manifest_crawler.normalize import InvalidModel, normalize_model
 
 logger = logging.getLogger(__name__)
@@ -128,6 +129,8 @@ class SourceAPI(ABC):
     token_env: ClassVar[str]
     #: The largest page the API serves.
     max_page_size: ClassVar[int]
+    #: Whether the API announces its budget in RateLimit headers (see middlewares.py).
+    announces_rate_limit: ClassVar[bool] = False
 
     def __init__(self, base_url: str, token: str | None = None) -> None:
         self.base_url = base_url
@@ -218,7 +221,11 @@ class ManifestSpider(scrapy.Spider):
             # Deeper pages first, so filters in flight finish before new ones start.
             priority=state.pages,
             dont_filter=True,
-            meta={FILTER_META: state.filter.key, "download_slot": api.name},
+            meta={
+                FILTER_META: state.filter.key,
+                "download_slot": api.name,
+                RATELIMIT_PROBE_META: api.announces_rate_limit,
+            },
         )
 
     def parse_page(self, response: Response) -> Iterator[Any]:
@@ -306,6 +313,7 @@ class ManifestSpider(scrapy.Spider):
             spider=self,
             reason=exc.reason,
             max_retry_times=self.max_retry_times,
+            stats_base_key="manifest/retry",
         )
         if retry is not None:
             retry.meta.pop("download_latency", None)

@@ -25,6 +25,8 @@ class HuggingFaceAPI(SourceAPI):
     default_url = "https://huggingface.co/api/models"
     token_env = "HF_TOKEN"
     max_page_size = 1000
+    # `RateLimit: "api";r=<remaining>;t=<reset>` on every answer (hub-docs rate-limits.md).
+    announces_rate_limit = True
 
     def parse(self, response: Response) -> Page:
         document = load_json(response.body)

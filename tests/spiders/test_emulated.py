@@ -1,0 +1,112 @@
+"""Every filter of the repo's filters.json, crawled from the emulator over loopback HTTP, holds
+exactly what the API answers for its parameters; all-models.json is their exact union."""
+
+from collections.abc import Mapping
+
+import pytest
+from scrapy.utils.defer import deferred_f_from_coro_f, maybe_deferred_to_future
+from twisted.internet.threads import deferToThread
+
+from manifest_crawler.filters import Filter, load_filters
+from manifest_crawler.manifests import manifest_filename
+from manifest_crawler.spiders.all import AllSpider
+from manifest_crawler.spiders.huggingface import HuggingFaceSpider
+from tests.crawl import REPO_FILTERS, crawl, crawl_settings, read_json
+
+
+def _params(filter_: Filter) -> Mapping[str, str | list[str]]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in filter_.params}
+
+
+def expected_models(emulator, filter_: Filter, max_items: int) -> list[dict[str, str]]:
+    """The API's answer for the filter, read from the emulator's catalogue, not over HTTP."""
+    if filter_.source == "huggingface":
+        ids = emulator.query_hf(_params(filter_))[:max_items]
+        return [{"id": i, "slug": i.replace("/", "--"), "name": i} for i in ids]
+    catalogue = emulator.catalogue.civitai
+    models = []
+    for model_id in emulator.query_civitai(_params(filter_)):
+        record = catalogue.record_for_id(model_id)
+        if filter_.nsfw_mask is not None and not record.nsfw_level & filter_.nsfw_mask:
+            continue
+        models.append(
+            {
+                "id": f"civitai-{model_id}",
+                "slug": f"civitai-{model_id}",
+                "name": record.name.strip(),
+            }
+        )
+        if len(models) == max_items:
+            break
+    return models
+
+
+@deferred_f_from_coro_f
+async def test_every_filter_is_exactly_the_api_answer(emulator, tmp_path):
+    crawler = await crawl(AllSpider, crawl_settings(emulator, tmp_path))
+    filters = list(load_filters(REPO_FILTERS))
+    union: dict[str, dict[str, str]] = {}
+    for filter_ in filters:
+        expected = expected_models(emulator, filter_, filter_.max_items or 100)
+        manifest = read_json(tmp_path / manifest_filename(filter_.source, filter_.name))
+        assert manifest["filter"] == filter_.name
+        assert manifest["models"] == expected, f"{filter_.source}:{filter_.name}"
+        for model in expected:
+            union.setdefault(model["id"], {**model, "source": filter_.source})
+    all_models = read_json(tmp_path / "all-models.json")
+    assert all_models["models"] == list(union.values())
+    assert all_models["totalModels"] == len(union)
+    assert all_models["civitai"] == sum(1 for m in union.values() if m["source"] == "civitai")
+    assert all_models["huggingface"] == sum(
+        1 for m in union.values() if m["source"] == "huggingface"
+    )
+    assert crawler.stats.get_value("manifest/exit_code") == 0
+    # Never page= on CivitAI, never full= on Hugging Face.
+    assert not any("page" in r.query for r in emulator.requests("civitai"))
+    assert not any("full" in r.query for r in emulator.requests("huggingface"))
+
+
+@deferred_f_from_coro_f
+async def test_deep_filters_page_with_sizes_that_waste_nothing(make_emulator, tmp_path):
+    emulator = make_emulator(hf_models=6000)
+    names = "AllTime/All/All/downloads/Soft,filter/loras,likes,downloads"
+    settings = crawl_settings(emulator, tmp_path, MANIFEST_MAX_ITEMS=2500)
+    await crawl(AllSpider, settings, filters=names)
+    for filter_ in load_filters(REPO_FILTERS).select(["civitai", "huggingface"], names.split(",")):
+        manifest = read_json(tmp_path / manifest_filename(filter_.source, filter_.name))
+        assert manifest["models"] == expected_models(emulator, filter_, 2500), filter_.name
+    civitai_limits = [
+        r.query["limit"][0]
+        for r in emulator.requests("civitai")
+        if r.query.get("sort") == ["Most Downloaded"] and "types" not in r.query
+    ]
+    # Fewer PG models than wanted: full pages of 100 to the end of the chain, and no more.
+    available = len(emulator.query_civitai({"period": "AllTime", "sort": "Most Downloaded"}))
+    assert available < 2500
+    assert civitai_limits == ["100"] * -(-available // 100)
+    hf_limits = [
+        r.query["limit"][0]
+        for r in emulator.requests("huggingface")
+        if r.query["sort"] == ["likes"]
+    ]
+    assert hf_limits == ["1000", "1000", "500"]
+
+
+@deferred_f_from_coro_f
+async def test_huggingface_hub_client_sees_the_ids_the_crawler_wrote(make_emulator, tmp_path):
+    huggingface_hub = pytest.importorskip("huggingface_hub")
+    emulator = make_emulator(hf_models=4000)
+    settings = crawl_settings(emulator, tmp_path, MANIFEST_MAX_ITEMS=0)
+    names = "apache-2.0,text-generation"
+    await crawl(HuggingFaceSpider, settings, filters=names)
+    api = huggingface_hub.HfApi(endpoint=emulator.base_url)
+    for name, kwargs in [
+        ("apache-2.0", {"filter": "license:apache-2.0", "sort": "likes"}),
+        ("text-generation", {"pipeline_tag": "text-generation", "sort": "downloads"}),
+    ]:
+        client_ids = await maybe_deferred_to_future(
+            deferToThread(lambda kw=kwargs: [m.id for m in api.list_models(**kw)])
+        )
+        written = [m["id"] for m in read_json(tmp_path / f"hf-{name}.json")["models"]]
+        assert len(written) > 100  # several pages, unlimited max_items
+        assert written == client_ids, name

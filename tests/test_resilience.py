@@ -1,0 +1,109 @@
+"""The crawler against the emulator on a bad API day: every manifest still exact."""
+
+from scrapy.utils.defer import deferred_f_from_coro_f
+
+from manifest_crawler.emulator import EmulatorConfig, FaultConfig
+from manifest_crawler.filters import load_filters
+from manifest_crawler.manifests import manifest_filename
+from manifest_crawler.spiders.all import AllSpider
+from manifest_crawler.spiders.civitai import CivitaiSpider
+from manifest_crawler.spiders.huggingface import HuggingFaceSpider
+from tests.crawl import REPO_FILTERS, crawl, crawl_settings, read_json
+from tests.spiders.test_emulated import expected_models
+
+CIVITAI_FILTERS = "AllTime/All/All/downloads/Soft,filter/loras,filter/sdxl,filter/r"
+HF_FILTERS = "likes,text-generation,apache-2.0,gguf"
+FAST_BACKOFF = {"MANIFEST_BACKOFF_BASE": 0.05, "MANIFEST_BACKOFF_MAX": 0.5}
+
+
+def _selected(names):
+    return load_filters(REPO_FILTERS).select(["civitai", "huggingface"], names.split(","))
+
+
+def _assert_exact(emulator, out, names, max_items):
+    for filter_ in _selected(names):
+        manifest = read_json(out / manifest_filename(filter_.source, filter_.name))
+        assert manifest["models"] == expected_models(emulator, filter_, max_items), filter_.name
+
+
+@deferred_f_from_coro_f
+async def test_transient_faults_and_quirks_leave_every_manifest_exact(make_emulator, tmp_path):
+    faults = FaultConfig(
+        transient_failures=3,
+        fault_kinds=("429", "500", "502", "504", "524", "html-200", "truncated"),
+        control_chars=True,
+        empty_pages=(2, 4),
+        latency=0.01,
+        jitter=0.01,
+    )
+    emulator = make_emulator(EmulatorConfig(faults=faults))
+    names = f"{CIVITAI_FILTERS},{HF_FILTERS}"
+    settings = crawl_settings(emulator, tmp_path, MANIFEST_MAX_ITEMS=350, **FAST_BACKOFF)
+    crawler = await crawl(AllSpider, settings, filters=names)
+    _assert_exact(emulator, tmp_path, names, 350)
+    stats = crawler.stats.get_stats()
+    assert stats["manifest/exit_code"] == 0
+    # Every page failed three times before it answered: each fault kind was met and survived.
+    assert stats["manifest/retry/count"] >= 3 * stats["response_received_count"] // 4
+    report = read_json(tmp_path / "run-report.json")
+    assert all(row["status"] == "fresh" for row in report["filters"])
+    assert sum(row["retries"] for row in report["filters"]) == stats["manifest/retry/count"]
+
+
+@deferred_f_from_coro_f
+async def test_503_retry_after_is_honoured(make_emulator, tmp_path):
+    faults = FaultConfig(transient_failures=1, fault_kinds=("503",))
+    emulator = make_emulator(EmulatorConfig(faults=faults))
+    await crawl(
+        CivitaiSpider,
+        crawl_settings(emulator, tmp_path, **FAST_BACKOFF),
+        filters="filter/loras,filter/sdxl",
+    )
+    by_uri: dict[str, list] = {}
+    for record in emulator.log:
+        by_uri.setdefault(record.uri, []).append(record)
+    assert len(by_uri) == 2
+    for records in by_uri.values():
+        first, retry = records
+        assert (first.status, retry.status) == (503, 200)
+        assert retry.time - first.time >= 2.0
+
+
+@deferred_f_from_coro_f
+async def test_a_permanently_failing_filter_keeps_its_file_and_its_models(make_emulator, tmp_path):
+    healthy = make_emulator()
+    names = "filter/loras,filter/checkpoints,likes"
+    await crawl(AllSpider, crawl_settings(healthy, tmp_path), filters=names)
+    loras = tmp_path / "civitai-filter-loras.json"
+    before = loras.read_bytes()
+    old_lora_ids = {m["id"] for m in read_json(loras)["models"]}
+
+    broken = make_emulator(
+        EmulatorConfig(revision=1, faults=FaultConfig(fail_matching=({"types": "LORA"},)))
+    )
+    crawler = await crawl(
+        AllSpider, crawl_settings(broken, tmp_path, **FAST_BACKOFF), filters=names
+    )
+    assert loras.read_bytes() == before
+    _assert_exact(broken, tmp_path, "filter/checkpoints,likes", 100)
+    all_ids = {m["id"] for m in read_json(tmp_path / "all-models.json")["models"]}
+    assert old_lora_ids <= all_ids
+    report = read_json(tmp_path / "run-report.json")
+    row = next(r for r in report["filters"] if r["filter"] == "filter/loras")
+    assert row["status"] == "stale" and "HTTP 500" in row["errors"][0]
+    assert crawler.stats.get_value("manifest/exit_code") == 0
+
+
+@deferred_f_from_coro_f
+async def test_small_hf_rate_limit_window_loses_nothing_and_never_overdraws(
+    make_emulator, tmp_path
+):
+    faults = FaultConfig(hf_rate_limit=4, hf_rate_window=1.0)
+    emulator = make_emulator(EmulatorConfig(faults=faults))
+    names = "likes,downloads,trending,recent,text-generation,apache-2.0,gguf,mit,small,medium"
+    await crawl(HuggingFaceSpider, crawl_settings(emulator, tmp_path), filters=names)
+    _assert_exact(emulator, tmp_path, names, 100)
+    records = emulator.requests("huggingface")
+    assert len(records) == 10
+    assert not [r for r in records if r.arrived_when_exhausted]
+    assert all(r.status == 200 for r in records)
