@@ -117,6 +117,17 @@ def write_atomic(path: Path, data: bytes) -> None:
         os.close(dir_fd)
 
 
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete temporary files that ``write_atomic`` left behind when a process was killed
+    mid-write; they are invisible to the site (dot files) but would pile up."""
+    removed = []
+    for path in folder.glob(".*.json.*.tmp"):
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
 def read_manifest_models(path: Path) -> list[dict[str, Any]] | None:
     """The models of a per-filter manifest on disk; None when there is no such file.
 

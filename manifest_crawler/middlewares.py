@@ -9,7 +9,7 @@ AutoThrottle does not react to 429 (scrapy#4424). This middleware replaces the f
   ``RateLimit: "api";r=<remaining>;t=<reset>``: a "wait" from the API holds back every request
   to that API (its download slot) until then, not only the retried one;
 - never retries a 400, nor CivitAI's page-cap 429 (``page*limit > 1000``);
-- gives up on a host that cannot be resolved or refuses connections after one retry, and fails
+- gives up on a host whose name does not resolve, or that refuses connections twice, and fails
   every later request to it at once, so an offline build fails in seconds, not minutes.
 """
 
@@ -47,9 +47,9 @@ NOT_BEFORE_META = "manifest_not_before"
 #: first answer has told the budget, such a request waits for the one already in flight.
 RATELIMIT_PROBE_META = "manifest_ratelimit_probe"
 
+UNRESOLVABLE_ERRORS = (CannotResolveHostError, DNSLookupError)
 _UNREACHABLE_ERRORS = (
-    CannotResolveHostError,
-    DNSLookupError,
+    *UNRESOLVABLE_ERRORS,
     DownloadConnectionRefusedError,
     TxConnectionRefusedError,
 )
@@ -227,7 +227,11 @@ class BackoffRetryMiddleware(RetryMiddleware):
             return None
         if not isinstance(exception, self.exceptions_to_retry):
             return None
-        if isinstance(exception, _UNREACHABLE_ERRORS) and request.meta.get("retry_times", 0) >= 1:
+        # A name that does not resolve will not resolve a second later; a refused connection
+        # gets one more chance (a server restarting).
+        if isinstance(exception, UNRESOLVABLE_ERRORS) or (
+            isinstance(exception, _UNREACHABLE_ERRORS) and request.meta.get("retry_times", 0) >= 1
+        ):
             self._mark_unreachable(request, exception)
             return None
         return self._retry_after(request, type(exception).__name__, None)

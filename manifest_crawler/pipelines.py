@@ -22,6 +22,7 @@ from manifest_crawler.manifests import (
     manifests_on_disk,
     merge_all_models,
     read_manifest_models,
+    remove_stale_temporaries,
     utc_timestamp,
     write_atomic,
 )
@@ -143,6 +144,8 @@ class ManifestWriterPipeline:
             filters=rows,
         )
         if fetched_any:
+            for leftover in remove_stale_temporaries(self.manifest_dir):
+                logger.info("Removed %s, left by a crawl killed while writing", leftover.name)
             for path, data in writes:
                 write_atomic(path, data)
             self._write_all_models(timestamp)

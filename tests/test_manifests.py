@@ -15,6 +15,7 @@ from manifest_crawler.manifests import (
     manifests_on_disk,
     merge_all_models,
     read_manifest_models,
+    remove_stale_temporaries,
     write_atomic,
 )
 
@@ -135,3 +136,12 @@ def test_reading_manifests_from_disk(tmp_path):
     (tmp_path / "torn.json").write_text('{"models": [')
     with pytest.raises(ManifestError, match=r"torn\.json: not valid JSON"):
         read_manifest_models(tmp_path / "torn.json")
+
+
+def test_stale_temporaries_are_removed_and_nothing_else(tmp_path):
+    (tmp_path / ".civitai-a.json.x1y2.tmp").write_text("half")
+    (tmp_path / "civitai-a.json").write_text("{}")
+    (tmp_path / ".gitkeep").write_text("")
+    removed = remove_stale_temporaries(tmp_path)
+    assert [p.name for p in removed] == [".civitai-a.json.x1y2.tmp"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".gitkeep", "civitai-a.json"]

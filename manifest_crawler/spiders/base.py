@@ -27,7 +27,11 @@ from twisted.python.failure import Failure
 from manifest_crawler.filters import DEFAULT_SOURCES, Filter, FiltersError, load_filters
 from manifest_crawler.items import ModelEntry
 from manifest_crawler.ledger import FilterState, FilterStatus, Ledger
-from manifest_crawler.middlewares import RATELIMIT_PROBE_META
+from manifest_crawler.middlewares import (
+    RATELIMIT_PROBE_META,
+    UNRESOLVABLE_ERRORS,
+    HostUnreachable,
+)
 from manifest_crawler.normalize import InvalidModel, normalize_model
 
 logger = logging.getLogger(__name__)
@@ -333,12 +337,30 @@ class ManifestSpider(scrapy.Spider):
         else:
             detail = f"{failure.type.__name__}: {failure.getErrorMessage()}"
         state.retries += request.meta.get("retry_times", 0)
-        self._fail(state, request, detail, "request_failed")
+        # The middleware said once, loudly, that the host is unreachable; no need for one
+        # error line per filter.
+        quiet = failure.check(HostUnreachable, *UNRESOLVABLE_ERRORS) is not None
+        self._fail(state, request, detail, "request_failed", quiet=quiet)
 
-    def _fail(self, state: FilterState, request: scrapy.Request, detail: str, reason: str) -> None:
+    def _fail(
+        self,
+        state: FilterState,
+        request: scrapy.Request,
+        detail: str,
+        reason: str,
+        *,
+        quiet: bool = False,
+    ) -> None:
         url = redact_url(request.url)
         state.errors.append(f"{detail} at {url}")
-        logger.error("%s:%s failed: %s at %s", state.filter.source, state.filter.name, detail, url)
+        logger.log(
+            logging.DEBUG if quiet else logging.ERROR,
+            "%s:%s failed: %s at %s",
+            state.filter.source,
+            state.filter.name,
+            detail,
+            url,
+        )
         self._finish(state, FilterStatus.FAILED, reason)
 
     def _finish(self, state: FilterState, status: FilterStatus, reason: str) -> None:

@@ -6,7 +6,9 @@ import sys
 from scrapy.utils.defer import deferred_f_from_coro_f, maybe_deferred_to_future
 from twisted.internet.utils import getProcessOutputAndValue
 
-from tests.crawl import ROOT, write_filters
+from manifest_crawler.filters import load_filters
+from manifest_crawler.manifests import manifest_filename
+from tests.crawl import REPO_FILTERS, ROOT, read_json, write_filters
 from tests.scripted import Reply
 
 
@@ -88,3 +90,23 @@ async def test_exit_status_follows_the_run(tmp_path, scripted):
     # ... unless the build asks for strictness.
     _, _, code = await scrapy_crawl("civitai", *common, "-s", "MANIFEST_STRICT=true")
     assert code == 1
+
+
+@deferred_f_from_coro_f
+async def test_offline_quickstart_writes_every_manifest(tmp_path):
+    _, err, code = await scrapy_crawl(
+        "all", "-s", "MANIFEST_OFFLINE=true", "-s", f"MANIFEST_DIR={tmp_path}"
+    )
+    assert code == 0, err.decode()[-3000:]
+    union: dict[str, str] = {}
+    for filter_ in load_filters(REPO_FILTERS):
+        manifest = read_json(tmp_path / manifest_filename(filter_.source, filter_.name))
+        assert manifest["filter"] == filter_.name
+        assert 0 < len(manifest["models"]) <= (filter_.max_items or 100)
+        for model in manifest["models"]:
+            union.setdefault(model["id"], filter_.source)
+    all_models = read_json(tmp_path / "all-models.json")
+    assert [m["id"] for m in all_models["models"]] == list(union)
+    assert all_models["totalModels"] == len(union)
+    assert all_models["civitai"] + all_models["huggingface"] == len(union)
+    assert "Offline mode: crawling the bundled emulator at http://127.0.0.1:" in err.decode()

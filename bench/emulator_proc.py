@@ -1,0 +1,100 @@
+"""The project's API emulator in its own process, reporting what it served when stopped.
+
+``python -m bench.emulator_proc --latency 0.3 --jitter 0.1`` prints one JSON line
+``{"base_url": ...}`` once listening; on SIGTERM or SIGINT it prints one JSON line of request
+counts per API, the latencies it applied and its own CPU time and peak RSS, then exits.
+Running it apart from the measured command keeps the emulator's CPU and memory out of the
+measurement (the machine has two cores: one for each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import resource
+import statistics
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from manifest_crawler.emulator import Emulator, EmulatorConfig, FaultConfig
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench.emulator_proc")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--civitai-models", type=int, default=3000)
+    parser.add_argument("--hf-models", type=int, default=3000)
+    parser.add_argument("--latency", type=float, default=0.0)
+    parser.add_argument("--jitter", type=float, default=0.0)
+    parser.add_argument(
+        "--hf-rate-limit",
+        default="",
+        help="N/W: the Hub's budget of N calls per W-second window (off when empty)",
+    )
+    return parser
+
+
+def config_from(args: argparse.Namespace) -> EmulatorConfig:
+    limit, window = 0, 300.0
+    if args.hf_rate_limit:
+        calls, _, seconds = args.hf_rate_limit.partition("/")
+        limit, window = int(calls), float(seconds or 300)
+    faults = FaultConfig(
+        latency=args.latency, jitter=args.jitter, hf_rate_limit=limit, hf_rate_window=window
+    )
+    return EmulatorConfig(
+        seed=args.seed,
+        civitai_models=args.civitai_models,
+        hf_models=args.hf_models,
+        faults=faults,
+    )
+
+
+def summary(emulator: Emulator, build_seconds: float) -> dict[str, Any]:
+    """What the emulator served: requests per API and status, latencies, its own cost."""
+    per_api: Counter[str] = Counter()
+    statuses: Counter[str] = Counter()
+    delays: list[float] = []
+    for record in emulator.log:
+        per_api[record.api or "other"] += 1
+        statuses[str(record.status)] += 1
+        delays.append(record.delay)
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {
+        "requests": dict(per_api),
+        "statuses": dict(statuses),
+        "median_delay": statistics.median(delays) if delays else 0.0,
+        "build_seconds": round(build_seconds, 3),
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
+        "max_rss_kib": usage.ru_maxrss,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from twisted.internet import asyncioreactor
+
+    asyncioreactor.install(asyncio.new_event_loop())
+    from twisted.internet import reactor
+
+    started = time.perf_counter()
+    emulator = Emulator(config_from(args))
+    build_seconds = time.perf_counter() - started
+    emulator.listen(args.port, "127.0.0.1")
+    sys.stdout.write(orjson.dumps({"base_url": emulator.base_url}).decode() + "\n")
+    sys.stdout.flush()
+    # The reactor's own SIGTERM/SIGINT handlers stop it; then the summary is printed.
+    reactor.run()  # type: ignore[attr-defined]
+    sys.stdout.write(orjson.dumps(summary(emulator, build_seconds)).decode() + "\n")
+    sys.stdout.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
