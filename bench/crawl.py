@@ -1,0 +1,288 @@
+"""The full-crawl benchmark: ``scrapy crawl all`` beside the sequential baseline,
+``huggingface_hub`` and the politeness lower bound, at the same emulated latency.
+
+Each repetition runs every command once, in turn, each against a fresh emulator process
+(same seed, same catalogue, a fresh Hub rate-limit window), so the figures are measured side
+by side on the same machine at the same moment; the tables print medians.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.harness import (
+    ROOT,
+    EmulatorSpec,
+    Measured,
+    RunningEmulator,
+    emulator,
+    median,
+    read_run_report,
+    run_measured,
+    scrapy_argv,
+    table,
+)
+from bench.lower_bound import ApiBound, allowed_concurrency, crawl_bound, longest_chains
+
+SOURCES = ("civitai", "huggingface")
+_STAT_RE = re.compile(r"'(elapsed_time_seconds|downloader/request_count)': ([0-9.]+)")
+
+
+@dataclass(slots=True)
+class CrawlBenchConfig:
+    filters_file: Path = ROOT / "filters.json"
+    variants: Sequence[int] = (100, 1000)
+    repeat: int = 3
+    latency: float = 0.3
+    jitter: float = 0.1
+    civitai_models: int = 100_000
+    hf_models: int = 100_000
+    hf_rate_limit: str = "500/300"
+    #: The checkout whose crawler is measured (another one gives before/after figures).
+    crawler_root: Path = ROOT
+    commands: Sequence[str] = ("crawl", "crawl-hf", "baseline", "hub")
+    #: Extra ``-s NAME=value`` settings for the crawls (to try a knob without editing files).
+    crawl_settings: dict[str, str] = field(default_factory=dict)
+    workdir: Path | None = None
+
+
+LABELS = {
+    "crawl": "scrapy crawl all",
+    "crawl-hf": "scrapy crawl huggingface",
+    "baseline": "sequential baseline",
+    "hub": "huggingface_hub list_models",
+}
+
+
+def crawler_settings(root: Path) -> dict[str, Any]:
+    """The measured checkout's project settings (its politeness numbers set the bound)."""
+    code = (
+        "import json, manifest_crawler.settings as s; "
+        "print(json.dumps({k: getattr(s, k) for k in dir(s) if k.isupper()}, default=str))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=root,
+        env=_crawler_env(root),
+        capture_output=True,
+        check=True,
+    ).stdout
+    return orjson.loads(out)
+
+
+def _crawler_env(root: Path) -> dict[str, str]:
+    import os
+
+    env = dict(os.environ)
+    if root != ROOT:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), str(ROOT)]))
+    return env
+
+
+def _engine_stats(log: Path) -> dict[str, float]:
+    text = log.read_text(encoding="utf-8", errors="replace")
+    return {key: float(value) for key, value in _STAT_RE.findall(text)}
+
+
+def run_command(
+    name: str, cfg: CrawlBenchConfig, emu: RunningEmulator, max_items: int, work: Path
+) -> Measured:
+    out = work / name
+    log = work / f"{name}.log"
+    env: dict[str, str] = {}
+    cwd = ROOT
+    if name in ("crawl", "crawl-hf"):
+        argv = scrapy_argv(
+            "all" if name == "crawl" else "huggingface",
+            civitai_url=emu.civitai_url,
+            hf_url=emu.hf_url,
+            manifest_dir=out,
+            filters_file=cfg.filters_file,
+            max_items=max_items,
+            extra=cfg.crawl_settings,
+        )
+        env = _crawler_env(cfg.crawler_root)
+        cwd = cfg.crawler_root
+    elif name == "baseline":
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.baseline",
+            f"--civitai-url={emu.civitai_url}",
+            f"--hf-url={emu.hf_url}",
+            f"--filters={cfg.filters_file}",
+            f"--max-items={max_items}",
+            f"--out={out}",
+        ]
+    else:
+        argv = [
+            sys.executable,
+            "-m",
+            "bench.hub",
+            f"--endpoint={emu.base_url}",
+            f"--filters={cfg.filters_file}",
+            f"--max-items={max_items}",
+        ]
+        env = {"HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "0"}
+    measured = run_measured(argv, log_path=log, env=env, cwd=cwd)
+    if measured.exit_code != 0:
+        tail = log.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"{LABELS[name]} exited {measured.exit_code}; log tail:\n{tail}")
+    if name.startswith("crawl"):
+        stats = _engine_stats(log)
+        measured.extra["engine"] = stats.get("elapsed_time_seconds", float("nan"))
+        report = read_run_report(out)
+        measured.extra["chains"] = longest_chains(report)
+        measured.extra["models"] = sum(row.get("models", 0) for row in report.get("filters", ()))
+    return measured
+
+
+def measure_variant(
+    cfg: CrawlBenchConfig, max_items: int, work: Path, progress: Callable[[str], None]
+) -> dict[str, list[Measured]]:
+    spec = EmulatorSpec(
+        civitai_models=cfg.civitai_models,
+        hf_models=cfg.hf_models,
+        latency=cfg.latency,
+        jitter=cfg.jitter,
+        hf_rate_limit=cfg.hf_rate_limit,
+    )
+    runs: dict[str, list[Measured]] = {name: [] for name in cfg.commands}
+    for rep in range(cfg.repeat):
+        for name in cfg.commands:
+            run_dir = work / f"{max_items}-{rep}"
+            run_dir.mkdir(parents=True, exist_ok=True)
+            with emulator(spec) as emu:
+                measured = run_command(name, cfg, emu, max_items, run_dir)
+            measured.requests = dict(emu.served.get("requests", {}))
+            measured.extra["median_delay"] = emu.served.get("median_delay", float("nan"))
+            measured.extra["emulator_cpu"] = emu.served.get("cpu_seconds", float("nan"))
+            runs[name].append(measured)
+            progress(
+                f"  [{max_items}/filter, run {rep + 1}/{cfg.repeat}] {LABELS[name]}: "
+                f"{measured.wall:.2f} s, {measured.total_requests} requests"
+            )
+    return runs
+
+
+def bounds_for(
+    runs: Sequence[Measured], settings: dict[str, Any], latency: float, sources: Sequence[str]
+) -> dict[str, ApiBound]:
+    """The lower bound per API from the crawl's own page requests and longest chains."""
+    bounds: dict[str, ApiBound] = {}
+    for api in sources:
+        requests = round(median([run.requests.get(api, 0) for run in runs]))
+        chain = round(median([run.extra["chains"].get(api, 0) for run in runs]))
+        if requests:
+            bounds[api] = ApiBound(api, requests, allowed_concurrency(settings, api), chain, latency)
+    return bounds
+
+
+def report_variant(
+    cfg: CrawlBenchConfig, max_items: int, runs: dict[str, list[Measured]], settings: dict
+) -> str:
+    rows: list[list[Any]] = []
+
+    def row_for(name: str) -> list[Any]:
+        measured = runs[name]
+        engine = [m.extra["engine"] for m in measured if "engine" in m.extra]
+        models = [m.extra["models"] for m in measured if "models" in m.extra]
+        return [
+            LABELS[name],
+            median([m.wall for m in measured]),
+            median(engine) if engine else float("nan"),
+            round(median([m.total_requests for m in measured])),
+            median([m.cpu for m in measured]),
+            median([m.max_rss_mib for m in measured]),
+            round(median(models)) if models else "-",
+        ]
+
+    for name in cfg.commands:
+        rows.append(row_for(name))
+    lines: list[str] = []
+    bound_all = bound_hf = None
+    if "crawl" in runs:
+        bounds = bounds_for(runs["crawl"], settings, cfg.latency, SOURCES)
+        bound_all = crawl_bound(bounds)
+        rows.append(["lower bound (all filters)", bound_all, float("nan"), "", "", "", ""])
+        lines += [f"    {bound.explain()}" for bound in bounds.values()]
+    if "crawl-hf" in runs:
+        hf_bounds = bounds_for(runs["crawl-hf"], settings, cfg.latency, ("huggingface",))
+        bound_hf = crawl_bound(hf_bounds)
+        rows.append(["lower bound (HF filters)", bound_hf, float("nan"), "", "", "", ""])
+    header = ["command", "wall s", "engine s", "requests", "CPU s", "peak RSS MiB", "models"]
+    text = [f"max_items = {max_items} per filter", table(header, rows)]
+    text.append("  lower bound = per API max(ceil(requests / allowed concurrency), longest chain)")
+    text.append("  × median latency; the APIs run side by side, so the larger API bound:")
+    text += lines
+    ratios = _ratios(runs, bound_all, bound_hf)
+    if ratios:
+        text.append("  ratios (medians of wall times; engine = without process startup):")
+        text += [f"    {line}" for line in ratios]
+    return "\n".join(text)
+
+
+def _ratios(
+    runs: dict[str, list[Measured]], bound_all: float | None, bound_hf: float | None
+) -> list[str]:
+    def wall(name: str) -> float:
+        return median([m.wall for m in runs[name]])
+
+    def engine(name: str) -> float:
+        return median([m.extra["engine"] for m in runs[name]])
+
+    lines = []
+    if "crawl" in runs and bound_all:
+        lines.append(
+            f"crawl / lower bound          {wall('crawl') / bound_all:6.2f}"
+            f"   (engine {engine('crawl') / bound_all:.2f})"
+        )
+    if "crawl-hf" in runs and bound_hf:
+        lines.append(
+            f"crawl HF / lower bound HF    {wall('crawl-hf') / bound_hf:6.2f}"
+            f"   (engine {engine('crawl-hf') / bound_hf:.2f})"
+        )
+    if "crawl" in runs and "baseline" in runs:
+        lines.append(f"baseline / crawl             {wall('baseline') / wall('crawl'):6.2f}")
+    if "crawl-hf" in runs and "hub" in runs:
+        lines.append(
+            f"huggingface_hub / crawl HF   {wall('hub') / wall('crawl-hf'):6.2f}"
+            "   (same HF filters, same limits)"
+        )
+    return lines
+
+
+def run(cfg: CrawlBenchConfig, progress: Callable[[str], None] | None = None) -> str:
+    say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
+    settings = crawler_settings(cfg.crawler_root)
+    concurrency = {api: allowed_concurrency(settings, api) for api in SOURCES}
+    header = [
+        f"Crawl benchmark: latency {cfg.latency * 1000:.0f} ms ± {cfg.jitter * 1000:.0f} ms per "
+        f"response; catalogue {cfg.civitai_models:,} CivitAI + {cfg.hf_models:,} HF models; "
+        f"Hub budget {cfg.hf_rate_limit or 'none'}; medians of {cfg.repeat} run(s)",
+        f"filters: {cfg.filters_file}; crawler: {cfg.crawler_root}",
+        "allowed concurrency per API (politeness settings): "
+        + ", ".join(f"{api} {n}" for api, n in concurrency.items())
+        + f" (CONCURRENT_REQUESTS {settings.get('CONCURRENT_REQUESTS')}, AutoThrottle "
+        + (
+            f"on, target {settings.get('AUTOTHROTTLE_TARGET_CONCURRENCY')}, start delay "
+            f"{settings.get('AUTOTHROTTLE_START_DELAY')} s)"
+            if settings.get("AUTOTHROTTLE_ENABLED")
+            else "off)"
+        ),
+    ]
+    sections = ["\n".join(header)]
+    with tempfile.TemporaryDirectory(prefix="bench-crawl-", dir=cfg.workdir) as tmp:
+        for max_items in cfg.variants:
+            runs = measure_variant(cfg, max_items, Path(tmp), say)
+            sections.append(report_variant(cfg, max_items, runs, settings))
+    return "\n\n".join(sections)
