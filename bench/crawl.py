@@ -8,7 +8,6 @@ by side on the same machine at the same moment; the tables print medians.
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 import tempfile
@@ -24,17 +23,18 @@ from bench.harness import (
     EmulatorSpec,
     Measured,
     RunningEmulator,
+    crawler_env,
     emulator,
     median,
     read_run_report,
     run_measured,
     scrapy_argv,
+    scrapy_stats,
     table,
 )
 from bench.lower_bound import ApiBound, allowed_concurrency, crawl_bound, longest_chains
 
 SOURCES = ("civitai", "huggingface")
-_STAT_RE = re.compile(r"'(elapsed_time_seconds|downloader/request_count)': ([0-9.]+)")
 
 
 @dataclass(slots=True)
@@ -72,25 +72,26 @@ def crawler_settings(root: Path) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, "-c", code],
         cwd=root,
-        env=_crawler_env(root),
+        env=crawler_env(root),
         capture_output=True,
         check=True,
     ).stdout
     return orjson.loads(out)
 
 
-def _crawler_env(root: Path) -> dict[str, str]:
-    import os
-
-    env = dict(os.environ)
-    if root != ROOT:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), str(ROOT)]))
-    return env
-
-
-def _engine_stats(log: Path) -> dict[str, float]:
-    text = log.read_text(encoding="utf-8", errors="replace")
-    return {key: float(value) for key, value in _STAT_RE.findall(text)}
+def setting_values(overrides: dict[str, str]) -> dict[str, Any]:
+    """``-s NAME=value`` strings as Scrapy would read them (numbers, booleans, JSON)."""
+    values: dict[str, Any] = {}
+    for name, raw in overrides.items():
+        lowered = raw.strip().lower()
+        if lowered in ("true", "false"):
+            values[name] = lowered == "true"
+            continue
+        try:
+            values[name] = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            values[name] = raw
+    return values
 
 
 def run_command(
@@ -110,7 +111,7 @@ def run_command(
             max_items=max_items,
             extra=cfg.crawl_settings,
         )
-        env = _crawler_env(cfg.crawler_root)
+        env = crawler_env(cfg.crawler_root)
         cwd = cfg.crawler_root
     elif name == "baseline":
         argv = [
@@ -137,8 +138,12 @@ def run_command(
     if measured.exit_code != 0:
         tail = log.read_text(errors="replace")[-3000:]
         raise RuntimeError(f"{LABELS[name]} exited {measured.exit_code}; log tail:\n{tail}")
+    if name in ("baseline", "hub"):
+        # Both print a JSON summary as their last line.
+        last = log.read_bytes().strip().splitlines()[-1]
+        measured.extra["models"] = orjson.loads(last)["models"]
     if name.startswith("crawl"):
-        stats = _engine_stats(log)
+        stats = scrapy_stats(log)
         measured.extra["engine"] = stats.get("elapsed_time_seconds", float("nan"))
         report = read_run_report(out)
         measured.extra["chains"] = longest_chains(report)
@@ -165,6 +170,7 @@ def measure_variant(
                 measured = run_command(name, cfg, emu, max_items, run_dir)
             measured.requests = dict(emu.served.get("requests", {}))
             measured.extra["median_delay"] = emu.served.get("median_delay", float("nan"))
+            measured.extra["median_service"] = emu.served.get("median_service", {})
             measured.extra["emulator_cpu"] = emu.served.get("cpu_seconds", float("nan"))
             runs[name].append(measured)
             progress(
@@ -175,65 +181,76 @@ def measure_variant(
 
 
 def bounds_for(
-    runs: Sequence[Measured], settings: dict[str, Any], latency: float, sources: Sequence[str]
+    runs: Sequence[Measured],
+    settings: dict[str, Any],
+    latency: float | None,
+    sources: Sequence[str],
 ) -> dict[str, ApiBound]:
-    """The lower bound per API from the crawl's own page requests and longest chains."""
+    """The lower bound per API from the crawl's own page requests and longest chains, at the
+    configured median latency, or (None) at the median the emulator measured for the API."""
     bounds: dict[str, ApiBound] = {}
     for api in sources:
         requests = round(median([run.requests.get(api, 0) for run in runs]))
         chain = round(median([run.extra["chains"].get(api, 0) for run in runs]))
+        api_latency = latency
+        if api_latency is None:
+            api_latency = median([run.extra["median_service"].get(api, 0.0) for run in runs])
         if requests:
-            bounds[api] = ApiBound(api, requests, allowed_concurrency(settings, api), chain, latency)
+            concurrency = allowed_concurrency(settings, api)
+            bounds[api] = ApiBound(api, requests, concurrency, chain, api_latency)
     return bounds
+
+
+def _row(name: str, measured: Sequence[Measured]) -> list[Any]:
+    engine = [m.extra["engine"] for m in measured if "engine" in m.extra]
+    models = [m.extra["models"] for m in measured if "models" in m.extra]
+    return [
+        LABELS[name],
+        median([m.wall for m in measured]),
+        median(engine) if engine else float("nan"),
+        round(median([m.total_requests for m in measured])),
+        median([m.cpu for m in measured]),
+        median([m.max_rss_mib for m in measured]),
+        round(median(models)) if models else "-",
+    ]
 
 
 def report_variant(
     cfg: CrawlBenchConfig, max_items: int, runs: dict[str, list[Measured]], settings: dict
 ) -> str:
-    rows: list[list[Any]] = []
-
-    def row_for(name: str) -> list[Any]:
-        measured = runs[name]
-        engine = [m.extra["engine"] for m in measured if "engine" in m.extra]
-        models = [m.extra["models"] for m in measured if "models" in m.extra]
-        return [
-            LABELS[name],
-            median([m.wall for m in measured]),
-            median(engine) if engine else float("nan"),
-            round(median([m.total_requests for m in measured])),
-            median([m.cpu for m in measured]),
-            median([m.max_rss_mib for m in measured]),
-            round(median(models)) if models else "-",
-        ]
-
-    for name in cfg.commands:
-        rows.append(row_for(name))
-    lines: list[str] = []
-    bound_all = bound_hf = None
-    if "crawl" in runs:
-        bounds = bounds_for(runs["crawl"], settings, cfg.latency, SOURCES)
-        bound_all = crawl_bound(bounds)
-        rows.append(["lower bound (all filters)", bound_all, float("nan"), "", "", "", ""])
-        lines += [f"    {bound.explain()}" for bound in bounds.values()]
-    if "crawl-hf" in runs:
-        hf_bounds = bounds_for(runs["crawl-hf"], settings, cfg.latency, ("huggingface",))
-        bound_hf = crawl_bound(hf_bounds)
-        rows.append(["lower bound (HF filters)", bound_hf, float("nan"), "", "", "", ""])
+    rows = [_row(name, runs[name]) for name in cfg.commands]
+    explain: list[str] = []
+    bounds: dict[tuple[str, str], float] = {}
+    for name, label, sources in (
+        ("crawl", "all filters", SOURCES),
+        ("crawl-hf", "HF filters", ("huggingface",)),
+    ):
+        if name not in runs:
+            continue
+        for kind, latency in (("configured", cfg.latency), ("measured", None)):
+            per_api = bounds_for(runs[name], settings, latency, sources)
+            bounds[(name, kind)] = crawl_bound(per_api)
+            nan = float("nan")
+            rows.append([f"lower bound ({label}, {kind})", bounds[(name, kind)], nan, "", "", ""])
+            rows[-1].append("")
+            if name == "crawl":
+                explain += [f"    {kind}: {bound.explain()}" for bound in per_api.values()]
     header = ["command", "wall s", "engine s", "requests", "CPU s", "peak RSS MiB", "models"]
     text = [f"max_items = {max_items} per filter", table(header, rows)]
-    text.append("  lower bound = per API max(ceil(requests / allowed concurrency), longest chain)")
-    text.append("  × median latency; the APIs run side by side, so the larger API bound:")
-    text += lines
-    ratios = _ratios(runs, bound_all, bound_hf)
+    text += [
+        "  lower bound = per API max(ceil(requests / allowed concurrency), longest chain)",
+        "  x median latency (configured: the emulator's setting; measured: the emulator's median",
+        "  time from a request's arrival to its last byte written); APIs run side by side:",
+        *explain,
+    ]
+    ratios = _ratios(runs, bounds)
     if ratios:
-        text.append("  ratios (medians of wall times; engine = without process startup):")
+        text.append("  ratios (medians of wall times; engine = the crawl without process startup):")
         text += [f"    {line}" for line in ratios]
     return "\n".join(text)
 
 
-def _ratios(
-    runs: dict[str, list[Measured]], bound_all: float | None, bound_hf: float | None
-) -> list[str]:
+def _ratios(runs: dict[str, list[Measured]], bounds: dict[tuple[str, str], float]) -> list[str]:
     def wall(name: str) -> float:
         return median([m.wall for m in runs[name]])
 
@@ -241,29 +258,28 @@ def _ratios(
         return median([m.extra["engine"] for m in runs[name]])
 
     lines = []
-    if "crawl" in runs and bound_all:
-        lines.append(
-            f"crawl / lower bound          {wall('crawl') / bound_all:6.2f}"
-            f"   (engine {engine('crawl') / bound_all:.2f})"
-        )
-    if "crawl-hf" in runs and bound_hf:
-        lines.append(
-            f"crawl HF / lower bound HF    {wall('crawl-hf') / bound_hf:6.2f}"
-            f"   (engine {engine('crawl-hf') / bound_hf:.2f})"
-        )
+    for name, label in (("crawl", "crawl"), ("crawl-hf", "crawl HF")):
+        for kind in ("configured", "measured"):
+            bound = bounds.get((name, kind))
+            if bound:
+                lines.append(
+                    f"{label} / lower bound ({kind}):".ljust(40)
+                    + f"{wall(name) / bound:6.2f}   (engine {engine(name) / bound:.2f})"
+                )
     if "crawl" in runs and "baseline" in runs:
-        lines.append(f"baseline / crawl             {wall('baseline') / wall('crawl'):6.2f}")
+        lines.append("baseline / crawl:".ljust(40) + f"{wall('baseline') / wall('crawl'):6.2f}")
     if "crawl-hf" in runs and "hub" in runs:
         lines.append(
-            f"huggingface_hub / crawl HF   {wall('hub') / wall('crawl-hf'):6.2f}"
-            "   (same HF filters, same limits)"
+            "huggingface_hub / crawl HF:".ljust(40)
+            + f"{wall('hub') / wall('crawl-hf'):6.2f}   (same HF filters and limits)"
         )
     return lines
 
 
 def run(cfg: CrawlBenchConfig, progress: Callable[[str], None] | None = None) -> str:
     say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
-    settings = crawler_settings(cfg.crawler_root)
+    # The measured crawls run with the -s overrides: so does the bound.
+    settings = {**crawler_settings(cfg.crawler_root), **setting_values(cfg.crawl_settings)}
     concurrency = {api: allowed_concurrency(settings, api) for api in SOURCES}
     header = [
         f"Crawl benchmark: latency {cfg.latency * 1000:.0f} ms ± {cfg.jitter * 1000:.0f} ms per "

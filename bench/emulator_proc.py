@@ -61,15 +61,21 @@ def summary(emulator: Emulator, build_seconds: float) -> dict[str, Any]:
     per_api: Counter[str] = Counter()
     statuses: Counter[str] = Counter()
     delays: list[float] = []
+    # Arrival to the last byte handed to the socket: the latency the emulator injected plus
+    # its own time to build and write the page (CivitAI pages weigh megabytes).
+    service: dict[str, list[float]] = {}
     for record in emulator.log:
         per_api[record.api or "other"] += 1
         statuses[str(record.status)] += 1
         delays.append(record.delay)
+        if record.finished is not None:
+            service.setdefault(record.api or "other", []).append(record.finished - record.time)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "requests": dict(per_api),
         "statuses": dict(statuses),
         "median_delay": statistics.median(delays) if delays else 0.0,
+        "median_service": {api: statistics.median(times) for api, times in service.items()},
         "build_seconds": round(build_seconds, 3),
         "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
         "max_rss_kib": usage.ru_maxrss,

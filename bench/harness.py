@@ -7,6 +7,7 @@ and peak RSS are its own (the emulator runs in another process and is not counte
 from __future__ import annotations
 
 import os
+import re
 import signal
 import statistics
 import subprocess
@@ -190,6 +191,14 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def crawler_env(root: Path) -> dict[str, str]:
+    """The environment of a crawl of the checkout at ``root`` (its package imported first)."""
+    env = dict(os.environ)
+    if root != ROOT:
+        env["PYTHONPATH"] = os.pathsep.join([str(root), str(ROOT)])
+    return env
+
+
 def scrapy_argv(
     spider: str,
     *,
@@ -214,6 +223,15 @@ def scrapy_argv(
     for name, value in settings.items():
         argv += ["-s", f"{name}={value}"]
     return argv
+
+
+_STAT_RE = re.compile(r"^\s*[{ ]?'([^']+)': ([0-9][0-9.e+-]*),?\}?$", re.MULTILINE)
+
+
+def scrapy_stats(log_path: Path) -> dict[str, float]:
+    """The numeric stats of the dump Scrapy logs at the end of a crawl."""
+    text = log_path.read_text(encoding="utf-8", errors="replace")
+    return {key: float(value) for key, value in _STAT_RE.findall(text)}
 
 
 def read_run_report(manifest_dir: Path) -> dict[str, Any]:

@@ -2,9 +2,9 @@
 
 Per API, no crawl that respects our politeness settings can beat the larger of
 
-- ``ceil(requests / allowed concurrency) × median latency``: every request costs one latency
+- ``ceil(requests / allowed concurrency) x median latency``: every request costs one latency
   and at most ``allowed concurrency`` of them are in flight at once;
-- ``longest cursor chain × median latency``: a filter's pages are sequential by nature (each
+- ``longest cursor chain x median latency``: a filter's pages are sequential by nature (each
   page names the next).
 
 The APIs are crawled side by side (each has its own download slot), so the crawl's bound is
@@ -42,8 +42,8 @@ class ApiBound:
     def explain(self) -> str:
         return (
             f"{self.api}: ceil({self.requests} requests / {self.concurrency} concurrent) "
-            f"× {self.latency * 1000:.0f} ms = {self.by_concurrency:.2f} s; longest chain "
-            f"{self.longest_chain} pages × {self.latency * 1000:.0f} ms = {self.by_chain:.2f} s"
+            f"x {self.latency * 1000:.0f} ms = {self.by_concurrency:.2f} s; longest chain "
+            f"{self.longest_chain} pages x {self.latency * 1000:.0f} ms = {self.by_chain:.2f} s"
             f" → {self.seconds:.2f} s"
         )
 

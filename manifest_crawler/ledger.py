@@ -7,7 +7,7 @@ The spider writes it as pages arrive; the run summary, the progress line, the JS
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -92,6 +92,46 @@ class FilterState:
             "duration": None if duration is None else round(duration, 3),
         }
 
+    def snapshot(self) -> dict[str, Any]:
+        """Everything a later process needs to go on with this filter (JSON-ready).
+
+        Monotonic times mean nothing in another process, so the time spent is kept instead.
+        """
+        return {
+            "status": str(self.status),
+            "pages": self.pages,
+            "seen_ids": sorted(self.seen_ids),
+            "cursors": sorted(self.cursors),
+            "excluded": self.excluded,
+            "duplicates": self.duplicates,
+            "empty_pages": self.empty_pages,
+            "mismatched": self.mismatched,
+            "first_mismatch": self.first_mismatch,
+            "retries": self.retries,
+            "errors": list(self.errors),
+            "end_reason": self.end_reason,
+            "elapsed": self.duration,
+        }
+
+    def restore(self, snapshot: Mapping[str, Any]) -> None:
+        """Take over a snapshot; time already spent counts towards ``duration``."""
+        self.status = FilterStatus(snapshot["status"])
+        self.pages = snapshot["pages"]
+        self.seen_ids = set(snapshot["seen_ids"])
+        self.cursors = set(snapshot["cursors"])
+        self.excluded = snapshot["excluded"]
+        self.duplicates = snapshot["duplicates"]
+        self.empty_pages = snapshot["empty_pages"]
+        self.mismatched = snapshot["mismatched"]
+        self.first_mismatch = snapshot["first_mismatch"]
+        self.retries = snapshot["retries"]
+        self.errors = list(snapshot["errors"])
+        self.end_reason = snapshot["end_reason"]
+        elapsed = snapshot["elapsed"]
+        now = time.monotonic()
+        self.started_at = None if elapsed is None else now - elapsed
+        self.finished_at = now if self.finished and elapsed is not None else None
+
 
 class Ledger:
     """Every selected filter's state, in crawl order."""
@@ -113,6 +153,20 @@ class Ledger:
 
     def sources(self) -> list[str]:
         return list(dict.fromkeys(state.filter.source for state in self))
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """Every filter's snapshot, in crawl order, keyed by source and name."""
+        return [
+            {"source": state.filter.source, "filter": state.filter.name, **state.snapshot()}
+            for state in self
+        ]
+
+    def restore(self, snapshot: Iterable[Mapping[str, Any]]) -> None:
+        """Take over the snapshots of filters this ledger has; others are ignored."""
+        for entry in snapshot:
+            state = self._states.get((entry["source"], entry["filter"]))
+            if state is not None:
+                state.restore(entry)
 
     def counts(self) -> dict[str, int]:
         counts = {str(status): 0 for status in FilterStatus}

@@ -142,6 +142,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
         self.cap = settings.getfloat("MANIFEST_BACKOFF_MAX")
         self.jitter = settings.getfloat("MANIFEST_BACKOFF_JITTER")
         self.max_wait = settings.getfloat("MANIFEST_MAX_RETRY_AFTER")
+        self.longest_wait = max(self.cap, self.max_wait)
         self.rng = random.Random()
         #: Download slot → monotonic time until which the API asked us to wait.
         self.blocked_until: dict[str, float] = {}
@@ -167,6 +168,11 @@ class BackoffRetryMiddleware(RetryMiddleware):
                 request.meta["retry_times"], self.base, self.cap, self.jitter, self.rng
             )
             request.meta[NOT_BEFORE_META] = time.monotonic() + delay
+        not_before = request.meta.get(NOT_BEFORE_META)
+        if not_before is not None and not_before - time.monotonic() > self.longest_wait:
+            # A request resumed from JOBDIR carries an earlier process's monotonic clock,
+            # meaningless after a reboot: no wait is ever longer than the longest we set.
+            request.meta[NOT_BEFORE_META] = time.monotonic() + self.longest_wait
         budget = self.budgets.setdefault(slot, RateBudget())
         probe = bool(request.meta.get(RATELIMIT_PROBE_META))
         # Re-checked after every sleep: another response may have extended the slot's wait.
@@ -193,6 +199,10 @@ class BackoffRetryMiddleware(RetryMiddleware):
             budget.remaining -= 1
 
     def process_response(self, request: Request, response: Response) -> Request | Response:
+        if "cached" in response.flags:
+            # MANIFEST_DEV_CACHE answered before this middleware (and any wait) was reached:
+            # nothing went to the API, and its rate-limit headers are from another day.
+            return response
         slot = self._slot(request)
         self._landed(slot)
         self._read_budget(slot, response)

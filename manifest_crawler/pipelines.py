@@ -3,21 +3,35 @@
 from __future__ import annotations
 
 import logging
+import sys
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
+import orjson
 from itemadapter import ItemAdapter
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
+from twisted.python.failure import Failure
 
+from manifest_crawler import signals
+from manifest_crawler.changes import (
+    CHANGES_FILE,
+    Baseline,
+    FilterOutcome,
+    build_changes,
+    summarize,
+)
 from manifest_crawler.filters import load_filters
 from manifest_crawler.ledger import FilterStatus, Ledger
 from manifest_crawler.manifests import (
     ALL_MODELS_FILE,
+    CollectedModels,
     ManifestError,
+    ManifestModel,
     build_manifest,
-    encode_json,
+    encode_json_chunks,
     manifest_filename,
     manifests_on_disk,
     merge_all_models,
@@ -29,11 +43,21 @@ from manifest_crawler.manifests import (
 from manifest_crawler.normalize import InvalidModel, normalize_model
 from manifest_crawler.runreport import (
     EXIT_CODE_STAT,
+    EXIT_FAILED,
     RUN_REPORT_FILE,
+    FilterVerdict,
     Verdict,
     build_report,
     exit_status,
     judge_filter,
+)
+from manifest_crawler.schemas import (
+    ALL_MODELS_SCHEMA,
+    CHANGES_SCHEMA,
+    MANIFEST_SCHEMA,
+    RUN_REPORT_SCHEMA,
+    SchemaError,
+    Validators,
 )
 
 logger = logging.getLogger(__name__)
@@ -78,10 +102,18 @@ class ManifestWriterPipeline:
         self.filters_file = settings["FILTERS_FILE"]
         self.max_shrink = settings.getfloat("MANIFEST_MAX_SHRINK")
         self.strict = settings.getbool("MANIFEST_STRICT")
-        self.models: defaultdict[tuple[str, str], list[tuple[int, dict[str, str]]]] = defaultdict(
-            list
-        )
+        self.models: defaultdict[tuple[str, str], CollectedModels] = defaultdict(CollectedModels)
+        #: One model object per distinct model, shared by the filters that list it.
+        self._shared: dict[str, ManifestModel] = {}
+        # Bound once: every attribute of Scrapy's stats collector goes through a Python-level
+        # __getattribute__, which showed in profiles at one call per model.
+        self._inc_stat = crawler.stats.inc_value
+        self._model_stats: dict[str, str] = {}
         self.started = utc_timestamp()
+        # Built once per run: compiling a schema costs more than checking a small document.
+        self.validators = Validators()
+        #: What the site had before the run; a resumed job restores its first process's.
+        self.baseline: Baseline | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -89,25 +121,39 @@ class ManifestWriterPipeline:
 
     def process_item(self, item: Any) -> Any:
         adapter = ItemAdapter(item)
-        self.models[(adapter["source"], adapter["filter"])].append(
-            (
-                adapter["rank"],
-                {"id": adapter["id"], "slug": adapter["slug"], "name": adapter["name"]},
-            )
-        )
-        self.stats.inc_value(f"manifest/{adapter['source']}/models")
+        source = adapter["source"]
+        model_id, slug, name = adapter["id"], adapter["slug"], adapter["name"]
+        model = self._shared.get(model_id)
+        if model is None or model.slug != slug or model.name != name:
+            # Interned: the spider's dedup sets hold the same id strings.
+            model = ManifestModel(sys.intern(model_id), sys.intern(slug), sys.intern(name))
+            self._shared.setdefault(model.id, model)
+        self.models[(source, adapter["filter"])].add(adapter["rank"], model)
+        stat = self._model_stats.get(source)
+        if stat is None:
+            stat = self._model_stats[source] = f"manifest/{source}/models"
+        self._inc_stat(stat)
         return item
 
     def close_spider(self) -> None:
         ledger: Ledger = self.crawler.spider.ledger
         timestamp = utc_timestamp()
         fetched_any = any(state.status is FilterStatus.DONE for state in ledger)
-        writes: list[tuple[Path, bytes]] = []
+        baseline = self.baseline or self._read_baseline(ledger)
+        self.baseline = baseline
         rows: list[dict[str, Any]] = []
+        outcomes: list[FilterOutcome] = []
+        #: The models of the manifests written below, for all-models.json.
+        written: dict[tuple[str, str], list[Mapping[str, str]]] = {}
+        if fetched_any:
+            for leftover in remove_stale_temporaries(self.manifest_dir):
+                logger.info("Removed %s, left by a crawl killed while writing", leftover.name)
         for state in ledger:
             path = self.manifest_dir / manifest_filename(*state.filter.key)
-            previous = self._previous_count(path)
-            ranked = sorted(self.models.get(state.filter.key, ()), key=lambda pair: pair[0])
+            previous_ids = baseline.manifests.get(state.filter.key)
+            previous = None if previous_ids is None else len(previous_ids)
+            collected = self.models.get(state.filter.key)
+            ranked = collected.ranked() if collected is not None else []
             verdict = judge_filter(
                 crawled=state.status is FilterStatus.DONE,
                 crawl_reason=state.end_reason or "unfinished: the crawl stopped first",
@@ -116,12 +162,24 @@ class ManifestWriterPipeline:
                 max_items=state.max_items,
                 max_shrink=self.max_shrink,
             )
+            errors = list(state.errors)
             if verdict.verdict is Verdict.FRESH:
-                document = build_manifest(state.filter.name, [m for _, m in ranked], timestamp)
-                writes.append((path, encode_json(document)))
+                document = build_manifest(state.filter.name, ranked, timestamp)
+                try:
+                    self.validators.check(MANIFEST_SCHEMA, document, path.name)
+                except SchemaError as exc:
+                    verdict = self._invalid_manifest(state.filter.key, exc, previous)
+                    errors.append(str(exc))
+                else:
+                    # Fresh means fetched_any. Written at once and in pieces, so that no
+                    # whole encoded manifest is held (at a million models one is 140 MB).
+                    write_atomic(path, encode_json_chunks(document))
+                    written[state.filter.key] = ranked
+                del document
             rows.append(
                 {
                     **state.as_dict(),
+                    "errors": errors,
                     "status": str(verdict.verdict),
                     "reason": verdict.reason,
                     "file": path.name,
@@ -130,10 +188,22 @@ class ManifestWriterPipeline:
                     else previous,
                 }
             )
+            outcomes.append(
+                FilterOutcome(
+                    source=state.filter.source,
+                    filter=state.filter.name,
+                    file=path.name,
+                    status=str(verdict.verdict),
+                    previous=previous_ids,
+                    current=[m["id"] for m in ranked],
+                )
+            )
             self.stats.inc_value(f"manifest/filters/{verdict.verdict}")
         exit_code = exit_status(
             [Verdict(row["status"]) for row in rows], strict=self.strict, fetched_any=fetched_any
         )
+        if fetched_any and not self._write_all_models(timestamp, outcomes, baseline, written):
+            exit_code = EXIT_FAILED
         self.stats.set_value(EXIT_CODE_STAT, exit_code)
         report = build_report(
             spider=self.crawler.spider.name,
@@ -144,12 +214,8 @@ class ManifestWriterPipeline:
             filters=rows,
         )
         if fetched_any:
-            for leftover in remove_stale_temporaries(self.manifest_dir):
-                logger.info("Removed %s, left by a crawl killed while writing", leftover.name)
-            for path, data in writes:
-                write_atomic(path, data)
-            self._write_all_models(timestamp)
-            write_atomic(self.manifest_dir / RUN_REPORT_FILE, encode_json(report))
+            if not self._write_checked(RUN_REPORT_SCHEMA, RUN_REPORT_FILE, report):
+                self.stats.set_value(EXIT_CODE_STAT, EXIT_FAILED)
         else:
             logger.error(
                 "No filter could be fetched, so nothing in %s was changed. First error: %s",
@@ -158,17 +224,78 @@ class ManifestWriterPipeline:
             )
         self._log_summary(ledger, rows)
 
-    def _previous_count(self, path: Path) -> int | None:
-        try:
-            models = read_manifest_models(path)
-        except ManifestError as exc:
-            logger.warning("%s; it does not count as a fallback", exc)
-            return None
-        return None if models is None else len(models)
+    def restore_job(
+        self, models: dict[tuple[str, str], list[tuple[int, dict[str, str]]]], baseline: Baseline
+    ) -> None:
+        """Take over what the interrupted processes of a resumed job collected and saw."""
+        for key, entries in models.items():
+            self.models[key] = CollectedModels([*entries, *self.models.get(key, ())])
+        self.baseline = baseline
 
-    def _write_all_models(self, timestamp: str) -> None:
+    def _read_baseline(self, ledger: Ledger) -> Baseline:
+        # Each previous file is read once: its ids serve both the shrink guard and the diff.
+        baseline = Baseline()
+        for state in ledger:
+            path = self.manifest_dir / manifest_filename(*state.filter.key)
+            try:
+                models = read_manifest_models(path)
+            except ManifestError as exc:
+                logger.warning("%s; it does not count as a fallback", exc)
+                models = None
+            baseline.manifests[state.filter.key] = (
+                None if models is None else [m["id"] for m in models]
+            )
+        path = self.manifest_dir / ALL_MODELS_FILE
+        try:
+            document = orjson.loads(path.read_bytes())
+            baseline.all_models = [
+                {"id": m["id"], "slug": m["slug"], "source": m["source"]}
+                for m in document["models"]
+            ]
+            baseline.all_models_timestamp = document.get("timestamp")
+        except FileNotFoundError:
+            pass
+        except (orjson.JSONDecodeError, TypeError, KeyError) as exc:
+            logger.warning(
+                "%s is not a readable all-models.json (%s); diffing against none", path, exc
+            )
+        return baseline
+
+    def _invalid_manifest(
+        self, key: tuple[str, str], exc: SchemaError, previous: int | None
+    ) -> FilterVerdict:
+        # As for any filter not refreshed: stale while its previous manifest stays on disk,
+        # failed when there is none (runreport's definitions), the schema error as the reason.
+        logger.error("%s:%s: manifest not written: %s", *key, exc)
+        self.stats.inc_value("manifest/schema/invalid")
+        verdict = Verdict.FAILED if previous is None else Verdict.STALE
+        return FilterVerdict(verdict, f"manifest failed schema validation: {exc}")
+
+    def _write_checked(self, schema: str, name: str, document: Any) -> bool:
+        """Write ``document`` as ``name`` if it matches ``schema``; else log a bug, keep the old
+        file and return False (the run's exit status becomes 1)."""
+        try:
+            self.validators.check(schema, document, name)
+        except SchemaError as exc:
+            logger.error("Not written, the crawler produced an invalid document (a bug): %s", exc)
+            self.stats.inc_value("manifest/schema/invalid")
+            return False
+        # In pieces: all-models.json of a million models encodes to about 190 MB.
+        write_atomic(self.manifest_dir / name, encode_json_chunks(document))
+        return True
+
+    def _write_all_models(
+        self,
+        timestamp: str,
+        outcomes: list[FilterOutcome],
+        baseline: Baseline,
+        written: Mapping[tuple[str, str], Sequence[Mapping[str, str]]] | None = None,
+    ) -> bool:
+        """all-models.json, what is built from it, and changes.json; False if one is not
+        written for a reason that should fail the run."""
         filter_set = load_filters(self.filters_file)
-        manifests, problems = manifests_on_disk(self.manifest_dir, filter_set)
+        # The manifests written this run are the models in memory: not read back.
+        manifests, problems = manifests_on_disk(self.manifest_dir, filter_set, written)
         if problems:
             # One line, not one per filter: a run of some filters on a fresh checkout is normal.
             logger.warning(
@@ -178,8 +305,28 @@ class ManifestWriterPipeline:
                 " …" if len(problems) > 3 else "",
             )
         document = merge_all_models(manifests, timestamp)
-        write_atomic(self.manifest_dir / ALL_MODELS_FILE, encode_json(document))
-        self.stats.set_value("manifest/all_models", document["totalModels"])
+        ok = self._write_checked(ALL_MODELS_SCHEMA, ALL_MODELS_FILE, document)
+        if ok:
+            self.stats.set_value("manifest/all_models", document["totalModels"])
+            results = self.crawler.signals.send_catch_log(
+                signal=signals.all_models_written,
+                document=document,
+                path=self.manifest_dir / ALL_MODELS_FILE,
+            )
+            # send_catch_log has logged an exception's traceback; False was logged by its handler.
+            ok = not any(isinstance(result, Failure) or result is False for _, result in results)
+        now = document["models"] if ok else baseline.all_models or []
+        changes = build_changes(
+            outcomes=outcomes,
+            previous_models=baseline.all_models,
+            previous_timestamp=baseline.all_models_timestamp,
+            models=now,
+            timestamp=timestamp,
+        )
+        if not self._write_checked(CHANGES_SCHEMA, CHANGES_FILE, changes):
+            return False
+        logger.info(summarize(changes))
+        return ok
 
     def _log_summary(self, ledger: Ledger, rows: list[dict[str, Any]]) -> None:
         lines = ["Manifest run summary:"]

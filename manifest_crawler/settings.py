@@ -53,7 +53,10 @@ EXTENSIONS = {
     "manifest_crawler.extensions.offline.OfflineEmulator": 0,
     "manifest_crawler.extensions.jsonrpc.JsonRpcService": 500,
     "manifest_crawler.extensions.progress.ProgressReporter": 510,
+    "manifest_crawler.extensions.sitemap.SitemapWriter": 520,
 }
+# Add-ons adjust settings before the crawl starts: the dev cache turns Scrapy's HTTP cache on.
+ADDONS = {"manifest_crawler.devcache.DevCacheAddon": 0}
 # Scrapy's remote_control extension executes code sent to it and the telnet console opens a
 # Python shell: neither belongs in a build step.
 REMOTE_CONTROL_ENABLED = False
@@ -77,23 +80,62 @@ MANIFEST_PROGRESS_INTERVAL = 10
 # Live progress bar on stderr: "auto" (a terminal and no CI variable), "always" or "never".
 MANIFEST_PROGRESS_BAR = "auto"
 
+# --- Sitemap (extensions/sitemap.py), off unless MANIFEST_SITEMAP_URL is set ------------------
+# Each model's page: a pattern with {slug}, {id} and {source}, e.g.
+# "https://example.com/models/{slug}", or a dict (JSON on the command line) per source,
+# {"civitai": "...", "huggingface": "..."}; a source left out gets no URLs.
+MANIFEST_SITEMAP_URL = None
+# The sitemap; past 50,000 URLs it is an index of sitemap-1.xml, sitemap-2.xml, … beside it.
+MANIFEST_SITEMAP_FILE = "public/sitemap.xml"
+# The URL the index gives for those children's folder; None: the pattern's scheme and host.
+MANIFEST_SITEMAP_BASE_URL = None
+
+# --- Resuming and replaying (extensions/resume.py, devcache.py) -------------------------------
+# Scrapy's JOBDIR (unset here): with -s JOBDIR=<folder>, an interrupted crawl (Ctrl-C once, or
+# the JSON-RPC stop) resumes where it stopped when run again with the same JOBDIR. Scrapy's
+# scheduler keeps the request queue there; ours also keeps the manifest state beside it.
+SCHEDULER = "manifest_crawler.scheduler.ResumableScheduler"
+# For site development: replay the APIs' 200 answers from MANIFEST_DEV_CACHE_DIR instead of
+# asking again; they expire after MANIFEST_DEV_CACHE_TTL seconds (0: never).
+MANIFEST_DEV_CACHE = False
+MANIFEST_DEV_CACHE_DIR = ".scrapy/manifest-cache"
+MANIFEST_DEV_CACHE_TTL = 0
+
 # --- Politeness and transport -----------------------------------------------------------------
 # Both APIs are JSON endpoints, not web pages: robots.txt is not consulted for them.
 ROBOTSTXT_OBEY = False
 USER_AGENT = "manifest-crawler/0.1 (+https://github.com/manifest-crawler)"
 DEFAULT_REQUEST_HEADERS = {"Accept": "application/json"}
-# Requests carry meta["download_slot"] = the source name, so each API gets its own slot.
+# Requests carry meta["download_slot"] = the source name, so each API gets its own slot, and
+# CONCURRENT_REQUESTS_PER_DOMAIN is the ceiling per API: at most 8 requests in flight to
+# CivitAI and 8 to the Hub. CivitAI publishes no rate but answers in 1-3 s and asks for
+# backoff on 429 (middlewares.py backs off for the whole API): 8 in flight is at most 3-8
+# requests a second there. The Hub allows about 500 calls per 5 minutes per IP, a budget and
+# not a concurrency: the middleware reads its RateLimit headers and stops at r=0, and the
+# default crawl spends 53 calls. CONCURRENT_REQUESTS lets both APIs use their 8 at once.
 CONCURRENT_REQUESTS = 16
 CONCURRENT_REQUESTS_PER_DOMAIN = 8
+# Hands the downloader a request of an API only while it holds fewer than that API's 8: the
+# next page of a filter in progress (highest priority) then never waits behind queued first
+# pages, and an API waiting out a rate limit cannot take the other API's share (pqueues.py).
+SCHEDULER_PRIORITY_QUEUE = "manifest_crawler.pqueues.ApiCeilingPriorityQueue"
 DOWNLOAD_TIMEOUT = 60
 # Manifests come from API order; nothing is gained by caching cookies or following redirects
 # to HTML pages.
 COOKIES_ENABLED = False
+# AutoThrottle paces each API by its latency: one request every latency/TARGET seconds. With
+# TARGET (16) above the ceiling (8), the ceiling binds on a healthy API and AutoThrottle only
+# spreads requests evenly instead of in bursts; a TARGET of 4 held each API to half its
+# ceiling (a 300 ms API served 13 requests a second, not 26). Before the first answer the
+# START_DELAY paces the first requests (8 go out over 0.35 s, not at once); 0.5 s cost a
+# default crawl about a second.
 AUTOTHROTTLE_ENABLED = True
-AUTOTHROTTLE_START_DELAY = 0.5
+AUTOTHROTTLE_START_DELAY = 0.05
 AUTOTHROTTLE_MAX_DELAY = 30.0
-AUTOTHROTTLE_TARGET_CONCURRENCY = 4.0
+AUTOTHROTTLE_TARGET_CONCURRENCY = 16.0
 LOG_LEVEL = "INFO"
+# Skips building the DEBUG "Scraped from" record of every model when LOG_LEVEL hides it.
+LOG_FORMATTER = "manifest_crawler.logformatter.QuietLogFormatter"
 # A page whose body is not a page is retried from the callback with get_retry_request(), which
 # is meant to carry retry_times over; Scrapy's meta-copy detector would warn about exactly that.
 META_COPY_WARN_SKIP_KEYS = ["retry_times"]

@@ -165,12 +165,20 @@ async def test_all_spider_dedupes_across_sources_and_filters_and_is_reproducible
         sorted(first)
         == sorted(second)
         == sorted(
-            ["all-models.json", "civitai-a.json", "civitai-b.json", "hf-h.json", "run-report.json"]
+            [
+                "all-models.json",
+                "changes.json",
+                "civitai-a.json",
+                "civitai-b.json",
+                "hf-h.json",
+                "run-report.json",
+            ]
         )
     )
-    # Same API data, same bytes apart from timestamps (the run report also holds durations).
+    # Same API data, same bytes apart from timestamps (the run report also holds durations;
+    # the changes file describes each run against the one before).
     for name in first:
-        if name != "run-report.json":
+        if name not in ("run-report.json", "changes.json"):
             assert first[name] == second[name], name
 
 

@@ -10,9 +10,11 @@ import json
 import logging
 import os
 import re
+import sys
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import zip_longest
 from typing import Any, ClassVar, Self
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -104,6 +106,25 @@ def query_value(url: str, key: str) -> str | None:
         if name == key:
             return value
     return None
+
+
+def start_order(states: Iterable[FilterState]) -> list[FilterState]:
+    """The order in which filters send their first page: every source's filters in turn, and
+    within a source those that keep items client-side (nsfw_levels) first.
+
+    Scrapy sends start requests as they come while its downloader has room, so in file order
+    one source would fill it before the other got a request. A client-side filter needs the
+    longest chain of pages (each page names the next), so the crawl ends sooner when it
+    starts first. Only the sending order changes; manifests and reports keep file order.
+    """
+    by_source: dict[str, list[FilterState]] = {}
+    for state in states:
+        by_source.setdefault(state.filter.source, []).append(state)
+    queues = [
+        sorted(group, key=lambda state: state.filter.nsfw_mask is None)
+        for group in by_source.values()
+    ]
+    return [state for turn in zip_longest(*queues) for state in turn if state is not None]
 
 
 def load_json(body: bytes) -> Any:
@@ -205,7 +226,11 @@ class ManifestSpider(scrapy.Spider):
         for api_cls in self.source_apis:
             token = os.environ.get(api_cls.token_env) or None
             self.apis[api_cls.name] = api_cls(self.settings[api_cls.url_setting], token)
-        for state in self.ledger:
+        for state in start_order(self.ledger):
+            if state.status is not FilterStatus.PENDING:
+                # A resumed job (JOBDIR): the filter finished in an earlier process, or its
+                # next page waits in the job's request queue.
+                continue
             state.start()
             yield self._page_request(state, after=None)
 
@@ -294,7 +319,9 @@ class ManifestSpider(scrapy.Spider):
                 stats.inc_value(f"manifest/{source}/mismatched")
             raw_id, raw_name = api.raw_id(item), api.raw_name(item)
             try:
-                model_id = normalize_model(source, raw_id, raw_name).id
+                # Interned: every filter listing a model then holds one string for its id (the
+                # writer interns the same), not a copy per filter (a million models, measured).
+                model_id = sys.intern(normalize_model(source, raw_id, raw_name).id)
             except InvalidModel:
                 # The pipeline drops it and counts why; it takes no place in the filter.
                 yield ModelEntry(source, name, -1, raw_id, raw_name)

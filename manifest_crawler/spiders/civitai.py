@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar, TypedDict
 
 from scrapy.http import Response
 
@@ -17,6 +17,48 @@ from manifest_crawler.spiders.base import (
     query_value,
 )
 
+try:
+    import msgspec
+except ImportError:  # pragma: no cover - the fast path is optional; load_json does it all
+    msgspec = None  # type: ignore[assignment]
+
+# A CivitAI page weighs 0.5-5 MB for the handful of fields the crawler reads: decoding only
+# those, into plain dicts, is about ten times faster than building every object of the page.
+# Any page the narrow schema does not describe exactly (not JSON, raw control characters, an
+# unexpected type anywhere below, an integer orjson would turn into a float) falls back to
+# load_json, so what the spider sees is the same either way. A field read by a new check must
+# be added here.
+if msgspec is not None:
+    # orjson keeps integers that fit 64 bits; the fast path leaves any other to it.
+    _Int = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+    _Raw = _Int | float | str | bool | None | list[Any] | dict[str, Any]
+
+    class _Version(TypedDict, total=False):
+        baseModel: _Raw
+
+    class _Item(TypedDict, total=False):
+        id: _Raw
+        name: _Raw
+        type: _Raw
+        nsfwLevel: _Raw
+        modelVersions: list[_Version]
+
+    class _Document(TypedDict, total=False):
+        items: list[_Item]
+        metadata: dict[str, _Raw]
+
+    _decode_page = msgspec.json.Decoder(_Document).decode
+
+
+def _fast_load(body: bytes) -> Any:
+    """The page's fields the crawler reads, or None when only load_json can tell."""
+    if msgspec is None:
+        return None
+    try:
+        return _decode_page(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+
 
 class CivitaiAPI(SourceAPI):
     name = "civitai"
@@ -26,7 +68,9 @@ class CivitaiAPI(SourceAPI):
     max_page_size = 100
 
     def parse(self, response: Response) -> Page:
-        document = load_json(response.body)
+        document = _fast_load(response.body)
+        if document is None:
+            document = load_json(response.body)
         if not isinstance(document, dict) or not isinstance(document.get("items"), list):
             raise PageError("unexpected_shape", "body is not a CivitAI page ({items, metadata})")
         metadata = document.get("metadata")

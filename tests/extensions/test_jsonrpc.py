@@ -639,7 +639,8 @@ def slow_config() -> EmulatorConfig:
 
 
 def old_manifest(filter_name: str) -> bytes:
-    model = {"id": "old/model", "slug": "old--model", "name": "Old model"}
+    # A CivitAI model (the manifests are CivitAI's), with an id beyond the emulator's.
+    model = {"id": "civitai-987654321", "slug": "civitai-987654321", "name": "Old model"}
     return encode_json(build_manifest(filter_name, [model], "2020-01-01T00:00:00Z"))
 
 

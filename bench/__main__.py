@@ -1,0 +1,130 @@
+"""``python -m bench <crawl|throughput|scale>``: the performance benchmarks.
+
+- ``crawl``: ``scrapy crawl all`` beside the sequential baseline, ``huggingface_hub`` and the
+  politeness lower bound, at 300 ms ± 100 ms per response by default.
+- ``throughput``: zero latency; models per second and CPU µs per model, per source.
+- ``scale``: 100k and 1M unique models; time, peak RSS and bytes per unique model.
+
+Every measured command is a real child process against an emulator in another process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench import crawl, scale, throughput
+from bench.harness import ROOT
+
+
+def _ints(value: str) -> list[int]:
+    return [int(part.replace("_", "")) for part in value.split(",") if part.strip()]
+
+
+def _settings(values: Sequence[str]) -> dict[str, str]:
+    pairs = dict(value.split("=", 1) for value in values)
+    return {name.strip(): setting.strip() for name, setting in pairs.items()}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="bench", required=True)
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--repeat", type=int, default=3, help="runs per command (medians)")
+    common.add_argument(
+        "--crawler-root",
+        type=Path,
+        default=ROOT,
+        help="checkout whose crawler is measured (for before/after figures)",
+    )
+    common.add_argument(
+        "-s",
+        dest="settings",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="extra Scrapy setting for the measured crawls",
+    )
+    common.add_argument("--workdir", type=Path, default=None, help="parent of the temp folders")
+
+    c = sub.add_parser("crawl", parents=[common], help="full crawl vs baseline and lower bound")
+    c.add_argument("--latency", type=float, default=0.3, help="mean seconds per response")
+    c.add_argument("--jitter", type=float, default=0.1, help="± uniform seconds")
+    c.add_argument("--variants", type=_ints, default=[100, 1000], help="max_items values")
+    c.add_argument("--filters", type=Path, default=ROOT / "filters.json")
+    c.add_argument("--civitai-models", type=int, default=100_000)
+    c.add_argument("--hf-models", type=int, default=100_000)
+    c.add_argument("--hf-rate-limit", default="500/300", help="Hub budget N/W ('' = none)")
+    c.add_argument(
+        "--commands",
+        default="crawl,crawl-hf,baseline,hub",
+        help="subset of crawl,crawl-hf,baseline,hub",
+    )
+
+    t = sub.add_parser("throughput", parents=[common], help="zero-latency CPU per model")
+    t.add_argument("--civitai-items", type=int, default=10_000, help="CivitAI models crawled")
+    t.add_argument("--hf-items", type=int, default=100_000, help="HF models crawled")
+    t.add_argument(
+        "--profile",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="also run each crawl once under pyinstrument, reports in DIR",
+    )
+
+    s = sub.add_parser("scale", parents=[common], help="100k and 1M unique models")
+    s.add_argument("--models", type=_ints, default=[100_000, 1_000_000])
+    s.add_argument("--filters-per-run", type=int, default=3, help="HF filters, each all models")
+    # A million-model run takes minutes: one repetition unless asked for more.
+    s.set_defaults(repeat=1)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    extra = _settings(args.settings)
+    if args.bench == "crawl":
+        cfg = crawl.CrawlBenchConfig(
+            filters_file=args.filters,
+            variants=args.variants,
+            repeat=args.repeat,
+            latency=args.latency,
+            jitter=args.jitter,
+            civitai_models=args.civitai_models,
+            hf_models=args.hf_models,
+            hf_rate_limit=args.hf_rate_limit,
+            crawler_root=args.crawler_root,
+            commands=[name for name in args.commands.split(",") if name],
+            crawl_settings=extra,
+            workdir=args.workdir,
+        )
+        print(crawl.run(cfg), flush=True)
+    elif args.bench == "throughput":
+        tcfg = throughput.ThroughputConfig(
+            repeat=args.repeat,
+            civitai_items=args.civitai_items,
+            hf_items=args.hf_items,
+            crawler_root=args.crawler_root,
+            crawl_settings=extra,
+            profile_dir=args.profile,
+            workdir=args.workdir,
+        )
+        print(throughput.run(tcfg), flush=True)
+    else:
+        scfg = scale.ScaleConfig(
+            models=args.models,
+            repeat=args.repeat,
+            filters_per_run=args.filters_per_run,
+            crawler_root=args.crawler_root,
+            crawl_settings=extra,
+            workdir=args.workdir,
+        )
+        print(scale.run(scfg), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,170 @@
+"""Scale: how time and memory grow with the number of unique models (100k, 1M).
+
+The emulator serves a Hub catalogue of N models; a few Hugging Face filters (different sorts)
+each ask for every model, so the crawl handles ``filters x N`` model entries of which N are
+unique, writes one manifest of N models per filter and an all-models.json of N. Zero latency:
+this measures the crawler's own cost. Peak RSS is compared with the same crawl fetching one
+model per filter, which gives the memory per unique model.
+
+Only the Hub is used: the emulator renders CivitAI's 5-50 KB items too slowly for a
+million, and the Hub is where whole-catalogue crawls happen (about 2M public models).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from bench.harness import (
+    ROOT,
+    EmulatorSpec,
+    Measured,
+    crawler_env,
+    emulator,
+    median,
+    run_measured,
+    scrapy_argv,
+    scrapy_stats,
+    table,
+)
+
+SORTS = ("likes", "downloads", "createdAt", "trendingScore", "lastModified")
+
+
+@dataclass(slots=True)
+class ScaleConfig:
+    models: Sequence[int] = (100_000, 1_000_000)
+    repeat: int = 1
+    filters_per_run: int = 3
+    crawler_root: Path = ROOT
+    crawl_settings: dict[str, str] = field(default_factory=dict)
+    workdir: Path | None = None
+
+
+def write_filters(path: Path, count: int, max_items: int) -> Path:
+    entries = [
+        {"name": f"all/{sort}", "label": sort, "params": {"sort": sort}, "max_items": max_items}
+        for sort in SORTS[:count]
+    ]
+    path.write_text(json.dumps({"civitai": [], "huggingface": entries}))
+    return path
+
+
+def _crawl(
+    cfg: ScaleConfig, models: int, filters: Path, work: Path, tag: str, out: Path | None = None
+) -> Measured:
+    spec = EmulatorSpec(civitai_models=0, hf_models=models)
+    out = out or work / f"out-{tag}"
+    log = work / f"{tag}.log"
+    with emulator(spec) as emu:
+        argv = scrapy_argv(
+            "huggingface",
+            civitai_url=emu.civitai_url,
+            hf_url=emu.hf_url,
+            manifest_dir=out,
+            filters_file=filters,
+            max_items=0,
+            extra=cfg.crawl_settings,
+        )
+        measured = run_measured(
+            argv, log_path=log, env=crawler_env(cfg.crawler_root), cwd=cfg.crawler_root
+        )
+    if measured.exit_code != 0:
+        raise RuntimeError(f"scale crawl exited {measured.exit_code}; see {log}")
+    measured.requests = dict(emu.served.get("requests", {}))
+    measured.extra["engine"] = scrapy_stats(log).get("elapsed_time_seconds", float("nan"))
+    all_models = out / "all-models.json"
+    measured.extra["unique"] = (
+        orjson.loads(all_models.read_bytes())["totalModels"] if all_models.exists() else 0
+    )
+    return measured
+
+
+def run(cfg: ScaleConfig, progress: Callable[[str], None] | None = None) -> str:
+    """Per size: a first build into an empty folder, then a rebuild over its output (what a
+    site build does every time: the previous manifests are read for the shrink guard and
+    the change log), each beside the same crawl at one model per filter."""
+    say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
+    rows: list[list[Any]] = []
+    per_model: list[tuple[int, float]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-scale-", dir=cfg.workdir) as tmp:
+        work = Path(tmp)
+        for models in cfg.models:
+            filters = write_filters(work / f"f-{models}.json", cfg.filters_per_run, models)
+            small = write_filters(work / f"f-{models}-1.json", cfg.filters_per_run, 1)
+            firsts: list[Measured] = []
+            rebuilds: list[Measured] = []
+            startups: list[Measured] = []
+            for rep in range(cfg.repeat):
+                out = work / f"out-{models}-{rep}"
+                startups.append(_crawl(cfg, models, small, work, f"{models}-s{rep}"))
+                firsts.append(_crawl(cfg, models, filters, work, f"{models}-{rep}", out))
+                rebuilds.append(_crawl(cfg, models, filters, work, f"{models}-{rep}r", out))
+                say(
+                    f"  [{models:,} models, run {rep + 1}/{cfg.repeat}] first build "
+                    f"{firsts[-1].wall:.1f} s, peak RSS {firsts[-1].max_rss_mib:.0f} MiB; "
+                    f"rebuild {rebuilds[-1].wall:.1f} s, {rebuilds[-1].max_rss_mib:.0f} MiB"
+                )
+            row = _row(cfg, models, "first build", firsts, startups)
+            per_model.append((models, row[4]))
+            rows += [row, _row(cfg, models, "rebuild", rebuilds, startups)]
+    header = [
+        "unique models",
+        "run",
+        "entries",
+        "requests",
+        "wall s",
+        "engine s",
+        "CPU s",
+        "µs/entry",
+        "peak RSS MiB",
+        "startup RSS MiB",
+        "bytes/unique model",
+    ]
+    lines = [
+        f"Scale benchmark: Hugging Face only, {cfg.filters_per_run} filters each over the whole "
+        f"catalogue, zero latency, medians of {cfg.repeat} run(s); crawler: {cfg.crawler_root}",
+        table(header, rows),
+        "  bytes/unique model = (peak RSS - RSS of the same crawl at max_items=1) / unique models",
+    ]
+    if len(per_model) > 1:
+        (m0, t0), (m1, t1) = per_model[0], per_model[-1]
+        lines.append(
+            f"  growth (first builds): {m1 / m0:.0f}x the models took {t1 / t0:.1f}x the time "
+            f"(linear would be {m1 / m0:.0f}x)"
+        )
+    return "\n".join(lines)
+
+
+def _row(
+    cfg: ScaleConfig,
+    models: int,
+    label: str,
+    runs: Sequence[Measured],
+    startups: Sequence[Measured],
+) -> list[Any]:
+    unique = round(median([m.extra["unique"] for m in runs]))
+    entries = cfg.filters_per_run * models
+    wall = median([m.wall for m in runs])
+    peak = median([m.max_rss_mib for m in runs])
+    startup_peak = median([m.max_rss_mib for m in startups])
+    return [
+        unique,
+        label,
+        entries,
+        round(median([m.total_requests for m in runs])),
+        wall,
+        median([m.extra["engine"] for m in runs]),
+        median([m.cpu for m in runs]),
+        median([m.cpu for m in runs]) / entries * 1e6,
+        peak,
+        startup_peak,
+        (peak - startup_peak) * 2**20 / unique if unique else float("nan"),
+    ]

@@ -1,0 +1,74 @@
+"""The benchmarks (bench/) at a tiny scale, so that they cannot rot; not a measurement."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import crawl, scale, throughput
+from bench.lower_bound import ApiBound, allowed_concurrency, crawl_bound, longest_chains
+from tests.crawl import REPO_FILTERS
+
+
+def _small_filters(path: Path) -> Path:
+    filters = json.loads(REPO_FILTERS.read_text(encoding="utf-8"))
+    civitai = filters["civitai"][:2] + [f for f in filters["civitai"] if "nsfw_levels" in f][:1]
+    path.write_text(json.dumps({"civitai": civitai, "huggingface": filters["huggingface"][:2]}))
+    return path
+
+
+def test_lower_bound_is_the_larger_of_concurrency_and_chain() -> None:
+    bound = ApiBound("civitai", requests=75, concurrency=8, longest_chain=8, latency=0.3)
+    assert bound.by_concurrency == pytest.approx(3.0)
+    assert bound.by_chain == pytest.approx(2.4)
+    chain_bound = ApiBound("huggingface", requests=3, concurrency=8, longest_chain=3, latency=0.5)
+    assert crawl_bound({"a": bound, "b": chain_bound}) == pytest.approx(3.0)
+    assert longest_chains({"filters": [{"source": "x", "pages": 2}, {"source": "x", "pages": 5}]})
+    settings = {
+        "CONCURRENT_REQUESTS": 16,
+        "CONCURRENT_REQUESTS_PER_DOMAIN": 8,
+        "AUTOTHROTTLE_ENABLED": True,
+        "AUTOTHROTTLE_TARGET_CONCURRENCY": 4.0,
+        "DOWNLOAD_SLOTS": {"huggingface": {"concurrency": 2}},
+    }
+    assert allowed_concurrency(settings, "civitai") == 4
+    assert allowed_concurrency(settings, "huggingface") == 2
+
+
+def test_the_three_benchmarks_run_at_a_tiny_scale(tmp_path: Path) -> None:
+    filters = _small_filters(tmp_path / "filters.json")
+    report = crawl.run(
+        crawl.CrawlBenchConfig(
+            filters_file=filters,
+            variants=(30,),
+            repeat=1,
+            latency=0.0,
+            jitter=0.0,
+            civitai_models=400,
+            hf_models=400,
+            workdir=tmp_path,
+        ),
+        progress=lambda line: None,
+    )
+    rows = {line.split("  ")[0]: line.split() for line in report.splitlines()}
+    # Every command fetched the same models: the crawl, the baseline and huggingface_hub.
+    assert rows["scrapy crawl all"][-1] == rows["sequential baseline"][-1]
+    assert rows["scrapy crawl huggingface"][-1] == rows["huggingface_hub list_models"][-1]
+    assert "baseline / crawl:" in report and "huggingface_hub / crawl HF:" in report
+
+    report = throughput.run(
+        throughput.ThroughputConfig(
+            repeat=1, civitai_items=200, hf_items=400, catalogue=1000, workdir=tmp_path
+        ),
+        progress=lambda line: None,
+    )
+    assert "civitai" in report and "huggingface" in report and "µs/model" in report
+
+    report = scale.run(
+        scale.ScaleConfig(models=(1000,), repeat=1, filters_per_run=2, workdir=tmp_path),
+        progress=lambda line: None,
+    )
+    first_build = next(line for line in report.splitlines() if "first build" in line)
+    assert first_build.split()[0] == "1,000"

@@ -1,0 +1,200 @@
+"""The run diff: pure rules, then two real crawls over an emulator whose catalogue changed."""
+
+import re
+
+from hypothesis import given
+from hypothesis import strategies as st
+from scrapy.utils.defer import deferred_f_from_coro_f
+
+from manifest_crawler.changes import (
+    CHANGES_FILE,
+    FilterOutcome,
+    build_changes,
+    diff_ranking,
+    summarize,
+)
+from manifest_crawler.filters import load_filters
+from manifest_crawler.manifests import manifest_filename
+from manifest_crawler.schemas import (
+    ALL_MODELS_SCHEMA,
+    CHANGES_SCHEMA,
+    MANIFEST_SCHEMA,
+    RUN_REPORT_SCHEMA,
+    Validators,
+)
+from manifest_crawler.spiders.all import AllSpider
+from tests.crawl import REPO_FILTERS, crawl, crawl_settings, read_json
+
+rankings = st.lists(st.integers(0, 30).map(lambda n: f"civitai-{n + 1}"), unique=True)
+
+
+def test_diff_ranking_by_hand():
+    diff = diff_ranking(["a", "b", "c", "d"], ["b", "a", "e", "d"])
+    assert diff.added == [{"id": "e", "rank": 3}]
+    assert diff.removed == [{"id": "c", "rank": 3}]
+    assert diff.moved == [{"id": "b", "from": 2, "to": 1}, {"id": "a", "from": 1, "to": 2}]
+    assert diff_ranking(None, ["a"]).added == [{"id": "a", "rank": 1}]
+    assert not diff_ranking(["a", "b"], ["a", "b"]).changed
+
+
+@given(before=st.one_of(st.none(), rankings), after=rankings)
+def test_diff_ranking_accounts_for_every_id(before, after):
+    diff = diff_ranking(before, after)
+    before = before or []
+    assert {m["id"] for m in diff.added} == set(after) - set(before)
+    assert {m["id"] for m in diff.removed} == set(before) - set(after)
+    assert {m["id"] for m in diff.moved} == {
+        i for i in set(before) & set(after) if before.index(i) != after.index(i)
+    }
+    # Ranks are 1-based positions in the ranking they describe, listed in that ranking's order.
+    assert [m["id"] for m in diff.added] == [i for i in after if i not in before]
+    assert all(after[m["rank"] - 1] == m["id"] for m in diff.added)
+    assert [m["id"] for m in diff.removed] == [i for i in before if i not in after]
+    assert all(before[m["rank"] - 1] == m["id"] for m in diff.removed)
+    assert all(before[m["from"] - 1] == m["id"] == after[m["to"] - 1] for m in diff.moved)
+
+
+def test_only_a_fresh_filter_changes_and_new_and_gone_come_from_all_models():
+    outcomes = [
+        FilterOutcome("civitai", "a", "civitai-a.json", "fresh", ["civitai-1"], ["civitai-2"]),
+        FilterOutcome("civitai", "b", "civitai-b.json", "stale", ["civitai-3"], []),
+        FilterOutcome("civitai", "c", "civitai-c.json", "failed", None, []),
+    ]
+    before = [
+        {"id": "civitai-1", "slug": "civitai-1", "source": "civitai", "name": "One"},
+        {"id": "civitai-3", "slug": "civitai-3", "source": "civitai", "name": "Three"},
+    ]
+    now = [
+        {"id": "civitai-2", "slug": "civitai-2", "source": "civitai", "name": "Two"},
+        {"id": "civitai-3", "slug": "civitai-3", "source": "civitai", "name": "Three"},
+    ]
+    changes = build_changes(
+        outcomes=outcomes,
+        previous_models=before,
+        previous_timestamp="2026-01-01T00:00:00Z",
+        models=now,
+        timestamp="2026-01-02T00:00:00Z",
+    )
+    Validators().check(CHANGES_SCHEMA, changes, CHANGES_FILE)
+    a, b, c = changes["filters"]
+    assert a["added"] == [{"id": "civitai-2", "rank": 1}]
+    assert a["removed"] == [{"id": "civitai-1", "rank": 1}]
+    assert (b["added"], b["removed"], b["models"], b["previousModels"]) == ([], [], 1, 1)
+    assert (c["models"], c["previousModels"]) == (None, None)
+    assert changes["new"] == [{"id": "civitai-2", "slug": "civitai-2", "source": "civitai"}]
+    assert changes["gone"] == [{"id": "civitai-1", "slug": "civitai-1", "source": "civitai"}]
+    assert changes["totals"] == {
+        "filtersChanged": 1,
+        "added": 1,
+        "removed": 1,
+        "moved": 0,
+        "new": 1,
+        "gone": 1,
+    }
+    assert summarize(changes).startswith("Changes since the last build: 1 filter(s) changed")
+
+
+def _ids(path):
+    return [m["id"] for m in read_json(path)["models"]] if path.exists() else None
+
+
+FILTERS = ",".join(
+    [
+        "AllTime/All/All/downloads/Soft",
+        "Month/All/All/downloads/Soft",
+        "filter/loras",
+        "filter/pg",
+        "likes",
+        "trending",
+        "text-generation",
+    ]
+)
+
+
+@deferred_f_from_coro_f
+async def test_two_runs_over_a_changed_catalogue_list_exactly_what_changed(make_emulator, tmp_path):
+    selected = load_filters(REPO_FILTERS).select(["civitai", "huggingface"], FILTERS.split(","))
+    paths = {f.key: tmp_path / manifest_filename(f.source, f.name) for f in selected}
+
+    before = make_emulator(revision=0)
+    await crawl(
+        AllSpider, crawl_settings(before, tmp_path, MANIFEST_MAX_ITEMS=150), filters=FILTERS
+    )
+    first = read_json(tmp_path / CHANGES_FILE)
+    assert first["previousTimestamp"] is None and first["gone"] == []
+    assert first["totals"]["added"] == sum(len(_ids(p)) for p in paths.values())
+    old = {key: _ids(path) for key, path in paths.items()}
+    old_all = read_json(tmp_path / "all-models.json")
+
+    after = make_emulator(revision=1)
+    crawler = await crawl(
+        AllSpider, crawl_settings(after, tmp_path, MANIFEST_MAX_ITEMS=150), filters=FILTERS
+    )
+    new = {key: _ids(path) for key, path in paths.items()}
+    new_all = read_json(tmp_path / "all-models.json")
+    changes = read_json(tmp_path / CHANGES_FILE)
+
+    assert changes["previousTimestamp"] == old_all["timestamp"]
+    assert changes["timestamp"] == new_all["timestamp"]
+    by_filter = {(f["source"], f["filter"]): f for f in changes["filters"]}
+    assert list(by_filter) == [f.key for f in selected]
+    changed = 0
+    for key in paths:
+        entry, was, now = by_filter[key], old[key], new[key]
+        assert entry["status"] == "fresh"
+        assert (entry["previousModels"], entry["models"]) == (len(was), len(now))
+        assert entry["added"] == [
+            {"id": i, "rank": now.index(i) + 1} for i in now if i not in was
+        ], key
+        assert entry["removed"] == [
+            {"id": i, "rank": was.index(i) + 1} for i in was if i not in now
+        ], key
+        assert entry["moved"] == [
+            {"id": i, "from": was.index(i) + 1, "to": now.index(i) + 1}
+            for i in now
+            if i in was and was.index(i) != now.index(i)
+        ], key
+        changed += bool(entry["added"] or entry["removed"] or entry["moved"])
+    # Revision 1 really changed the catalogue: every kind of change shows somewhere.
+    assert changed and all(changes["totals"][k] for k in ("added", "removed", "moved"))
+    assert changes["totals"]["filtersChanged"] == changed
+    old_ids = {m["id"]: m for m in old_all["models"]}
+    new_ids = {m["id"] for m in new_all["models"]}
+    assert changes["gone"] == [
+        {"id": m["id"], "slug": m["slug"], "source": m["source"]}
+        for m in old_all["models"]
+        if m["id"] not in new_ids
+    ]
+    assert changes["new"] == [
+        {"id": m["id"], "slug": m["slug"], "source": m["source"]}
+        for m in new_all["models"]
+        if m["id"] not in old_ids
+    ]
+    assert changes["gone"] and changes["new"]
+    assert crawler.stats.get_value("manifest/exit_code") == 0
+    _assert_every_file_valid(tmp_path)
+
+
+def _assert_every_file_valid(folder):
+    validators = Validators()
+    for path in folder.glob("*.json"):
+        name = {
+            "all-models.json": ALL_MODELS_SCHEMA,
+            "run-report.json": RUN_REPORT_SCHEMA,
+            CHANGES_FILE: CHANGES_SCHEMA,
+        }.get(path.name, MANIFEST_SCHEMA)
+        validators.check(name, read_json(path), path.name)
+
+
+def test_summary_names_the_biggest_changes_and_how_many_more():
+    filters = [
+        {"source": "civitai", "filter": f"f{n}", "added": [{}] * n, "removed": [], "moved": []}
+        for n in range(1, 9)
+    ]
+    changes = {
+        "totals": {"filtersChanged": 8, "added": 36, "removed": 0, "moved": 0, "new": 3, "gone": 1},
+        "filters": filters,
+    }
+    text = summarize(changes)
+    assert re.search(r"^  civitai:f8: \+8 -0 ~0$", text, re.M)
+    assert "… and 3 more (see changes.json)" in text

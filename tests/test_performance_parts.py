@@ -1,0 +1,194 @@
+"""The pieces the performance work added: each keeps the behaviour it replaced."""
+
+from __future__ import annotations
+
+import logging
+from types import SimpleNamespace
+
+import orjson
+import pytest
+from scrapy.http import Request, TextResponse
+from scrapy.settings import Settings
+
+from manifest_crawler import manifests
+from manifest_crawler.emulator import Catalogue, FaultConfig
+from manifest_crawler.emulator.civitai import CivitaiApi
+from manifest_crawler.filters import Filter
+from manifest_crawler.ledger import FilterState
+from manifest_crawler.logformatter import QuietLogFormatter
+from manifest_crawler.manifests import (
+    CollectedModels,
+    ManifestModel,
+    build_manifest,
+    encode_json,
+    encode_json_chunks,
+)
+from manifest_crawler.pqueues import _ApiCeilings
+from manifest_crawler.spiders.base import PageError, load_json, start_order
+from manifest_crawler.spiders.civitai import CivitaiAPI, _next_cursor
+from manifest_crawler.spiders.huggingface import HuggingFaceAPI
+
+_CIVITAI_FIELDS = ("id", "name", "type", "nsfwLevel")
+
+
+def _response(body: bytes) -> TextResponse:
+    return TextResponse("http://api.test/api/v1/models", body=body, encoding="utf-8")
+
+
+def _slow_parse(body: bytes) -> tuple[list, str | None]:
+    """What CivitaiAPI.parse returned before the fast path: the whole page, by load_json."""
+    document = load_json(body)
+    if not isinstance(document, dict) or not isinstance(document.get("items"), list):
+        raise PageError("unexpected_shape", "")
+    metadata = document.get("metadata")
+    return document["items"], _next_cursor(metadata if isinstance(metadata, dict) else {})
+
+
+def _projection(item: object) -> object:
+    if not isinstance(item, dict):
+        return item
+    view = {key: item[key] for key in _CIVITAI_FIELDS if key in item}
+    if "modelVersions" in item:
+        versions = item["modelVersions"]
+        view["modelVersions"] = (
+            [v.get("baseModel") if isinstance(v, dict) else v for v in versions]
+            if isinstance(versions, list)
+            else versions
+        )
+    return view
+
+
+def _assert_same_page(body: bytes) -> None:
+    api = CivitaiAPI("http://api.test/api/v1/models")
+    try:
+        items, cursor = _slow_parse(body)
+    except PageError as exc:
+        with pytest.raises(PageError) as raised:
+            api.parse(_response(body))
+        assert raised.value.reason == exc.reason
+        return
+    page = api.parse(_response(body))
+    assert page.next_cursor == cursor
+    # Same values, same types, same keys present or absent, for every field the spider reads.
+    assert [_projection(i) for i in page.items] == [_projection(i) for i in items]
+    assert [repr(_projection(i)) for i in page.items] == [repr(_projection(i)) for i in items]
+
+
+@pytest.mark.parametrize("control_chars", [False, True])
+def test_civitai_pages_parse_as_before(control_chars: bool) -> None:
+    catalogue = Catalogue(seed=3, civitai_models=400, hf_models=0)
+    api = CivitaiApi(catalogue.civitai, FaultConfig(control_chars=control_chars))
+    pairs = [("limit", "100"), ("nsfw", "true"), ("sort", "Newest")]
+    _assert_same_page(api.respond(pairs, "http://api.test/api/v1/models").body)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"items": [{"id": 1, "name": "a", "modelVersions": [{"baseModel": "SDXL 1.0"}]}],'
+        b' "metadata": {"nextCursor": 18446744073709551615}}',
+        b'{"items": [{"id": 99999999999999999999999, "name": "huge"}], "metadata": {}}',
+        b'{"items": [{"id": -9223372036854775809}], "metadata": null}',
+        b'{"items": [1, "x", {"id": 2, "name": "b"}]}',
+        b'{"items": [{"id": 3, "name": "c", "modelVersions": null}]}',
+        b'{"items": [{"id": 4, "modelVersions": [7, {"baseModel": null}]}]}',
+        b'{"items": {"id": 5}}',
+        b"[]",
+        b'{"items": [{"id": 6, "name": "tab\there"}], "metadata": {"nextPage": "http://x/?cursor=7"}}',
+        b'{"items": [{"id": 1e400}]}',
+        b"<html>rate limited</html>",
+        b'{"items": [{"id": 8, "name": "cut',
+    ],
+)
+def test_civitai_odd_pages_parse_as_before(body: bytes) -> None:
+    _assert_same_page(body)
+
+
+def _filter(source: str, name: str, nsfw_mask: int | None = None, **params: object) -> Filter:
+    pairs = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items())
+    return Filter(source, name, name, pairs, nsfw_mask=nsfw_mask)  # type: ignore[arg-type]
+
+
+def test_hub_pages_ask_only_for_the_fields_the_crawler_reads() -> None:
+    api = HuggingFaceAPI("http://hub.test/api/models")
+    assert api.page_url(_filter("huggingface", "a", sort="likes"), 100, None).endswith(
+        "sort=likes&limit=100&expand=pipeline_tag"
+    )
+    tagged = _filter("huggingface", "b", filter=["gguf"], sort="likes")
+    assert api.expand(tagged) == ("pipeline_tag", "tags", "library_name")
+    # The Hub refuses expand beside full/config/cardData, and a filter's own expand wins.
+    assert api.expand(_filter("huggingface", "c", config="true")) == ()
+    assert api.expand(_filter("huggingface", "d", expand=["downloads"])) == ()
+
+
+def test_first_pages_alternate_sources_and_client_side_filters_go_first() -> None:
+    states = [
+        FilterState(_filter("civitai", "c1"), 10),
+        FilterState(_filter("civitai", "c2"), 10),
+        FilterState(_filter("civitai", "nsfw", nsfw_mask=4), 10),
+        FilterState(_filter("huggingface", "h1"), 10),
+    ]
+    assert [s.filter.name for s in start_order(states)] == ["nsfw", "h1", "c1", "c2"]
+
+
+def test_collected_models_keep_pairs_and_rank_order() -> None:
+    a, b = ManifestModel("a/x", "a--x", "a/x"), ManifestModel("b/y", "b--y", "b/y")
+    assert a == {"id": "a/x", "slug": "a--x", "name": "a/x"} and a["slug"] == "a--x"
+    with pytest.raises(KeyError):
+        a["source"]
+    collected = CollectedModels([(1, b), (0, a)])
+    collected.append((2, {"id": "c/z", "slug": "c--z", "name": "c/z"}))
+    assert list(collected) == [(1, b), (0, a), (2, {"id": "c/z", "slug": "c--z", "name": "c/z"})]
+    assert [m["id"] for m in collected.ranked()] == ["a/x", "b/y", "c/z"]
+    document = build_manifest("f", collected.ranked(), "T")
+    assert orjson.dumps(document) == orjson.dumps(
+        build_manifest("f", [dict(m) for m in collected.ranked()], "T")
+    )
+
+
+def test_the_scraped_line_is_skipped_only_when_log_level_hides_it() -> None:
+    def formatter(**settings: object) -> QuietLogFormatter:
+        return QuietLogFormatter.from_crawler(SimpleNamespace(settings=Settings(settings)))  # type: ignore[arg-type]
+
+    spider = SimpleNamespace()
+    assert formatter(LOG_LEVEL="INFO").scraped({}, None, spider) is None  # type: ignore[arg-type]
+    shown = formatter(LOG_LEVEL="DEBUG").scraped({}, None, spider)  # type: ignore[arg-type]
+    assert shown is not None and shown["level"] == logging.DEBUG
+    assert formatter(LOG_LEVEL="INFO", LOG_ENABLED=False).log_scraped
+
+
+def test_an_api_at_its_ceiling_gets_no_more_requests() -> None:
+    def request(slot: str) -> Request:
+        return Request("http://x/", meta={"download_slot": slot})
+
+    downloader = SimpleNamespace(
+        active={request("civitai"), request("civitai"), request("huggingface")},
+        slots={"civitai": SimpleNamespace(concurrency=2)},
+        per_slot_settings={},
+        ip_concurrency=0,
+        domain_concurrency=8,
+        get_slot_key=lambda r: r.meta["download_slot"],
+    )
+    ceilings = _ApiCeilings.__new__(_ApiCeilings)
+    ceilings.downloader = downloader  # type: ignore[assignment]
+    # civitai holds 2 of 2 (even if waiting out a backoff, before reaching its slot).
+    assert ceilings.stats(["civitai", "huggingface"]) == [(1, "huggingface")]
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 7, 8, 23])
+def test_documents_encode_in_pieces_to_the_same_bytes(
+    count: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(manifests, "_CHUNK_MODELS", 7)
+    models = [
+        {"id": f"o/n{i}", "slug": f"o--n{i}", "name": f'Ünïcode \u2028 "{i}"\n\\'}
+        for i in range(count)
+    ]
+    documents = [
+        build_manifest("a/b", models, "2026-11-24T10:00:00Z"),
+        {"totalModels": count, "civitai": 0, "huggingface": count, "models": models, "t": "T"},
+        {"filters": [{"models": 1}], "models": "not a list"},
+        [1, {"models": []}],
+    ]
+    for document in documents:
+        assert b"".join(encode_json_chunks(document)) == encode_json(document)
