@@ -75,6 +75,9 @@ class RateBudget:
     quota: int | None = None
     window: float | None = None
     in_flight: int = 0
+    #: Whether any answer has arrived: after one without a RateLimit header there is no budget
+    #: to wait for, and probing would make the API's crawl sequential.
+    answered: bool = False
 
 
 class HostUnreachable(IgnoreRequest):
@@ -188,7 +191,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
             )
             if budget.remaining is not None and budget.remaining <= 0:
                 wait = max(wait, budget.reset_at - now)
-            elif budget.remaining is None and probe and budget.in_flight:
+            elif budget.remaining is None and probe and budget.in_flight and not budget.answered:
                 wait = max(wait, _PROBE_POLL)
             if wait <= 0:
                 break
@@ -252,6 +255,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
             budget.in_flight -= 1
 
     def _read_budget(self, slot: str, response: Response) -> None:
+        self.budgets.setdefault(slot, RateBudget()).answered = True
         header = response.headers.get(b"RateLimit")
         parsed = None if header is None else parse_ratelimit(header.decode("latin-1"))
         if parsed is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 from types import SimpleNamespace
 
@@ -13,6 +14,7 @@ from scrapy.settings import Settings
 from manifest_crawler import manifests
 from manifest_crawler.emulator import Catalogue, FaultConfig
 from manifest_crawler.emulator.civitai import CivitaiApi
+from manifest_crawler.extensions.gctuning import GcThreshold
 from manifest_crawler.filters import Filter
 from manifest_crawler.ledger import FilterState
 from manifest_crawler.logformatter import QuietLogFormatter
@@ -192,3 +194,18 @@ def test_documents_encode_in_pieces_to_the_same_bytes(
     ]
     for document in documents:
         assert b"".join(encode_json_chunks(document)) == encode_json(document)
+
+
+def test_gc_threshold_is_raised_for_the_crawl_and_restored() -> None:
+    crawler = SimpleNamespace(
+        settings=Settings({"MANIFEST_GC_THRESHOLD": 50_000}),
+        signals=SimpleNamespace(connect=lambda *args, **kwargs: None),
+    )
+    before = gc.get_threshold()
+    extension = GcThreshold.from_crawler(crawler)  # type: ignore[arg-type]
+    extension.spider_opened()
+    try:
+        assert gc.get_threshold() == (max(50_000, before[0]), *before[1:])
+    finally:
+        extension.spider_closed()
+    assert gc.get_threshold() == before

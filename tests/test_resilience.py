@@ -107,3 +107,17 @@ async def test_small_hf_rate_limit_window_loses_nothing_and_never_overdraws(
     assert len(records) == 10
     assert not [r for r in records if r.arrived_when_exhausted]
     assert all(r.status == 200 for r in records)
+
+
+@deferred_f_from_coro_f
+async def test_an_api_without_rate_limit_headers_is_not_probed_one_at_a_time(
+    make_emulator, tmp_path
+):
+    # The offline emulator announces no budget: HF requests must then go out concurrently.
+    emulator = make_emulator(EmulatorConfig(faults=FaultConfig(latency=0.3)))
+    names = "likes,downloads,trending,recent,text-generation,apache-2.0,gguf,mit,small,medium"
+    await crawl(HuggingFaceSpider, crawl_settings(emulator, tmp_path), filters=names)
+    _assert_exact(emulator, tmp_path, names, 100)
+    times = sorted(r.time for r in emulator.requests("huggingface"))
+    # One at a time would take 10 x 0.3 s; with up to 8 in flight it takes two rounds or so.
+    assert times[-1] - times[0] < 1.5

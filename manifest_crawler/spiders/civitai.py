@@ -97,7 +97,11 @@ class CivitaiAPI(SourceAPI):
         base_models = filter_.param_values("baseModels")
         versions = item.get("modelVersions")
         if base_models and isinstance(versions, list) and versions:
-            found = {v.get("baseModel") for v in versions if isinstance(v, dict)}
+            found = {
+                v["baseModel"]
+                for v in versions
+                if isinstance(v, dict) and isinstance(v.get("baseModel"), str)
+            }
             if found and not found & set(base_models):
                 return (
                     f"model {item.get('id')} has base models {sorted(map(str, found))}, "

@@ -230,3 +230,22 @@ async def test_unknown_filter_name_is_a_clear_error(tmp_path):
 
     with pytest.raises(FiltersError, match=r"unknown filter name.*nope"):
         await crawl(CivitaiSpider, _settings(tmp_path, filters), filters="f,nope")
+
+
+@deferred_f_from_coro_f
+async def test_filter_effect_check_survives_odd_base_model_values(tmp_path, scripted):
+    item = {
+        "id": 1,
+        "name": "One",
+        "type": "LORA",
+        "modelVersions": [
+            {"baseModel": ["SDXL 1.0"]},
+            {"baseModel": {"x": 1}},
+            {"baseModel": "Pony"},
+        ],
+    }
+    _, url = scripted({"": Reply(_page([item]))})
+    filters = {"civitai": [{"name": "f", "label": "F", "params": {"baseModels": "SDXL 1.0"}}]}
+    crawler = await crawl(CivitaiSpider, _settings(tmp_path, filters, CIVITAI_API_URL=url))
+    assert _models(tmp_path, "civitai-f.json") == ["civitai-1"]
+    assert crawler.stats.get_value("manifest/civitai/mismatched") == 1
