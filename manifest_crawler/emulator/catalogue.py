@@ -344,6 +344,24 @@ class _LruCache:
             self._held -= len(evicted)
 
 
+def _cached_result(
+    cache: _LruCache,
+    query: Any,
+    order: array[int],
+    predicates: Callable[[Any], list[Callable[[int], Any]]],
+) -> array[int]:
+    """The indices of ``order`` that pass every predicate of ``query``, cached by query."""
+    cached = cache.get(query)
+    if cached is not None:
+        return cached
+    selected: Sequence[int] = order
+    for predicate in predicates(query):
+        selected = [i for i in selected if predicate(i)]
+    result = selected if isinstance(selected, array) else array("i", selected)
+    cache.put(query, result)
+    return result
+
+
 @dataclass(frozen=True, slots=True)
 class CivitaiRecord:
     """One model as the catalogue holds it (a row across the columns), for tests and payloads."""
@@ -572,15 +590,7 @@ class CivitaiCatalogue:
 
     def result(self, query: CivitaiQuery) -> array[int]:
         """Indices of the models answering ``query``, in order (cached)."""
-        cached = self._cache.get(query)
-        if cached is not None:
-            return cached
-        selected: Sequence[int] = self.order(query.sort)
-        for predicate in self._predicates(query):
-            selected = [i for i in selected if predicate(i)]
-        result = selected if isinstance(selected, array) else array("i", selected)
-        self._cache.put(query, result)
-        return result
+        return _cached_result(self._cache, query, self.order(query.sort), self._predicates)
 
     def _predicates(self, q: CivitaiQuery) -> list[Callable[[int], Any]]:
         preds: list[Callable[[int], Any]] = []
@@ -1119,15 +1129,8 @@ class HfCatalogue:
     # -- queries --------------------------------------------------------------------------
 
     def result(self, query: HfQuery) -> array[int]:
-        cached = self._cache.get(query)
-        if cached is not None:
-            return cached
-        selected: Sequence[int] = self.order(query.sort)
-        for predicate in self._predicates(query):
-            selected = [i for i in selected if predicate(i)]
-        result = selected if isinstance(selected, array) else array("i", selected)
-        self._cache.put(query, result)
-        return result
+        """Indices of the models answering ``query``, in order (cached)."""
+        return _cached_result(self._cache, query, self.order(query.sort), self._predicates)
 
     def _predicates(self, q: HfQuery) -> list[Callable[[int], Any]]:
         preds: list[Callable[[int], Any]] = []
