@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import signal
 import statistics
 import subprocess
@@ -129,7 +130,12 @@ def run_measured(
     cwd: Path = ROOT,
     timeout: float = 3600.0,
 ) -> Measured:
-    """Run ``argv`` as a child and measure it alone (``wait4`` gives that child's rusage)."""
+    """Run ``argv`` as a child and measure it alone (``wait4`` gives that child's rusage).
+
+    Linux starts a child's ru_maxrss at its parent's peak (it survives fork and exec), so the
+    harness must stay small; a child's figure not above the harness's own peak is flagged.
+    """
+    harness_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     child_env = {**os.environ, **(env or {})}
     with log_path.open("wb") as log:
         started = time.perf_counter()
@@ -147,6 +153,12 @@ def run_measured(
         wall = time.perf_counter() - started
     # Reaped by wait4 already: tell Popen, or it would try again.
     process.returncode = os.waitstatus_to_exitcode(status)
+    if usage.ru_maxrss <= harness_peak:
+        print(
+            f"warning: {' '.join(argv[:4])}: peak RSS {usage.ru_maxrss / 1024:.0f} MiB is not "
+            f"above the harness's own {harness_peak / 1024:.0f} MiB: only an upper bound",
+            file=sys.stderr,
+        )
     return Measured(
         wall=wall,
         cpu=usage.ru_utime + usage.ru_stime,

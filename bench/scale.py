@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
+import ijson
 
 from bench.harness import (
     ROOT,
@@ -80,11 +80,18 @@ def _crawl(
         raise RuntimeError(f"scale crawl exited {measured.exit_code}; see {log}")
     measured.requests = dict(emu.served.get("requests", {}))
     measured.extra["engine"] = scrapy_stats(log).get("elapsed_time_seconds", float("nan"))
-    all_models = out / "all-models.json"
-    measured.extra["unique"] = (
-        orjson.loads(all_models.read_bytes())["totalModels"] if all_models.exists() else 0
-    )
+    measured.extra["unique"] = total_models(out / "all-models.json")
     return measured
+
+
+def total_models(path: Path) -> int:
+    """all-models.json's ``totalModels``, read without loading the file: Linux hands a forked
+    child its parent's peak RSS (ru_maxrss survives fork and exec), so a harness that once held
+    a million parsed models would report that as the next crawl's peak."""
+    if not path.exists():
+        return 0
+    with path.open("rb") as file:
+        return int(next(ijson.items(file, "totalModels"), 0))
 
 
 def run(cfg: ScaleConfig, progress: Callable[[str], None] | None = None) -> str:

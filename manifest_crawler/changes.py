@@ -7,51 +7,102 @@ whole: the models new to all-models.json and the ones gone from every manifest. 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from array import array
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from manifest_crawler.jsonstream import StreamedArray
+from manifest_crawler.manifests import PreviousModel
 
 CHANGES_FILE = "changes.json"
 
 #: How many changed filters the log summary names before "and N more".
 _SUMMARY_FILTERS = 5
 
+_EMPTY: Sequence[int] = ()
+
 
 @dataclass(frozen=True, slots=True)
 class RankingDiff:
-    """JSON-ready: built once per changed model, as changes.json holds it (a catalogue-wide
-    shift makes every model of a deep filter "moved")."""
+    """Added, removed and moved ids between two rankings, kept as ranks (8 bytes a change):
+    a catalogue-wide shift makes every model of a deep filter "moved", and a first build lists
+    every model as added, so the JSON entries are only made a chunk at a time, as changes.json
+    is written (``added``, ``removed`` and ``moved`` are StreamedArrays of them)."""
 
-    #: {"id", "rank"} at the new rank
-    added: list[dict[str, Any]] = field(default_factory=list)
-    #: {"id", "rank"} at the old rank
-    removed: list[dict[str, Any]] = field(default_factory=list)
-    #: {"id", "from", "to"}
-    moved: list[dict[str, Any]] = field(default_factory=list)
+    previous: Sequence[str] = ()
+    current: Sequence[str] = ()
+    #: 1-based ranks in ``current`` of the ids ``previous`` lacks
+    added_ranks: Sequence[int] = _EMPTY
+    #: 1-based ranks in ``previous`` of the ids ``current`` lacks
+    removed_ranks: Sequence[int] = _EMPTY
+    #: ranks in ``current``, and in ``previous``, of the ids in both at another rank
+    moved_to: Sequence[int] = _EMPTY
+    moved_from: Sequence[int] = _EMPTY
 
     @property
     def changed(self) -> bool:
-        return bool(self.added or self.removed or self.moved)
+        return bool(self.added_ranks or self.removed_ranks or self.moved_to)
+
+    @property
+    def added(self) -> StreamedArray:
+        """``{"id", "rank"}`` at the new rank."""
+        return _ranked(self.current, self.added_ranks)
+
+    @property
+    def removed(self) -> StreamedArray:
+        """``{"id", "rank"}`` at the old rank."""
+        return _ranked(self.previous, self.removed_ranks)
+
+    @property
+    def moved(self) -> StreamedArray:
+        """``{"id", "from", "to"}``."""
+        current, to, old = self.current, self.moved_to, self.moved_from
+
+        def chunks(size: int) -> Iterator[list[dict[str, Any]]]:
+            for start in range(0, len(to), size):
+                yield [
+                    {"id": current[new - 1], "from": was, "to": new}
+                    for new, was in zip(
+                        to[start : start + size], old[start : start + size], strict=True
+                    )
+                ]
+
+        return StreamedArray(length=len(to), chunks=chunks)
+
+
+def _ranked(ids: Sequence[str], ranks: Sequence[int]) -> StreamedArray:
+    def chunks(size: int) -> Iterator[list[dict[str, Any]]]:
+        for start in range(0, len(ranks), size):
+            yield [{"id": ids[rank - 1], "rank": rank} for rank in ranks[start : start + size]]
+
+    return StreamedArray(length=len(ranks), chunks=chunks)
 
 
 def diff_ranking(previous: Sequence[str] | None, current: Sequence[str]) -> RankingDiff:
     """Added, removed and moved ids between two rankings (each id at most once per ranking)."""
     if not previous:
-        return RankingDiff(added=[{"id": i, "rank": r} for r, i in enumerate(current, 1)])
+        return RankingDiff((), current, added_ranks=range(1, len(current) + 1))
     if previous == current:
-        return RankingDiff()
+        return RankingDiff(previous, current)
     before = {model_id: rank for rank, model_id in enumerate(previous, 1)}
-    added: list[dict[str, Any]] = []
-    moved: list[dict[str, Any]] = []
+    added, moved_to, moved_from = array("q"), array("q"), array("q")
     for rank, model_id in enumerate(current, 1):
         old = before.pop(model_id, None)
         if old is None:
-            added.append({"id": model_id, "rank": rank})
+            added.append(rank)
         elif old != rank:
-            moved.append({"id": model_id, "from": old, "to": rank})
+            moved_to.append(rank)
+            moved_from.append(old)
     # What is left of the previous ranking is what the new one lacks (dicts keep rank order).
-    removed = [{"id": model_id, "rank": rank} for model_id, rank in before.items()]
-    return RankingDiff(added=added, removed=removed, moved=moved)
+    return RankingDiff(
+        previous,
+        current,
+        added_ranks=added,
+        removed_ranks=array("q", before.values()),
+        moved_to=moved_to,
+        moved_from=moved_from,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +138,27 @@ def filter_changes(outcome: FilterOutcome) -> dict[str, Any]:
     }
 
 
+def _site_entries(
+    models: Sequence[Mapping[str, Any]], leave_out: Callable[[], set[str]]
+) -> StreamedArray:
+    """``{"id", "slug", "source"}`` of the models whose id is not in ``leave_out()`` (a set
+    built only while the positions are found)."""
+    if not models:
+        return StreamedArray([])
+    absent = leave_out()
+    positions = array("q", (i for i, m in enumerate(models) if m["id"] not in absent))
+    del absent
+
+    def chunks(size: int) -> Iterator[list[dict[str, Any]]]:
+        for start in range(0, len(positions), size):
+            yield [
+                {"id": m["id"], "slug": m["slug"], "source": m["source"]}
+                for m in map(models.__getitem__, positions[start : start + size])
+            ]
+
+    return StreamedArray(length=len(positions), chunks=chunks)
+
+
 def build_changes(
     *,
     outcomes: Iterable[FilterOutcome],
@@ -95,21 +167,15 @@ def build_changes(
     models: Sequence[Mapping[str, Any]],
     timestamp: str,
 ) -> dict[str, Any]:
-    """The changes document; ``previous_models``/``models`` are all-models.json's models."""
+    """The changes document; ``previous_models``/``models`` are all-models.json's models.
+
+    Its per-model lists are StreamedArrays made as they are written (jsonstream), from the
+    rankings and models given, which must not change until then.
+    """
     filters = [filter_changes(outcome) for outcome in outcomes]
     previous_models = previous_models or ()
-    before = {model["id"] for model in previous_models}
-    now = {model["id"] for model in models}
-    new = [
-        {"id": m["id"], "slug": m["slug"], "source": m["source"]}
-        for m in models
-        if m["id"] not in before
-    ]
-    gone = [
-        {"id": m["id"], "slug": m["slug"], "source": m["source"]}
-        for m in previous_models
-        if m["id"] not in now
-    ]
+    new = _site_entries(models, lambda: {m["id"] for m in previous_models})
+    gone = _site_entries(previous_models, lambda: {m["id"] for m in models})
     return {
         "timestamp": timestamp,
         "previousTimestamp": previous_timestamp,
@@ -154,7 +220,7 @@ class Baseline:
     The shrink guard and the diff both compare against it."""
 
     manifests: dict[tuple[str, str], list[str] | None] = field(default_factory=dict)
-    all_models: list[dict[str, Any]] | None = None
+    all_models: list[PreviousModel] | None = None
     all_models_timestamp: str | None = None
 
     def to_json(self) -> dict[str, Any]:
@@ -169,8 +235,11 @@ class Baseline:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Baseline:
+        all_models = data["all_models"]
         return cls(
             manifests={(m["source"], m["filter"]): m["ids"] for m in data["manifests"]},
-            all_models=data["all_models"],
+            all_models=None
+            if all_models is None
+            else [PreviousModel(m["id"], m["slug"], m["source"]) for m in all_models],
             all_models_timestamp=data["all_models_timestamp"],
         )

@@ -17,15 +17,18 @@ import orjson
 
 from manifest_crawler.changes import Baseline
 from manifest_crawler.ledger import Ledger
+from manifest_crawler.manifests import Entry as ModelEntry
+from manifest_crawler.manifests import expand_entry
 
 JOB_FILE = "manifest-job.json"
 #: Present while a process works on the job: found at start, it means the last one never
 #: closed (killed), so its JOBDIR cannot be trusted.
 RUNNING_MARKER = "manifest-job.running"
-FORMAT = 1
+FORMAT = 2
 
-#: One collected model: (rank, {"id", "slug", "name"}), as ManifestWriterPipeline keeps them.
-Entry = tuple[int, dict[str, str]]
+#: One collected model: (rank, model), as ManifestWriterPipeline keeps them (read back as
+#: {"id", "slug", "name"} dicts).
+Entry = tuple[int, ModelEntry]
 
 
 class JobStateError(ValueError):
@@ -67,7 +70,10 @@ def encode_job(job: JobState) -> bytes:
                 {
                     "source": source,
                     "filter": name,
-                    "entries": [[rank, m["id"], m["slug"], m["name"]] for rank, m in entries],
+                    "entries": [
+                        [rank, model.id, model.slug, model.name]
+                        for rank, model in ((rank, expand_entry(e)) for rank, e in entries)
+                    ],
                 }
                 for (source, name), entries in job.models.items()
             ],

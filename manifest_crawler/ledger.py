@@ -29,8 +29,12 @@ class FilterState:
     status: FilterStatus = FilterStatus.PENDING
     pages: int = 0
     #: Site ids already taken, to drop duplicates inside the filter (cursor bugs repeat items).
+    #: Emptied when the filter finishes (no page is read after), with ``cursors``: at a million
+    #: models the sets take over 100 MB that writing the manifests then needs.
     seen_ids: set[str] = field(default_factory=set)
     cursors: set[str] = field(default_factory=set)
+    #: How many models the filter ended with, once ``seen_ids`` is gone.
+    final_models: int | None = None
     #: Items the API returned that the filter's own rules (e.g. nsfw_levels) left out.
     excluded: int = 0
     duplicates: int = 0
@@ -47,7 +51,7 @@ class FilterState:
 
     @property
     def models(self) -> int:
-        return len(self.seen_ids)
+        return len(self.seen_ids) if self.final_models is None else self.final_models
 
     @property
     def remaining(self) -> int | None:
@@ -73,6 +77,9 @@ class FilterState:
         self.status = status
         self.end_reason = reason
         self.finished_at = time.monotonic()
+        self.final_models = len(self.seen_ids)
+        self.seen_ids = set()
+        self.cursors = set()
 
     def as_dict(self) -> dict[str, Any]:
         duration = self.duration
@@ -100,6 +107,7 @@ class FilterState:
         return {
             "status": str(self.status),
             "pages": self.pages,
+            "models": self.models,
             "seen_ids": sorted(self.seen_ids),
             "cursors": sorted(self.cursors),
             "excluded": self.excluded,
@@ -119,6 +127,7 @@ class FilterState:
         self.pages = snapshot["pages"]
         self.seen_ids = set(snapshot["seen_ids"])
         self.cursors = set(snapshot["cursors"])
+        self.final_models = snapshot["models"] if self.finished else None
         self.excluded = snapshot["excluded"]
         self.duplicates = snapshot["duplicates"]
         self.empty_pages = snapshot["empty_pages"]

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import tempfile
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-import orjson
+import ijson
+import msgspec
 
 from manifest_crawler.filters import Filter, filter_file_stem
+from manifest_crawler.jsonstream import StreamedArray, encode_json
+
+__all__ = ["encode_json"]  # re-exported: the manifest writers' one encoding
 
 ALL_MODELS_FILE = "all-models.json"
 
@@ -37,21 +42,19 @@ def utc_timestamp(moment: datetime | None = None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@dataclass(slots=True, eq=False)
 class ManifestModel(Mapping[str, str]):
     """One model as a manifest lists it: a read-only mapping of ``id``, ``slug`` and ``name``.
 
     The writer keeps one per distinct model, shared by every filter that lists it, and
     interns its strings: at a million models a dict per entry and per filter cost about three
-    times the memory.
+    times the memory. A slotted dataclass, so that orjson encodes it as the manifest's
+    ``{"id", "slug", "name"}`` object directly and msgspec decodes manifests into it.
     """
 
-    __slots__ = ("id", "name", "slug")
-    _KEYS = ("id", "slug", "name")
-
-    def __init__(self, id: str, slug: str, name: str) -> None:
-        self.id = id
-        self.slug = slug
-        self.name = name
+    id: str
+    slug: str
+    name: str
 
     def __getitem__(self, key: str) -> str:
         if key == "id":
@@ -63,47 +66,161 @@ class ManifestModel(Mapping[str, str]):
         raise KeyError(key)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._KEYS)
+        return iter(("id", "slug", "name"))
 
     def __len__(self) -> int:
         return 3
 
-    def __repr__(self) -> str:
-        return f"ManifestModel(id={self.id!r}, slug={self.slug!r}, name={self.name!r})"
+
+@dataclass(slots=True, eq=False)
+class SiteModel(Mapping[str, str]):
+    """One model of all-models.json: a manifest's model and its source (orjson encodes it as
+    the ``{"id", "slug", "name", "source"}`` object)."""
+
+    id: str
+    slug: str
+    name: str
+    source: str
+
+    def __getitem__(self, key: str) -> str:
+        if key in ("id", "slug", "name", "source"):
+            return getattr(self, key)  # type: ignore[no-any-return]
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("id", "slug", "name", "source"))
+
+    def __len__(self) -> int:
+        return 4
+
+
+@dataclass(slots=True, eq=False)
+class PreviousModel(Mapping[str, str]):
+    """What the run diff needs of a model in the all-models.json a run replaces."""
+
+    id: str
+    slug: str
+    source: str
+
+    def __getitem__(self, key: str) -> str:
+        if key in ("id", "slug", "source"):
+            return getattr(self, key)  # type: ignore[no-any-return]
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("id", "slug", "source"))
+
+    def __len__(self) -> int:
+        return 3
+
+
+#: A model as the writer keeps it: its id alone when its slug and name follow from the id
+#: (``slug`` = the id with every ``/`` as ``--``, ``name`` = the id: every Hugging Face model),
+#: else a ManifestModel (or a mapping of the three, as a resumed job reads them back). At a
+#: million models, the slug strings and objects that the first form saves are 150 MB.
+Entry = str | Mapping[str, str]
+
+
+def compact_entry(model_id: str, slug: str, name: str) -> str | None:
+    """``model_id`` when it is all an Entry needs to give back this slug and name, else None."""
+    if name == model_id and slug == model_id.replace("/", "--"):
+        return model_id
+    return None
+
+
+def entry_id(entry: Entry) -> str:
+    return entry if type(entry) is str else entry["id"]
+
+
+def expand_entry(entry: Entry) -> ManifestModel:
+    if type(entry) is str:
+        return ManifestModel(entry, entry.replace("/", "--"), entry)
+    if isinstance(entry, ManifestModel):
+        return entry
+    return ManifestModel(entry["id"], entry["slug"], entry["name"])
+
+
+class _Expanded(Sequence[ManifestModel]):
+    """Entries seen as ManifestModels, made as they are read (a chunk at a time, when
+    streamed)."""
+
+    __slots__ = ("_entries",)
+
+    def __init__(self, entries: Sequence[Entry]) -> None:
+        self._entries = entries
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [expand_entry(entry) for entry in self._entries[index]]
+        return expand_entry(self._entries[index])
+
+
+class SiteModels(Sequence[SiteModel]):
+    """all-models.json's models: each an Entry and its source, seen as SiteModels made as they
+    are read (9 bytes a model kept, rather than an object of four strings)."""
+
+    __slots__ = ("_entries", "_source_names", "_sources")
+
+    def __init__(self) -> None:
+        self._entries: list[Entry] = []
+        self._sources = bytearray()
+        self._source_names: list[str] = []
+
+    def append(self, entry: Entry, source: str) -> None:
+        if source not in self._source_names:
+            self._source_names.append(source)
+        self._entries.append(entry)
+        self._sources.append(self._source_names.index(source))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def _site_model(self, index: int) -> SiteModel:
+        model = expand_entry(self._entries[index])
+        source = self._source_names[self._sources[index]]
+        return SiteModel(model.id, model.slug, model.name, source)
+
+    def __getitem__(self, index: Any) -> Any:
+        if isinstance(index, slice):
+            return [self._site_model(i) for i in range(*index.indices(len(self)))]
+        return self._site_model(range(len(self))[index])
 
 
 class CollectedModels:
-    """One filter's models as the writer collects them: ``(rank, model)`` pairs, compactly.
+    """One filter's models as the writer collects them: ``(rank, entry)`` pairs, compactly.
 
     Iterating yields the pairs (as the list it replaces did); the ranks live in an array and
-    the models are shared, so an entry costs two machine words.
+    the entries are interned ids or shared models, so a pair costs two machine words.
     """
 
     __slots__ = ("_in_order", "_models", "_ranks")
 
-    def __init__(self, pairs: Iterable[tuple[int, Mapping[str, str]]] = ()) -> None:
+    def __init__(self, pairs: Iterable[tuple[int, Entry]] = ()) -> None:
         self._ranks = array("q")
-        self._models: list[Mapping[str, str]] = []
+        self._models: list[Entry] = []
         self._in_order = True
         for rank, model in pairs:
             self.add(rank, model)
 
-    def add(self, rank: int, model: Mapping[str, str]) -> None:
+    def add(self, rank: int, model: Entry) -> None:
         if self._ranks and rank < self._ranks[-1]:
             self._in_order = False
         self._ranks.append(rank)
         self._models.append(model)
 
-    def append(self, pair: tuple[int, Mapping[str, str]]) -> None:
+    def append(self, pair: tuple[int, Entry]) -> None:
         self.add(*pair)
 
-    def __iter__(self) -> Iterator[tuple[int, Mapping[str, str]]]:
+    def __iter__(self) -> Iterator[tuple[int, Entry]]:
         return zip(self._ranks, self._models, strict=True)
 
     def __len__(self) -> int:
         return len(self._models)
 
-    def ranked(self) -> list[Mapping[str, str]]:
+    def ranked(self) -> list[Entry]:
         """The models in rank order (ties in arrival order)."""
         if self._in_order:
             return list(self._models)
@@ -111,17 +228,11 @@ class CollectedModels:
         return [self._models[i] for i in order]
 
 
-def build_manifest(
-    filter_name: str, models: Sequence[Mapping[str, str]], timestamp: str
-) -> dict[str, Any]:
+def build_manifest(filter_name: str, models: Sequence[Entry], timestamp: str) -> dict[str, Any]:
+    """A manifest document; its models stream (jsonstream), each made as it is written."""
     return {
         "filter": filter_name,
-        "models": [
-            {"id": m.id, "slug": m.slug, "name": m.name}
-            if isinstance(m, ManifestModel)
-            else {"id": m["id"], "slug": m["slug"], "name": m["name"]}
-            for m in models
-        ],
+        "models": StreamedArray(_Expanded(models)),
         "timestamp": timestamp,
     }
 
@@ -131,7 +242,7 @@ class SourceManifest:
     """The models of one filter's manifest, tagged with the filter's source."""
 
     source: str
-    models: Sequence[Mapping[str, Any]]
+    models: Sequence[Entry]
 
 
 def merge_all_models(manifests: Iterable[SourceManifest], timestamp: str) -> dict[str, Any]:
@@ -141,60 +252,23 @@ def merge_all_models(manifests: Iterable[SourceManifest], timestamp: str) -> dic
     same inputs always give the same document apart from the timestamp.
     """
     seen: set[str] = set()
-    models: list[dict[str, str]] = []
+    models = SiteModels()
     per_source: dict[str, int] = dict.fromkeys(SOURCE_PREFIXES, 0)
     for manifest in manifests:
-        for model in manifest.models:
-            model_id = model["id"]
+        source = manifest.source
+        for entry in manifest.models:
+            model_id = entry_id(entry)
             if model_id in seen:
                 continue
             seen.add(model_id)
-            models.append(
-                {
-                    "id": model_id,
-                    "slug": model["slug"],
-                    "name": model["name"],
-                    "source": manifest.source,
-                }
-            )
-            per_source[manifest.source] = per_source.get(manifest.source, 0) + 1
+            models.append(entry, source)
+            per_source[source] = per_source.get(source, 0) + 1
     return {
         "totalModels": len(models),
         **per_source,
-        "models": models,
+        "models": StreamedArray(models),
         "timestamp": timestamp,
     }
-
-
-def encode_json(document: Any) -> bytes:
-    """Stable bytes: two-space indent, UTF-8, key order as built, trailing newline."""
-    return orjson.dumps(document, option=orjson.OPT_INDENT_2 | orjson.OPT_APPEND_NEWLINE)
-
-
-#: Stands in for the model list while the rest of a document is encoded (a NUL cannot occur
-#: unescaped in JSON, so the encoded marker cannot collide with any value).
-_MARKER = "\x00models\x00"
-_CHUNK_MODELS = 10_000
-
-
-def encode_json_chunks(document: Any) -> Iterator[bytes]:
-    """encode_json's exact bytes, in pieces: a document's ``models`` list (a manifest's or
-    all-models.json's) is encoded some thousands at a time, so that the whole encoding of a
-    million models (over 100 MB) is never held at once.
-    """
-    models = document.get("models") if isinstance(document, dict) else None
-    if not isinstance(models, list) or not models:
-        yield encode_json(document)
-        return
-    head, _, tail = encode_json({**document, "models": _MARKER}).partition(orjson.dumps(_MARKER))
-    yield head + b"[\n"
-    for start in range(0, len(models), _CHUNK_MODELS):
-        chunk = orjson.dumps(models[start : start + _CHUNK_MODELS], option=orjson.OPT_INDENT_2)
-        # The chunk is a list at depth 0; in the document it sits at depth 1 (two more spaces)
-        # and joins its neighbours with a comma. Strings hold no raw newline in JSON.
-        body = chunk[2:-2].replace(b"\n", b"\n  ")
-        yield (b",\n  " if start else b"  ") + body
-    yield b"\n  ]" + tail
 
 
 def write_atomic(path: Path, data: bytes | Iterable[bytes]) -> None:
@@ -237,31 +311,94 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     return removed
 
 
-def read_manifest_models(path: Path) -> list[dict[str, Any]] | None:
-    """The models of a per-filter manifest on disk; None when there is no such file.
+def _models_in(path: Path, keys: tuple[str, ...]) -> Iterator[dict[str, Any]] | None:
+    """The model objects of the ``models`` list of the JSON file at ``path``, parsed as they
+    are read (a few KB at a time: a previous all-models.json of a million models is 190 MB,
+    and several times that as Python objects), each checked to have ``keys`` as strings.
+    None when there is no such file; the iterator raises ManifestError naming the file.
+    """
+    try:
+        file = path.open("rb")
+    except FileNotFoundError:
+        return None
+    return _checked_models(path, file, keys)
+
+
+def _checked_models(path: Path, file: BinaryIO, keys: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    expected = f"models of {', '.join(keys)} as strings"
+    count = 0
+    with file:
+        try:
+            for model in ijson.items(file, "models.item"):
+                if not isinstance(model, dict) or not all(
+                    isinstance(model.get(key), str) for key in keys
+                ):
+                    raise ManifestError(f"{path}: not {_WHAT[keys]} ({expected}) at model {count}")
+                count += 1
+                yield model
+            if count == 0:
+                # No model: the file is small; is it an object with a models list at all?
+                file.seek(0)
+                document = msgspec.json.decode(file.read())
+                if not isinstance(document, dict) or not isinstance(document.get("models"), list):
+                    raise ManifestError(f"{path}: not {_WHAT[keys]} (no models list)")
+        except (ijson.JSONError, msgspec.DecodeError) as exc:
+            raise ManifestError(f"{path}: not valid JSON: {str(exc).splitlines()[0]}") from None
+
+
+_MANIFEST_KEYS = ("id", "slug", "name")
+_SITE_KEYS = ("id", "slug", "source")
+_WHAT = {_MANIFEST_KEYS: "a manifest", _SITE_KEYS: "an all-models.json"}
+
+
+def read_manifest_models(path: Path) -> list[Entry] | None:
+    """The models of a per-filter manifest on disk, as compact entries; None when there is no
+    such file.
 
     Raises ManifestError naming the file when it exists but is not a valid manifest.
     """
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
+    models = _models_in(path, _MANIFEST_KEYS)
+    if models is None:
         return None
-    try:
-        document = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ManifestError(f"{path}: not valid JSON: {exc}") from None
-    models = document.get("models") if isinstance(document, dict) else None
-    if not isinstance(models, list) or not all(
-        isinstance(m, dict) and {"id", "slug", "name"} <= m.keys() for m in models
-    ):
-        raise ManifestError(f"{path}: not a manifest (expected models of id, slug and name)")
-    return models
+    return [_entry(sys.intern(m["id"]), m["slug"], m["name"]) for m in models]
+
+
+def _entry(model_id: str, slug: str, name: str) -> Entry:
+    if compact_entry(model_id, slug, name) is not None:
+        return model_id
+    return ManifestModel(model_id, sys.intern(slug), name)
+
+
+def read_manifest_ids(path: Path) -> list[str] | None:
+    """The model ids of a per-filter manifest, in order, interned: a previous run's ids are
+    mostly this run's too, and then cost one pointer each. None when there is no such file."""
+    models = _models_in(path, _MANIFEST_KEYS)
+    return None if models is None else [sys.intern(m["id"]) for m in models]
+
+
+def read_previous_site_models(path: Path) -> tuple[list[PreviousModel], str | None] | None:
+    """The models (id, slug, source; strings interned) and timestamp of an all-models.json;
+    None when there is no such file."""
+    models = _models_in(path, _SITE_KEYS)
+    if models is None:
+        return None
+    previous = [
+        PreviousModel(sys.intern(m["id"]), sys.intern(m["slug"]), sys.intern(m["source"]))
+        for m in models
+    ]
+    # A second pass for one value, as cheap as the first and without holding the file.
+    with path.open("rb") as file:
+        try:
+            timestamp = next(ijson.items(file, "timestamp"), None)
+        except ijson.JSONError:
+            timestamp = None
+    return previous, timestamp if isinstance(timestamp, str) else None
 
 
 def manifests_on_disk(
     manifest_dir: Path,
     filters: Iterable[Filter],
-    written: Mapping[tuple[str, str], Sequence[Mapping[str, str]]] | None = None,
+    written: Mapping[tuple[str, str], Sequence[Entry]] | None = None,
 ) -> tuple[list[SourceManifest], list[str]]:
     """The readable manifests of ``filters`` in order, and the problems with the rest.
 

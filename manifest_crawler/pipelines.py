@@ -9,7 +9,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
-import orjson
 from itemadapter import ItemAdapter
 from scrapy.crawler import Crawler
 from scrapy.exceptions import DropItem
@@ -28,14 +27,17 @@ from manifest_crawler.ledger import FilterStatus, Ledger
 from manifest_crawler.manifests import (
     ALL_MODELS_FILE,
     CollectedModels,
+    Entry,
     ManifestError,
     ManifestModel,
     build_manifest,
-    encode_json_chunks,
+    compact_entry,
+    entry_id,
     manifest_filename,
     manifests_on_disk,
     merge_all_models,
-    read_manifest_models,
+    read_manifest_ids,
+    read_previous_site_models,
     remove_stale_temporaries,
     utc_timestamp,
     write_atomic,
@@ -103,7 +105,8 @@ class ManifestWriterPipeline:
         self.max_shrink = settings.getfloat("MANIFEST_MAX_SHRINK")
         self.strict = settings.getbool("MANIFEST_STRICT")
         self.models: defaultdict[tuple[str, str], CollectedModels] = defaultdict(CollectedModels)
-        #: One model object per distinct model, shared by the filters that list it.
+        #: One model object per distinct model not kept as its id alone, shared by the filters
+        #: that list it.
         self._shared: dict[str, ManifestModel] = {}
         # Bound once: every attribute of Scrapy's stats collector goes through a Python-level
         # __getattribute__, which showed in profiles at one call per model.
@@ -123,12 +126,17 @@ class ManifestWriterPipeline:
         adapter = ItemAdapter(item)
         source = adapter["source"]
         model_id, slug, name = adapter["id"], adapter["slug"], adapter["name"]
-        model = self._shared.get(model_id)
-        if model is None or model.slug != slug or model.name != name:
-            # Interned: the spider's dedup sets hold the same id strings.
-            model = ManifestModel(sys.intern(model_id), sys.intern(slug), sys.intern(name))
-            self._shared.setdefault(model.id, model)
-        self.models[(source, adapter["filter"])].add(adapter["rank"], model)
+        entry: Entry
+        if compact_entry(model_id, slug, name) is not None:
+            # Interned: the spider's dedup sets, and every filter listing it, share the string.
+            entry = sys.intern(model_id)
+        else:
+            model = self._shared.get(model_id)
+            if model is None or model.slug != slug or model.name != name:
+                model = ManifestModel(sys.intern(model_id), sys.intern(slug), sys.intern(name))
+                self._shared.setdefault(model.id, model)
+            entry = model
+        self.models[(source, adapter["filter"])].add(adapter["rank"], entry)
         stat = self._model_stats.get(source)
         if stat is None:
             stat = self._model_stats[source] = f"manifest/{source}/models"
@@ -144,7 +152,7 @@ class ManifestWriterPipeline:
         rows: list[dict[str, Any]] = []
         outcomes: list[FilterOutcome] = []
         #: The models of the manifests written below, for all-models.json.
-        written: dict[tuple[str, str], list[Mapping[str, str]]] = {}
+        written: dict[tuple[str, str], list[Entry]] = {}
         if fetched_any:
             for leftover in remove_stale_temporaries(self.manifest_dir):
                 logger.info("Removed %s, left by a crawl killed while writing", leftover.name)
@@ -166,14 +174,16 @@ class ManifestWriterPipeline:
             if verdict.verdict is Verdict.FRESH:
                 document = build_manifest(state.filter.name, ranked, timestamp)
                 try:
-                    self.validators.check(MANIFEST_SCHEMA, document, path.name)
+                    # Fresh means fetched_any. Checked as it is written and in pieces, so that
+                    # no whole manifest is held, as objects or encoded (a million models
+                    # encode to 140 MB); an invalid one leaves the previous file in place.
+                    write_atomic(
+                        path, self.validators.encode_checked(MANIFEST_SCHEMA, document, path.name)
+                    )
                 except SchemaError as exc:
                     verdict = self._invalid_manifest(state.filter.key, exc, previous)
                     errors.append(str(exc))
                 else:
-                    # Fresh means fetched_any. Written at once and in pieces, so that no
-                    # whole encoded manifest is held (at a million models one is 140 MB).
-                    write_atomic(path, encode_json_chunks(document))
                     written[state.filter.key] = ranked
                 del document
             rows.append(
@@ -195,7 +205,7 @@ class ManifestWriterPipeline:
                     file=path.name,
                     status=str(verdict.verdict),
                     previous=previous_ids,
-                    current=[m["id"] for m in ranked],
+                    current=[entry_id(entry) for entry in ranked],
                 )
             )
             self.stats.inc_value(f"manifest/filters/{verdict.verdict}")
@@ -238,27 +248,19 @@ class ManifestWriterPipeline:
         for state in ledger:
             path = self.manifest_dir / manifest_filename(*state.filter.key)
             try:
-                models = read_manifest_models(path)
+                ids = read_manifest_ids(path)
             except ManifestError as exc:
                 logger.warning("%s; it does not count as a fallback", exc)
-                models = None
-            baseline.manifests[state.filter.key] = (
-                None if models is None else [m["id"] for m in models]
-            )
+                ids = None
+            baseline.manifests[state.filter.key] = ids
         path = self.manifest_dir / ALL_MODELS_FILE
         try:
-            document = orjson.loads(path.read_bytes())
-            baseline.all_models = [
-                {"id": m["id"], "slug": m["slug"], "source": m["source"]}
-                for m in document["models"]
-            ]
-            baseline.all_models_timestamp = document.get("timestamp")
-        except FileNotFoundError:
-            pass
-        except (orjson.JSONDecodeError, TypeError, KeyError) as exc:
-            logger.warning(
-                "%s is not a readable all-models.json (%s); diffing against none", path, exc
-            )
+            previous = read_previous_site_models(path)
+        except ManifestError as exc:
+            logger.warning("%s; diffing against none", exc)
+            previous = None
+        if previous is not None:
+            baseline.all_models, baseline.all_models_timestamp = previous
         return baseline
 
     def _invalid_manifest(
@@ -275,13 +277,14 @@ class ManifestWriterPipeline:
         """Write ``document`` as ``name`` if it matches ``schema``; else log a bug, keep the old
         file and return False (the run's exit status becomes 1)."""
         try:
-            self.validators.check(schema, document, name)
+            # In pieces: all-models.json of a million models encodes to about 190 MB.
+            write_atomic(
+                self.manifest_dir / name, self.validators.encode_checked(schema, document, name)
+            )
         except SchemaError as exc:
             logger.error("Not written, the crawler produced an invalid document (a bug): %s", exc)
             self.stats.inc_value("manifest/schema/invalid")
             return False
-        # In pieces: all-models.json of a million models encodes to about 190 MB.
-        write_atomic(self.manifest_dir / name, encode_json_chunks(document))
         return True
 
     def _write_all_models(
@@ -289,7 +292,7 @@ class ManifestWriterPipeline:
         timestamp: str,
         outcomes: list[FilterOutcome],
         baseline: Baseline,
-        written: Mapping[tuple[str, str], Sequence[Mapping[str, str]]] | None = None,
+        written: Mapping[tuple[str, str], Sequence[Entry]] | None = None,
     ) -> bool:
         """all-models.json, what is built from it, and changes.json; False if one is not
         written for a reason that should fail the run."""

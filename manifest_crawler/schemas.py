@@ -13,12 +13,20 @@ Pure: no Scrapy.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import jsonschema_rs
 import orjson
+
+from manifest_crawler.jsonstream import (
+    JsonPath,
+    encode_chunks,
+    has_streamed,
+    skeleton,
+    streamed_arrays,
+)
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
 
@@ -36,6 +44,18 @@ JSON_SCHEMAS: tuple[str, ...] = (
 SITEMAP_XSD = "sitemap.xsd"
 
 _MAX_MESSAGE = 300
+_WHOLE_ARRAY_KEYWORDS = frozenset(
+    {
+        "uniqueItems",
+        "minItems",
+        "maxItems",
+        "contains",
+        "minContains",
+        "maxContains",
+        "prefixItems",
+        "unevaluatedItems",
+    }
+)
 
 
 class SchemaError(ValueError):
@@ -58,27 +78,134 @@ def load_schema(name: str, directory: Path | None = None) -> dict[str, Any]:
 
 
 class Validators:
-    """One compiled validator per schema, built once per run."""
+    """One compiled validator per schema, built once per run.
+
+    A document may hold StreamedArrays (manifest_crawler.jsonstream): the rest of it is checked
+    against the schema as a whole, each streamed array a chunk at a time against the schema of
+    that array, so that a million-model document is never held as Python objects.
+    """
 
     def __init__(self, directory: Path | None = None, names: Iterable[str] = JSON_SCHEMAS) -> None:
+        self._schemas: dict[str, dict[str, Any]] = {
+            name: load_schema(name, directory) for name in names
+        }
         # offline: a schema is never a reason to reach the network.
         self._validators: dict[str, Any] = {
-            name: jsonschema_rs.validator_for(load_schema(name, directory), offline=True)
-            for name in names
+            name: jsonschema_rs.validator_for(schema, offline=True)
+            for name, schema in self._schemas.items()
         }
+        #: (schema, path with every array index as None) -> validator of that array's chunks,
+        #: None when it must be checked whole
+        self._array_validators: dict[tuple[str, tuple[str | None, ...]], Any] = {}
 
     def check(self, schema: str, document: Any, file: str) -> None:
         """Raise SchemaError naming ``file`` unless ``document`` matches ``schema``."""
+        self._check_whole(schema, document, file)
+        for path, array in streamed_arrays(document):
+            if self._needs_whole(schema, path):
+                continue
+            start = 0
+            for chunk in array.chunks():
+                # As encode_checked sees them: JSON values, not the objects that encode to them.
+                self._check_chunk(schema, file, path, start, orjson.loads(orjson.dumps(chunk)))
+                start += len(chunk)
+
+    def encode_checked(self, schema: str, document: Any, file: str) -> Iterator[bytes]:
+        """The document's bytes (jsonstream.encode_chunks), checked as they are produced: the
+        generator raises SchemaError before yielding a byte of a document whose non-streamed
+        part is invalid, and at the first invalid chunk of a streamed array; with
+        manifests.write_atomic, the file on disk is then left as it was."""
+        self._check_whole(schema, document, file)
+
+        def check(path: JsonPath, start: int, items: list[Any]) -> None:
+            if not self._needs_whole(schema, path):
+                self._check_chunk(schema, file, path, start, items)
+
+        return encode_chunks(document, check)
+
+    def _check_whole(self, schema: str, document: Any, file: str) -> None:
         validator = self._validators[schema]
-        if validator.is_valid(document):
+        plain = (
+            skeleton(document, lambda path: self._needs_whole(schema, path))
+            if has_streamed(document)
+            else document
+        )
+        if validator.is_valid(plain):
             return
-        error = next(iter(validator.iter_errors(document)))
+        error = next(iter(validator.iter_errors(plain)))
         raise SchemaError(f"{file} does not match {schema}: {describe_error(error)}")
 
+    def _check_chunk(
+        self, schema: str, file: str, path: JsonPath, start: int, items: list[Any]
+    ) -> None:
+        validator = self._array_validator(schema, path)
+        if validator.is_valid(items):
+            return
+        error = next(iter(validator.iter_errors(items)))
+        offset = (*path, int(error.instance_path[0]) + start) if error.instance_path else path
+        raise SchemaError(
+            f"{file} does not match {schema}: "
+            f"{describe_error(error, prefix=offset, skip=1 if error.instance_path else 0)}"
+        )
 
-def describe_error(error: Any) -> str:
-    """Where and why, short: an ``anyOf`` miss names the failures of its closest branch."""
-    where = "/" + "/".join(str(part) for part in error.instance_path)
+    def _needs_whole(self, schema: str, path: JsonPath) -> bool:
+        """Whether the array at ``path`` has a keyword about the whole array (uniqueItems,
+        maxItems, …): then it is checked with the rest of the document, materialised, since
+        checking chunk by chunk would be wrong. Our schemas have none."""
+        return self._array_validator(schema, path) is None
+
+    def _array_validator(self, schema: str, path: JsonPath) -> Any:
+        key = (schema, tuple(None if isinstance(part, int) else part for part in path))
+        if key not in self._array_validators:
+            root = self._schemas[schema]
+            subschema = subschema_at(root, path)
+            self._array_validators[key] = (
+                None
+                if _WHOLE_ARRAY_KEYWORDS & subschema.keys()
+                else jsonschema_rs.validator_for(
+                    {"$defs": root.get("$defs", {}), **subschema}, offline=True
+                )
+            )
+        return self._array_validators[key]
+
+
+def subschema_at(root: Mapping[str, Any], path: JsonPath) -> Mapping[str, Any]:
+    """The schema an instance at ``path`` is checked against, following ``properties``,
+    ``items`` and local ``$ref``s: enough for the arrays our own schemas declare."""
+    node = _resolve(root, root)
+    for part in path:
+        # An index goes into an array's items, a key into an object's properties.
+        child = node.get("items") if isinstance(part, int) else node.get("properties", {}).get(part)
+        node = child
+        if not isinstance(node, Mapping):
+            raise KeyError(f"no schema for {'/'.join(map(str, path))} in {root.get('$id')}")
+        node = _resolve(root, node)
+    return node
+
+
+def _resolve(root: Mapping[str, Any], node: Mapping[str, Any]) -> Mapping[str, Any]:
+    while "$ref" in node:
+        ref = node["$ref"]
+        if not ref.startswith("#/"):
+            raise KeyError(f"only local $refs are followed, not {ref}")
+        target: Any = root
+        for part in ref[2:].split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def describe_error(error: Any, prefix: JsonPath = (), skip: int = 0) -> str:
+    """Where and why, short: an ``anyOf`` miss names the failures of its closest branch.
+
+    ``prefix`` replaces the first ``skip`` parts of the error's path (an error in a chunk of a
+    streamed array is reported at its place in the whole document).
+    """
+
+    def where_of(path: Any) -> str:
+        return "/" + "/".join(str(part) for part in (*prefix, *list(path)[skip:]))
+
+    where = where_of(error.instance_path)
     message = error.message
     context = getattr(error.kind, "context", None)
     if context:
@@ -87,7 +214,7 @@ def describe_error(error: Any) -> str:
         closest = min(context, key=len)
         if closest:
             message = "; ".join(_short(e.message) for e in closest)
-            where = "/" + "/".join(str(part) for part in closest[0].instance_path)
+            where = where_of(closest[0].instance_path)
     return f"at {where}: {_short(message)}"
 
 

@@ -1,23 +1,34 @@
 import json
 import os
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from manifest_crawler import jsonstream
 from manifest_crawler.filters import parse_filters
 from manifest_crawler.manifests import (
     ManifestError,
+    ManifestModel,
+    SiteModels,
     SourceManifest,
     build_manifest,
+    compact_entry,
     encode_json,
+    entry_id,
+    expand_entry,
     manifest_filename,
     manifests_on_disk,
     merge_all_models,
+    read_manifest_ids,
     read_manifest_models,
+    read_previous_site_models,
     remove_stale_temporaries,
     write_atomic,
 )
+from manifest_crawler.normalize import normalize_model
+from manifest_crawler.schemas import MANIFEST_SCHEMA, SchemaError, Validators
 
 
 def _m(model_id, name=None):
@@ -129,7 +140,9 @@ def test_reading_manifests_from_disk(tmp_path):
     )
     (tmp_path / "civitai-bad.json").write_text('{"models": [{"id": 1}]}')
     found, problems = manifests_on_disk(tmp_path, fs)
-    assert found == [SourceManifest("civitai", [_m("civitai-1")])]
+    assert [(f.source, [dict(expand_entry(e)) for e in f.models]) for f in found] == [
+        ("civitai", [_m("civitai-1")])
+    ]
     assert "civitai-bad.json: not a manifest" in problems[0]
     assert "civitai-absent.json: missing" in problems[1]
     assert read_manifest_models(tmp_path / "nothing.json") is None
@@ -145,3 +158,96 @@ def test_stale_temporaries_are_removed_and_nothing_else(tmp_path):
     removed = remove_stale_temporaries(tmp_path)
     assert [p.name for p in removed] == [".civitai-a.json.x1y2.tmp"]
     assert sorted(p.name for p in tmp_path.iterdir()) == [".gitkeep", "civitai-a.json"]
+
+
+# --- Compact entries, streamed reading: what keeps a million models under 1 GiB ------------
+
+_texts = st.text(alphabet="ab/-.-c1", max_size=6)
+
+
+@given(model_id=_texts, slug=_texts, name=_texts)
+def test_a_compact_entry_gives_back_exactly_its_model(model_id, slug, name):
+    entry = compact_entry(model_id, slug, name)
+    kept = entry if entry is not None else ManifestModel(model_id, slug, name)
+    assert (entry_id(kept), *expand_entry(kept).values()) == (model_id, model_id, slug, name)
+    assert (entry is not None) == (slug == model_id.replace("/", "--") and name == model_id)
+
+
+def test_every_hf_model_is_kept_as_its_id_and_a_civitai_model_as_a_model():
+    hf = normalize_model("huggingface", "meta-llama/Llama-3.1-8B", None)
+    assert compact_entry(*hf) == "meta-llama/Llama-3.1-8B"
+    assert compact_entry(*normalize_model("civitai", 4201, "Realistic Vision")) is None
+
+
+def test_site_models_are_a_sequence_made_as_read():
+    models = SiteModels()
+    models.append("a/b", "huggingface")
+    models.append(ManifestModel("civitai-1", "civitai-1", "One"), "civitai")
+    models.append({"id": "civitai-2", "slug": "civitai-2", "name": "Two"}, "civitai")
+    assert len(models) == 3
+    assert models[0] == {"id": "a/b", "slug": "a--b", "name": "a/b", "source": "huggingface"}
+    assert models[-1]["name"] == "Two" and [m["id"] for m in models[1:]] == [
+        "civitai-1",
+        "civitai-2",
+    ]
+    assert orjson.loads(orjson.dumps(models[:])) == [dict(m) for m in models]
+    with pytest.raises(IndexError):
+        models[3]
+
+
+def test_previous_files_are_read_as_streams_with_clear_errors(tmp_path):
+    models = [_m("a/b"), _m("civitai-7", "Seven")]
+    manifest = tmp_path / "hf-x.json"
+    manifest.write_bytes(encode_json(build_manifest("x", models, "T")))
+    assert read_manifest_ids(manifest) == ["a/b", "civitai-7"]
+    assert [dict(expand_entry(e)) for e in read_manifest_models(manifest)] == models
+    empty = tmp_path / "hf-empty.json"
+    empty.write_bytes(encode_json(build_manifest("x", [], "T")))
+    assert read_manifest_ids(empty) == []
+    site = tmp_path / "all-models.json"
+    site.write_bytes(
+        encode_json(
+            merge_all_models([SourceManifest("huggingface", models)], "2026-01-01T00:00:00Z")
+        )
+    )
+    previous, timestamp = read_previous_site_models(site)
+    assert [dict(m) for m in previous] == [
+        {"id": "a/b", "slug": "a--b", "source": "huggingface"},
+        {"id": "civitai-7", "slug": "civitai-7", "source": "huggingface"},
+    ]
+    assert timestamp == "2026-01-01T00:00:00Z"
+    assert read_previous_site_models(tmp_path / "none.json") is None
+    for text, error in [
+        ('{"models": [{"id": "a/b", "slug": "a--b"}]}', r"bad\.json: not a manifest .* at model 0"),
+        ('{"models": [{"id": "a/b", "slug": "a--b", "name": 3}]}', r"not a manifest"),
+        ('{"models": {"id": "a/b"}}', r"bad\.json: not a manifest \(no models list\)"),
+        ("[]", r"no models list"),
+        ('{"models": [{"id": "a/b", "slug": "a--b", "name": "a/b"},', r"not valid JSON"),
+        ("", r"not valid JSON"),
+    ]:
+        bad = tmp_path / "bad.json"
+        bad.write_text(text)
+        with pytest.raises(ManifestError, match=error):
+            read_manifest_ids(bad)
+    bad.write_text('{"models": [{"id": "a/b", "slug": "a--b", "name": "a/b"}]}')
+    with pytest.raises(ManifestError, match=r"not an all-models\.json .* at model 0"):
+        read_previous_site_models(bad)
+
+
+def test_a_document_refused_mid_write_leaves_the_previous_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(jsonstream, "CHUNK_ITEMS", 2)
+    path = tmp_path / "hf-x.json"
+    path.write_text("previous")
+    models = [_m(f"a/m{i}") for i in range(5)] + [{"id": "bad id", "slug": "x", "name": "x"}]
+    validators = Validators()
+    with pytest.raises(SchemaError, match=r"hf-x\.json does not match .* at /models/5"):
+        write_atomic(
+            path,
+            validators.encode_checked(
+                MANIFEST_SCHEMA, build_manifest("x", models, "2026-01-01T00:00:00Z"), path.name
+            ),
+        )
+    assert path.read_text() == "previous" and os.listdir(tmp_path) == ["hf-x.json"]
+    document = build_manifest("x", models[:5], "2026-01-01T00:00:00Z")
+    write_atomic(path, validators.encode_checked(MANIFEST_SCHEMA, document, path.name))
+    assert read_manifest_ids(path) == [f"a/m{i}" for i in range(5)]

@@ -223,7 +223,10 @@ def test_a_ledger_and_models_survive_the_job_file():
     pg.excluded, pg.duplicates, pg.mismatched, pg.first_mismatch = 3, 1, 2, "why"
     pg.retries, pg.errors = 4, ["HTTP 500 at x"]
     r.start()
+    r.seen_ids, r.cursors = {"civitai-5", "civitai-6", "civitai-7"}, {"c3"}
     r.finish(FilterStatus.DONE, "last_page")
+    # A finished filter reads no more pages: its sets go, its count stays.
+    assert (r.models, r.seen_ids, r.cursors, r.as_dict()["models"]) == (3, set(), set(), 3)
     models = {pg.filter.key: [(0, {"id": "civitai-1", "slug": "civitai-1", "name": "One"})]}
     baseline = Baseline(
         {pg.filter.key: ["civitai-9"], r.filter.key: None}, [], "2026-01-01T00:00:00Z"
@@ -237,6 +240,7 @@ def test_a_ledger_and_models_survive_the_job_file():
     for before, after in zip(ledger, restored, strict=True):
         assert {**before.as_dict(), "duration": 0} == {**after.as_dict(), "duration": 0}
         assert (after.cursors, after.seen_ids) == (before.cursors, before.seen_ids)
+        assert after.models == before.models
         assert after.finished == before.finished
         assert abs(after.duration - before.duration) < 0.1
 

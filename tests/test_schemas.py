@@ -7,6 +7,7 @@ import re
 import shutil
 
 import jsonschema
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -99,11 +100,12 @@ def _examples():
         models=all_models["models"],
         timestamp=TS,
     )
+    # As written: the crawler's documents stream their model lists (jsonstream).
     return {
-        MANIFEST_SCHEMA: manifest,
-        ALL_MODELS_SCHEMA: all_models,
+        MANIFEST_SCHEMA: orjson.loads(encode_json(manifest)),
+        ALL_MODELS_SCHEMA: orjson.loads(encode_json(all_models)),
         RUN_REPORT_SCHEMA: report,
-        CHANGES_SCHEMA: changes,
+        CHANGES_SCHEMA: orjson.loads(encode_json(changes)),
     }
 
 
@@ -308,8 +310,20 @@ def _crawl_settings(tmp_path, url):
     )
 
 
+# Stricter than the crawler's output: a rule on the whole list (checked with the rest of the
+# document) or on each model (checked chunk by chunk while the file is written).
+TIGHTENINGS = {
+    "whole list": (["properties", "models"], {"maxItems": 2}, "at /models:"),
+    "each model": (["$defs", "civitaiId"], {"pattern": "^civitai-(4|7|4201)$"}, "at /models/"),
+}
+
+
+@pytest.mark.parametrize("tightening", TIGHTENINGS, ids=list(TIGHTENINGS))
 @deferred_f_from_coro_f
-async def test_a_manifest_failing_its_schema_is_not_written(tmp_path, scripted, monkeypatch):
+async def test_a_manifest_failing_its_schema_is_not_written(
+    tmp_path, scripted, monkeypatch, tightening
+):
+    path, change, where = TIGHTENINGS[tightening]
     out = tmp_path / "out"
     out.mkdir()
     previous = build_manifest("big", [CIVITAI], "2026-01-01T00:00:00Z")
@@ -319,11 +333,13 @@ async def test_a_manifest_failing_its_schema_is_not_written(tmp_path, scripted, 
         {"big|": Reply(_page(1, 2, 3)), "new|": Reply(_page(4, 5, 6)), "ok|": Reply(_page(7))},
         by="sort",
     )
-    strict = _tightened(tmp_path, MANIFEST_SCHEMA, ["properties", "models"], {"maxItems": 2})
+    strict = _tightened(tmp_path, MANIFEST_SCHEMA, path, change)
     monkeypatch.setattr(schemas, "SCHEMA_DIR", strict)
     crawler = await crawl(CivitaiSpider, _crawl_settings(tmp_path, url))
 
     assert (out / "civitai-big.json").read_bytes() == before
+    # A model refused mid-write leaves no temporary file behind either.
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
     assert not (out / "civitai-new.json").exists()
     assert read_json(out / "civitai-ok.json")["models"][0]["id"] == "civitai-7"
     rows = {row["filter"]: row for row in read_json(out / "run-report.json")["filters"]}
@@ -336,9 +352,7 @@ async def test_a_manifest_failing_its_schema_is_not_written(tmp_path, scripted, 
     for name in ("big", "new"):
         assert rows[name]["reason"].startswith("manifest failed schema validation: ")
         [error] = rows[name]["errors"]
-        assert error.startswith(
-            f"civitai-{name}.json does not match manifest.schema.json: at /models:"
-        )
+        assert error.startswith(f"civitai-{name}.json does not match manifest.schema.json: {where}")
     assert crawler.stats.get_value("manifest/exit_code") == 1
     assert crawler.stats.get_value("manifest/schema/invalid") == 2
     # all-models.json is built from what is on disk: the stale manifest, and the fresh one.
