@@ -35,6 +35,7 @@ from manifest_crawler.middlewares import (
     HostUnreachable,
 )
 from manifest_crawler.normalize import InvalidModel, normalize_model
+from manifest_crawler.pqueues import RESERVE_META
 
 logger = logging.getLogger(__name__)
 
@@ -242,6 +243,16 @@ class ManifestSpider(scrapy.Spider):
             page_size = api.max_page_size
         else:
             page_size = min(remaining, api.max_page_size)
+        meta = {
+            FILTER_META: state.filter.key,
+            "download_slot": api.name,
+            RATELIMIT_PROBE_META: api.announces_rate_limit,
+        }
+        if state.filter.nsfw_mask is not None:
+            # The longest chains of pages (see start_order()): the next page is to take this
+            # one's place as soon as it is parsed (pqueues.py). Other filters' next pages take
+            # the first free place; the parse would keep it idle for them.
+            meta[RESERVE_META] = True
         return scrapy.Request(
             api.page_url(state.filter, page_size, after),
             headers=api.headers,
@@ -250,14 +261,17 @@ class ManifestSpider(scrapy.Spider):
             # Deeper pages first, so filters in flight finish before new ones start.
             priority=state.pages,
             dont_filter=True,
-            meta={
-                FILTER_META: state.filter.key,
-                "download_slot": api.name,
-                RATELIMIT_PROBE_META: api.announces_rate_limit,
-            },
+            meta=meta,
         )
 
     def parse_page(self, response: Response) -> Iterator[Any]:
+        try:
+            yield from self._parse_page(response)
+        finally:
+            # The next page, if any, is scheduled: the place this request kept is free.
+            response.meta.pop(RESERVE_META, None)
+
+    def _parse_page(self, response: Response) -> Iterator[Any]:
         state = self.ledger[response.meta[FILTER_META]]
         if state.finished:
             return
