@@ -84,10 +84,14 @@ class ServerState:
     ) -> None:
         record.status = response.status
         record.delay = delay
-        if delay <= 0:
+        # The latency counts from the request's arrival, as a real API's does: the time spent
+        # building the answer (tens of ms for a page of CivitAI's big items) is part of it,
+        # not added on top.
+        wait = delay - (time.monotonic() - record.time)
+        if delay <= 0 or wait <= 0:
             self.send(request, record, response)
             return
-        call = self.reactor.callLater(delay, self._fire, request, record, response)
+        call = self.reactor.callLater(wait, self._fire, request, record, response)
         self.pending.add(call)
 
         def gone(_: Failure) -> None:

@@ -163,6 +163,25 @@ async def test_latency_is_concurrent(make_emulator) -> None:
 
 
 @deferred_f_from_coro_f
+async def test_latency_counts_from_arrival_and_includes_building_the_answer(
+    make_emulator, monkeypatch
+) -> None:
+    emu = make_emulator(faulty(latency=0.3))
+    resource = emu.civitai_resource
+    handler = resource.handler
+
+    def slow_handler(*args):
+        time.sleep(0.1)  # a page that takes 100 ms of the emulator's CPU to build
+        return handler(*args)
+
+    monkeypatch.setattr(resource, "handler", slow_handler)
+    await fetch(emu.civitai_url)
+    [record] = emu.log
+    assert 0.29 <= record.finished - record.time < 0.38
+    assert record.delay == pytest.approx(0.3)
+
+
+@deferred_f_from_coro_f
 async def test_latency_jitter_and_api_restriction(make_emulator) -> None:
     emu = make_emulator(faulty(latency=0.2, jitter=0.1, latency_apis=("huggingface",)))
     await asyncio.gather(*(fetch(url_with(emu.hf_url, {"limit": n + 1})) for n in range(6)))
