@@ -33,7 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="bench", required=True)
 
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--repeat", type=int, default=3, help="runs per command (medians)")
+    common.add_argument(
+        "--repeat", type=int, default=None, help="runs per command (medians; 3, scale 1)"
+    )
     common.add_argument(
         "--crawler-root",
         type=Path,
@@ -78,13 +80,21 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("scale", parents=[common], help="100k and 1M unique models")
     s.add_argument("--models", type=_ints, default=[100_000, 1_000_000])
     s.add_argument("--filters-per-run", type=int, default=3, help="HF filters, each all models")
-    # A million-model run takes minutes: one repetition unless asked for more.
-    s.set_defaults(repeat=1)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
+    if args.repeat is None:
+        # A million-model run takes minutes: one repetition unless asked for more. (Not
+        # set_defaults on the scale parser: the --repeat action is shared by every
+        # subcommand, so that would change theirs too.)
+        args.repeat = 1 if args.bench == "scale" else 3
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
     extra = _settings(args.settings)
     if args.bench == "crawl":
         cfg = crawl.CrawlBenchConfig(

@@ -72,3 +72,10 @@ def test_the_three_benchmarks_run_at_a_tiny_scale(tmp_path: Path) -> None:
     )
     first_build = next(line for line in report.splitlines() if "first build" in line)
     assert first_build.split()[0] == "1,000"
+
+
+def test_each_benchmark_repeats_as_documented():
+    from bench.__main__ import parse_args
+
+    assert [parse_args([name]).repeat for name in ("crawl", "throughput", "scale")] == [3, 3, 1]
+    assert parse_args(["scale", "--repeat", "2"]).repeat == 2

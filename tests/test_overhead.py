@@ -171,7 +171,7 @@ def test_only_the_longest_chains_keep_their_place(max_items, nsfw_mask, reserves
     state.start()
     spider = CivitaiSpider.__new__(CivitaiSpider)
     spider.apis = {"civitai": CivitaiAPI("http://api.test/api/v1/models")}
-    request = spider._page_request(state, after=None)
+    request = spider._page_request([state], after=None)
     assert bool(request.meta.get(RESERVE_META)) is reserves
 
 

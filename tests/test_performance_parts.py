@@ -24,7 +24,7 @@ from manifest_crawler.manifests import (
     encode_json,
 )
 from manifest_crawler.pqueues import _ApiCeilings
-from manifest_crawler.spiders.base import PageError, load_json, start_order
+from manifest_crawler.spiders.base import PageError, chains, load_json, start_order
 from manifest_crawler.spiders.civitai import CivitaiAPI, _next_cursor
 from manifest_crawler.spiders.huggingface import HuggingFaceAPI
 
@@ -129,6 +129,26 @@ def test_first_pages_alternate_sources_and_client_side_filters_go_first() -> Non
         FilterState(_filter("huggingface", "h1"), 10),
     ]
     assert [s.filter.name for s in start_order(states)] == ["nsfw", "h1", "c1", "c2"]
+
+
+def test_filters_asking_for_one_listing_form_one_chain() -> None:
+    def state(
+        source: str, name: str, nsfw_mask: int | None = None, **params: object
+    ) -> FilterState:
+        return FilterState(_filter(source, name, nsfw_mask, **params), 10)
+
+    pg = state("civitai", "pg", 1, nsfw="true", sort="Most Downloaded")
+    x = state("civitai", "x", 16, sort="Most Downloaded", nsfw="true")  # order does not matter
+    loras = state("civitai", "loras", types="LORA")
+    likes = state("huggingface", "likes", sort="likes")
+    same_on_hf = state("huggingface", "nsfw", nsfw="true", sort="Most Downloaded")
+    groups = chains([loras, pg, likes, x, same_on_hf])
+    assert [[s.filter.name for s in group] for group in groups] == [
+        ["pg", "x"],
+        ["likes"],
+        ["nsfw"],
+        ["loras"],
+    ]
 
 
 def test_collected_models_keep_pairs_and_rank_order() -> None:

@@ -39,8 +39,9 @@ from manifest_crawler.pqueues import RESERVE_META
 
 logger = logging.getLogger(__name__)
 
-#: Request.meta key holding the (source, filter name) a request belongs to.
-FILTER_META = "manifest_filter"
+#: Request.meta key holding the (source, filter name) keys of the filters a page is for: more
+#: than one when filters ask the API for the same listing (see chains()).
+FILTER_META = "manifest_filters"
 
 _SECRET_PARAMS = frozenset({"token", "access_token", "api_key", "apikey", "key"})
 _LINK_NEXT_RE = re.compile(r'<([^>]*)>\s*;[^,]*?\brel="?next"?', re.IGNORECASE)
@@ -126,6 +127,22 @@ def start_order(states: Iterable[FilterState]) -> list[FilterState]:
         for group in by_source.values()
     ]
     return [state for turn in zip_longest(*queues) for state in turn if state is not None]
+
+
+def chains(states: Iterable[FilterState]) -> list[list[FilterState]]:
+    """The filters grouped by the listing they ask the API for (source and parameters), in
+    ``start_order``: each group is crawled as one chain of pages whose items every member
+    takes, by its own rules and up to its own max_items.
+
+    filter/pg, filter/pg13, filter/r and filter/x, for one, all read CivitAI's NSFW listing
+    and keep different levels client-side: one chain of pages instead of four identical ones
+    is a quarter of the requests on the longest chains of a crawl.
+    """
+    groups: dict[tuple[str, tuple[tuple[str, str], ...]], list[FilterState]] = {}
+    for state in start_order(states):
+        key = (state.filter.source, tuple(sorted(state.filter.query_pairs())))
+        groups.setdefault(key, []).append(state)
+    return list(groups.values())
 
 
 def load_json(body: bytes) -> Any:
@@ -227,39 +244,43 @@ class ManifestSpider(scrapy.Spider):
         for api_cls in self.source_apis:
             token = os.environ.get(api_cls.token_env) or None
             self.apis[api_cls.name] = api_cls(self.settings[api_cls.url_setting], token)
-        for state in start_order(self.ledger):
-            if state.status is not FilterStatus.PENDING:
-                # A resumed job (JOBDIR): the filter finished in an earlier process, or its
-                # next page waits in the job's request queue.
+        for chain in chains(self.ledger):
+            # A resumed job (JOBDIR): a filter that is not PENDING finished in an earlier
+            # process, or its next page waits in the job's request queue.
+            pending = [state for state in chain if state.status is FilterStatus.PENDING]
+            if not pending:
                 continue
-            state.start()
-            yield self._page_request(state, after=None)
+            for state in pending:
+                state.start()
+            yield self._page_request(pending, after=None)
 
-    def _page_request(self, state: FilterState, after: Page | None) -> scrapy.Request:
-        api = self.apis[state.filter.source]
-        remaining = state.remaining
+    def _page_request(self, states: list[FilterState], after: Page | None) -> scrapy.Request:
+        """The next page of a chain, for the filters of ``states`` (one listing)."""
+        lead = states[0]
+        api = self.apis[lead.filter.source]
+        wanted = [state.remaining for state in states]
         # A filter whose items are kept client-side cannot know how many a page will keep.
-        if remaining is None or state.filter.nsfw_mask is not None:
+        if None in wanted or any(state.filter.nsfw_mask is not None for state in states):
             page_size = api.max_page_size
         else:
-            page_size = min(remaining, api.max_page_size)
+            page_size = min(max(wanted), api.max_page_size)  # type: ignore[type-var]
         meta = {
-            FILTER_META: state.filter.key,
+            FILTER_META: tuple(state.filter.key for state in states),
             "download_slot": api.name,
             RATELIMIT_PROBE_META: api.announces_rate_limit,
         }
-        if state.filter.nsfw_mask is not None:
+        if any(state.filter.nsfw_mask is not None for state in states):
             # The longest chains of pages (see start_order()): the next page is to take this
             # one's place as soon as it is parsed (pqueues.py). Other filters' next pages take
             # the first free place; the parse would keep it idle for them.
             meta[RESERVE_META] = True
         return scrapy.Request(
-            api.page_url(state.filter, page_size, after),
+            api.page_url(lead.filter, page_size, after),
             headers=api.headers,
             callback=self.parse_page,
             errback=self.page_failed,
             # Deeper pages first, so filters in flight finish before new ones start.
-            priority=state.pages,
+            priority=max(state.pages for state in states),
             dont_filter=True,
             meta=meta,
         )
@@ -272,20 +293,41 @@ class ManifestSpider(scrapy.Spider):
             response.meta.pop(RESERVE_META, None)
 
     def _parse_page(self, response: Response) -> Iterator[Any]:
-        state = self.ledger[response.meta[FILTER_META]]
-        if state.finished:
+        states = self._unfinished(response.request)
+        if not states:
             return
-        api = self.apis[state.filter.source]
+        api = self.apis[states[0].filter.source]
         try:
             page = api.parse(response)
         except PageError as exc:
-            yield from self._retry_or_fail(state, response, exc)
+            yield from self._retry_or_fail(states, response, exc)
             return
-        state.pages += 1
-        # The page's final response carries how many times it was retried, wherever retried.
-        state.retries += response.meta.get("retry_times", 0)
         self.crawler.stats.inc_value(f"manifest/{api.name}/pages")
-        yield from self._entries(state, api, page.items)
+        going_on = []
+        for state in states:
+            state.pages += 1
+            # The page's final response carries how many times it was retried.
+            state.retries += response.meta.get("retry_times", 0)
+            yield from self._entries(state, api, page.items)
+            if self._goes_on(state, api, page, response.request):
+                going_on.append(state)
+        if going_on:
+            assert page.next_cursor is not None
+            for state in going_on:
+                state.cursors.add(page.next_cursor)
+            yield self._page_request(going_on, after=page)
+
+    def _unfinished(self, request: scrapy.Request) -> list[FilterState]:
+        return [
+            state
+            for state in (self.ledger[key] for key in request.meta[FILTER_META])
+            if not state.finished
+        ]
+
+    def _goes_on(
+        self, state: FilterState, api: SourceAPI, page: Page, request: scrapy.Request
+    ) -> bool:
+        """Whether the filter wants the page after ``page``; if not, it is finished."""
         if page.items:
             state.empty_pages = 0
         else:
@@ -309,10 +351,10 @@ class ManifestSpider(scrapy.Spider):
                 f"{state.empty_pages} empty pages in a row that still carry a cursor "
                 f"(MANIFEST_MAX_EMPTY_PAGES={self.max_empty_pages})"
             )
-            self._fail(state, response.request, detail, "empty_pages")
+            self._fail(state, request, detail, "empty_pages")
         else:
-            state.cursors.add(page.next_cursor)
-            yield self._page_request(state, after=page)
+            return True
+        return False
 
     def _entries(
         self, state: FilterState, api: SourceAPI, items: list[Any]
@@ -351,7 +393,7 @@ class ManifestSpider(scrapy.Spider):
                 return
 
     def _retry_or_fail(
-        self, state: FilterState, response: Response, exc: PageError
+        self, states: list[FilterState], response: Response, exc: PageError
     ) -> Iterator[scrapy.Request]:
         retry = get_retry_request(
             response.request,
@@ -364,24 +406,26 @@ class ManifestSpider(scrapy.Spider):
             retry.meta.pop("download_latency", None)
             yield retry
         else:
-            state.retries += response.meta.get("retry_times", 0)
-            self._fail(state, response.request, str(exc), exc.reason)
+            for state in states:
+                state.retries += response.meta.get("retry_times", 0)
+                self._fail(state, response.request, str(exc), exc.reason)
 
     def page_failed(self, failure: Failure) -> None:
         request = failure.request  # type: ignore[attr-defined]
-        state = self.ledger[request.meta[FILTER_META]]
-        if state.finished:
+        states = self._unfinished(request)
+        if not states:
             return
         if failure.check(HttpError):
             response = failure.value.response
             detail = f"HTTP {response.status}{_error_detail(response)}"
         else:
             detail = f"{failure.type.__name__}: {failure.getErrorMessage()}"
-        state.retries += request.meta.get("retry_times", 0)
         # The middleware said once, loudly, that the host is unreachable; no need for one
         # error line per filter.
         quiet = failure.check(HostUnreachable, *UNRESOLVABLE_ERRORS) is not None
-        self._fail(state, request, detail, "request_failed", quiet=quiet)
+        for state in states:
+            state.retries += request.meta.get("retry_times", 0)
+            self._fail(state, request, detail, "request_failed", quiet=quiet)
 
     def _fail(
         self,

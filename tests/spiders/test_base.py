@@ -249,3 +249,77 @@ async def test_filter_effect_check_survives_odd_base_model_values(tmp_path, scri
     crawler = await crawl(CivitaiSpider, _settings(tmp_path, filters, CIVITAI_API_URL=url))
     assert _models(tmp_path, "civitai-f.json") == ["civitai-1"]
     assert crawler.stats.get_value("manifest/civitai/mismatched") == 1
+
+
+_SHARED = {"nsfw": "true", "sort": "Most Downloaded"}
+
+
+def _shared_filters(**max_items):
+    return {
+        "civitai": [
+            {"name": name, "label": name, "params": _SHARED, "nsfw_levels": [level]}
+            | ({"max_items": max_items[name]} if name in max_items else {})
+            for name, level in (("pg", "PG"), ("r", "R"), ("x", "X"))
+        ]
+    }
+
+
+@deferred_f_from_coro_f
+async def test_filters_reading_one_listing_share_its_pages(tmp_path, scripted):
+    levels = [1, 4, 8, 1, 4, 8, 1, 4, 8]  # PG, R, X in turn
+    items = [_civitai_item(n + 1, level=level) for n, level in enumerate(levels)]
+    api, url = scripted(
+        {
+            "": Reply(_page(items[:3], cursor="c1")),
+            "c1": Reply(_page(items[3:6], cursor="c2")),
+            "c2": Reply(_page(items[6:], cursor="c3")),
+            "c3": Reply(_page([])),
+        }
+    )
+    # pg is full after the second page, r at the last; x has no cap and reads to the end.
+    filters = _shared_filters(pg=2, r=3)
+    crawler = await crawl(CivitaiSpider, _settings(tmp_path, filters, CIVITAI_API_URL=url))
+    assert _models(tmp_path, "civitai-pg.json") == ["civitai-1", "civitai-4"]
+    assert _models(tmp_path, "civitai-r.json") == ["civitai-2", "civitai-5", "civitai-8"]
+    assert _models(tmp_path, "civitai-x.json") == ["civitai-3", "civitai-6", "civitai-9"]
+    # One chain of pages for the three filters, each page asked for once.
+    assert [r.get("cursor", [""])[0] for r in api.requests] == ["", "c1", "c2", "c3"]
+    assert crawler.stats.get_value("manifest/civitai/pages") == 4
+    rows = {
+        row["filter"]: row for row in read_json(tmp_path / "out" / "run-report.json")["filters"]
+    }
+    assert {name: (rows[name]["pages"], rows[name]["end_reason"]) for name in rows} == {
+        "pg": (2, "max_items"),
+        "r": (3, "max_items"),
+        "x": (4, "last_page"),
+    }
+
+
+@deferred_f_from_coro_f
+async def test_a_shared_page_that_fails_fails_every_filter_waiting_for_it(tmp_path, scripted):
+    first = _page([_civitai_item(1, level=1), _civitai_item(2, level=8)], "c1")
+    api, url = scripted(
+        {
+            "Most Downloaded|": Reply(first),
+            "Most Downloaded|c1": Reply({"error": "Internal"}, status=500),
+            "Newest|": Reply(_page([_civitai_item(3)])),
+        },
+        by="sort",
+    )
+    filters = _shared_filters()
+    filters["civitai"].append({"name": "new", "label": "N", "params": {"sort": "Newest"}})
+    crawler = await crawl(
+        CivitaiSpider, _settings(tmp_path, filters, CIVITAI_API_URL=url, MANIFEST_RETRY_TIMES=0)
+    )
+    rows = {
+        row["filter"]: row for row in read_json(tmp_path / "out" / "run-report.json")["filters"]
+    }
+    assert {name: row["status"] for name, row in rows.items()} == {
+        "pg": "failed",
+        "r": "failed",
+        "x": "failed",
+        "new": "fresh",
+    }
+    assert all("HTTP 500" in rows[name]["errors"][0] for name in ("pg", "r", "x"))
+    assert sorted(api.keys) == ["Most Downloaded|", "Most Downloaded|c1", "Newest|"]
+    assert crawler.stats.get_value("manifest/exit_code") == 1

@@ -61,6 +61,14 @@ async def test_every_filter_is_exactly_the_api_answer(emulator, tmp_path):
         1 for m in union.values() if m["source"] == "huggingface"
     )
     assert crawler.stats.get_value("manifest/exit_code") == 0
+    # No page asked for twice: filters reading one listing (filter/pg, pg13, r, x) share it.
+    for api in ("civitai", "huggingface"):
+        uris = [r.uri for r in emulator.requests(api)]
+        assert len(uris) == len(set(uris)), api
+    nsfw_listing = [r for r in emulator.requests("civitai") if r.query.get("nsfw") == ["true"]]
+    assert nsfw_listing and len({r.query.get("cursor", [""])[0] for r in nsfw_listing}) == len(
+        nsfw_listing
+    )
     # Never page= on CivitAI, never full= on Hugging Face.
     assert not any("page" in r.query for r in emulator.requests("civitai"))
     assert not any("full" in r.query for r in emulator.requests("huggingface"))
