@@ -77,9 +77,10 @@ class FilterState:
         self.status = status
         self.end_reason = reason
         self.finished_at = time.monotonic()
-        self.final_models = len(self.seen_ids)
-        self.seen_ids = set()
-        self.cursors = set()
+        if self.final_models is None:
+            self.final_models = len(self.seen_ids)
+            self.seen_ids = set()
+            self.cursors = set()
 
     def as_dict(self) -> dict[str, Any]:
         duration = self.duration

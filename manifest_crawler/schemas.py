@@ -44,18 +44,9 @@ JSON_SCHEMAS: tuple[str, ...] = (
 SITEMAP_XSD = "sitemap.xsd"
 
 _MAX_MESSAGE = 300
-_WHOLE_ARRAY_KEYWORDS = frozenset(
-    {
-        "uniqueItems",
-        "minItems",
-        "maxItems",
-        "contains",
-        "minContains",
-        "maxContains",
-        "prefixItems",
-        "unevaluatedItems",
-    }
-)
+#: An array schema made only of these is checked chunk by chunk exactly: every other keyword
+#: (uniqueItems, maxItems, contains, allOf, …) may be about the whole array.
+_CHUNKABLE_KEYWORDS = frozenset({"type", "items", "description", "title", "$comment"})
 
 
 class SchemaError(ValueError):
@@ -102,7 +93,7 @@ class Validators:
         """Raise SchemaError naming ``file`` unless ``document`` matches ``schema``."""
         self._check_whole(schema, document, file)
         for path, array in streamed_arrays(document):
-            if self._needs_whole(schema, path):
+            if not self.checks_in_chunks(schema, path):
                 continue
             start = 0
             for chunk in array.chunks():
@@ -118,7 +109,7 @@ class Validators:
         self._check_whole(schema, document, file)
 
         def check(path: JsonPath, start: int, items: list[Any]) -> None:
-            if not self._needs_whole(schema, path):
+            if self.checks_in_chunks(schema, path):
                 self._check_chunk(schema, file, path, start, items)
 
         return encode_chunks(document, check)
@@ -126,7 +117,7 @@ class Validators:
     def _check_whole(self, schema: str, document: Any, file: str) -> None:
         validator = self._validators[schema]
         plain = (
-            skeleton(document, lambda path: self._needs_whole(schema, path))
+            skeleton(document, lambda path: not self.checks_in_chunks(schema, path))
             if has_streamed(document)
             else document
         )
@@ -148,20 +139,24 @@ class Validators:
             f"{describe_error(error, prefix=offset, skip=1 if error.instance_path else 0)}"
         )
 
-    def _needs_whole(self, schema: str, path: JsonPath) -> bool:
-        """Whether the array at ``path`` has a keyword about the whole array (uniqueItems,
-        maxItems, …): then it is checked with the rest of the document, materialised, since
-        checking chunk by chunk would be wrong. Our schemas have none."""
-        return self._array_validator(schema, path) is None
+    def checks_in_chunks(self, schema: str, path: JsonPath) -> bool:
+        """Whether a streamed array at ``path`` is checked a chunk at a time. Not when its
+        schema may have a rule about the whole array (uniqueItems, maxItems, …; any keyword
+        but type and items): it is then checked with the rest of the document, materialised,
+        since checking chunk by chunk could be wrong. Our schemas' big arrays are plain."""
+        return self._array_validator(schema, path) is not None
 
     def _array_validator(self, schema: str, path: JsonPath) -> Any:
         key = (schema, tuple(None if isinstance(part, int) else part for part in path))
         if key not in self._array_validators:
             root = self._schemas[schema]
-            subschema = subschema_at(root, path)
+            try:
+                subschema = subschema_at(root, path)
+            except KeyError:
+                subschema = None  # not a plain path of properties and items: check it whole
             self._array_validators[key] = (
                 None
-                if _WHOLE_ARRAY_KEYWORDS & subschema.keys()
+                if subschema is None or not subschema.keys() <= _CHUNKABLE_KEYWORDS
                 else jsonschema_rs.validator_for(
                     {"$defs": root.get("$defs", {}), **subschema}, offline=True
                 )

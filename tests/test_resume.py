@@ -227,6 +227,9 @@ def test_a_ledger_and_models_survive_the_job_file():
     r.finish(FilterStatus.DONE, "last_page")
     # A finished filter reads no more pages: its sets go, its count stays.
     assert (r.models, r.seen_ids, r.cursors, r.as_dict()["models"]) == (3, set(), set(), 3)
+    r.finish(FilterStatus.FAILED, "stopped")  # finishing again keeps the count
+    assert r.models == 3
+    r.finish(FilterStatus.DONE, "last_page")
     models = {pg.filter.key: [(0, {"id": "civitai-1", "slug": "civitai-1", "name": "One"})]}
     baseline = Baseline(
         {pg.filter.key: ["civitai-9"], r.filter.key: None}, [], "2026-01-01T00:00:00Z"

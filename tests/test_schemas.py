@@ -378,3 +378,22 @@ async def test_an_invalid_all_models_is_a_bug_that_fails_the_run(
     assert crawler.stats.get_value("manifest/exit_code") == 1
     report = read_json(out / "run-report.json")
     assert report["exit_code"] == 1 and report["totals"]["fresh"] == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "path"),
+    [
+        (MANIFEST_SCHEMA, ("models",)),
+        (ALL_MODELS_SCHEMA, ("models",)),
+        *((CHANGES_SCHEMA, ("filters", 0, key)) for key in ("added", "removed", "moved")),
+        (CHANGES_SCHEMA, ("new",)),
+        (CHANGES_SCHEMA, ("gone",)),
+    ],
+)
+def test_every_big_array_is_checked_in_chunks(name, path):
+    # A rule about a whole array would make a million-model document be checked whole.
+    assert VALIDATORS.checks_in_chunks(name, path)
+    whole = Validators()
+    whole._schemas[name] = copy.deepcopy(whole._schemas[name])
+    schemas.subschema_at(whole._schemas[name], path)["uniqueItems"] = True  # type: ignore[index]
+    assert not whole.checks_in_chunks(name, path)
