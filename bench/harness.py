@@ -24,6 +24,9 @@ import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: Every sort the Hub accepts: whole-catalogue filters that differ only by their order.
+HF_SORTS = ("likes", "downloads", "createdAt", "trendingScore", "lastModified")
+
 
 @dataclass(slots=True)
 class EmulatorSpec:

@@ -23,6 +23,7 @@ from typing import Any
 import ijson
 
 from bench.harness import (
+    HF_SORTS,
     ROOT,
     EmulatorSpec,
     Measured,
@@ -34,8 +35,6 @@ from bench.harness import (
     scrapy_stats,
     table,
 )
-
-SORTS = ("likes", "downloads", "createdAt", "trendingScore", "lastModified")
 
 
 @dataclass(slots=True)
@@ -51,7 +50,7 @@ class ScaleConfig:
 def write_filters(path: Path, count: int, max_items: int) -> Path:
     entries = [
         {"name": f"all/{sort}", "label": sort, "params": {"sort": sort}, "max_items": max_items}
-        for sort in SORTS[:count]
+        for sort in HF_SORTS[:count]
     ]
     path.write_text(json.dumps({"civitai": [], "huggingface": entries}))
     return path

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import (
+    HF_SORTS,
     ROOT,
     EmulatorSpec,
     Measured,
@@ -32,7 +33,6 @@ from bench.harness import (
 )
 
 CIVITAI_SORTS = ("Most Downloaded", "Newest", "Highest Rated", "Most Liked")
-HF_SORTS = ("likes", "downloads", "createdAt", "trendingScore", "lastModified")
 
 
 @dataclass(slots=True)

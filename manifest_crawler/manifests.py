@@ -11,15 +11,15 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, ClassVar
 
 import ijson
 import msgspec
 
 from manifest_crawler.filters import Filter, filter_file_stem
-from manifest_crawler.jsonstream import StreamedArray, encode_json
-
-__all__ = ["encode_json"]  # re-exported: the manifest writers' one encoding
+from manifest_crawler.jsonstream import StreamedArray
+from manifest_crawler.jsonstream import encode_json as encode_json  # the writers' one encoding
+from manifest_crawler.normalize import id_slug
 
 ALL_MODELS_FILE = "all-models.json"
 
@@ -42,80 +42,60 @@ def utc_timestamp(moment: datetime | None = None) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+class _FieldMapping(Mapping[str, str]):
+    """A slotted dataclass of strings read as a mapping of its fields, in order (a dataclass's
+    ``__match_args__`` are its field names): orjson encodes the dataclass as that object."""
+
+    __slots__ = ()
+    __match_args__: ClassVar[tuple[str, ...]]
+
+    def __getitem__(self, key: str) -> str:
+        if key in self.__match_args__:
+            return getattr(self, key)  # type: ignore[no-any-return]
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.__match_args__)
+
+    def __len__(self) -> int:
+        return len(self.__match_args__)
+
+
 @dataclass(slots=True, eq=False)
-class ManifestModel(Mapping[str, str]):
+class ManifestModel(_FieldMapping):
     """One model as a manifest lists it: a read-only mapping of ``id``, ``slug`` and ``name``.
 
-    The writer keeps one per distinct model, shared by every filter that lists it, and
-    interns its strings: at a million models a dict per entry and per filter cost about three
-    times the memory. A slotted dataclass, so that orjson encodes it as the manifest's
-    ``{"id", "slug", "name"}`` object directly and msgspec decodes manifests into it.
+    The writer keeps one per distinct model not kept as its id alone (see Entry), shared by
+    every filter that lists it, with its strings interned. orjson encodes it as the manifest's
+    ``{"id", "slug", "name"}`` object directly.
     """
 
     id: str
     slug: str
     name: str
 
-    def __getitem__(self, key: str) -> str:
-        if key == "id":
-            return self.id
-        if key == "slug":
-            return self.slug
-        if key == "name":
-            return self.name
-        raise KeyError(key)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(("id", "slug", "name"))
-
-    def __len__(self) -> int:
-        return 3
-
 
 @dataclass(slots=True, eq=False)
-class SiteModel(Mapping[str, str]):
-    """One model of all-models.json: a manifest's model and its source (orjson encodes it as
-    the ``{"id", "slug", "name", "source"}`` object)."""
+class SiteModel(_FieldMapping):
+    """One model of all-models.json: a manifest's model and its source."""
 
     id: str
     slug: str
     name: str
     source: str
 
-    def __getitem__(self, key: str) -> str:
-        if key in ("id", "slug", "name", "source"):
-            return getattr(self, key)  # type: ignore[no-any-return]
-        raise KeyError(key)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(("id", "slug", "name", "source"))
-
-    def __len__(self) -> int:
-        return 4
-
 
 @dataclass(slots=True, eq=False)
-class PreviousModel(Mapping[str, str]):
+class PreviousModel(_FieldMapping):
     """What the run diff needs of a model in the all-models.json a run replaces."""
 
     id: str
     slug: str
     source: str
 
-    def __getitem__(self, key: str) -> str:
-        if key in ("id", "slug", "source"):
-            return getattr(self, key)  # type: ignore[no-any-return]
-        raise KeyError(key)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(("id", "slug", "source"))
-
-    def __len__(self) -> int:
-        return 3
-
 
 #: A model as the writer keeps it: its id alone when its slug and name follow from the id
-#: (``slug`` = the id with every ``/`` as ``--``, ``name`` = the id: every Hugging Face model),
+#: (``slug`` = ``id_slug(id)``, ``name`` = the id: every Hugging Face model),
 #: else a ManifestModel (or a mapping of the three, as a resumed job reads them back). At a
 #: million models, the slug strings and objects that the first form saves are 150 MB.
 Entry = str | Mapping[str, str]
@@ -123,7 +103,7 @@ Entry = str | Mapping[str, str]
 
 def compact_entry(model_id: str, slug: str, name: str) -> str | None:
     """``model_id`` when it is all an Entry needs to give back this slug and name, else None."""
-    if name == model_id and slug == model_id.replace("/", "--"):
+    if name == model_id and slug == id_slug(model_id):
         return model_id
     return None
 
@@ -134,7 +114,7 @@ def entry_id(entry: Entry) -> str:
 
 def expand_entry(entry: Entry) -> ManifestModel:
     if type(entry) is str:
-        return ManifestModel(entry, entry.replace("/", "--"), entry)
+        return ManifestModel(entry, id_slug(entry), entry)
     if isinstance(entry, ManifestModel):
         return entry
     return ManifestModel(entry["id"], entry["slug"], entry["name"])
@@ -311,7 +291,7 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     return removed
 
 
-def _models_in(path: Path, keys: tuple[str, ...]) -> Iterator[dict[str, Any]] | None:
+def _models_in(path: Path, kind: type[_FieldMapping], what: str) -> Iterator[dict[str, Any]] | None:
     """The model objects of the ``models`` list of the JSON file at ``path``, parsed as they
     are read (a few KB at a time: a previous all-models.json of a million models is 190 MB,
     and several times that as Python objects), each checked to have ``keys`` as strings.
@@ -321,10 +301,12 @@ def _models_in(path: Path, keys: tuple[str, ...]) -> Iterator[dict[str, Any]] | 
         file = path.open("rb")
     except FileNotFoundError:
         return None
-    return _checked_models(path, file, keys)
+    return _checked_models(path, file, kind.__match_args__, what)
 
 
-def _checked_models(path: Path, file: BinaryIO, keys: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+def _checked_models(
+    path: Path, file: BinaryIO, keys: tuple[str, ...], what: str
+) -> Iterator[dict[str, Any]]:
     expected = f"models of {', '.join(keys)} as strings"
     count = 0
     with file:
@@ -333,7 +315,7 @@ def _checked_models(path: Path, file: BinaryIO, keys: tuple[str, ...]) -> Iterat
                 if not isinstance(model, dict) or not all(
                     isinstance(model.get(key), str) for key in keys
                 ):
-                    raise ManifestError(f"{path}: not {_WHAT[keys]} ({expected}) at model {count}")
+                    raise ManifestError(f"{path}: not {what} ({expected}) at model {count}")
                 count += 1
                 yield model
             if count == 0:
@@ -341,14 +323,9 @@ def _checked_models(path: Path, file: BinaryIO, keys: tuple[str, ...]) -> Iterat
                 file.seek(0)
                 document = msgspec.json.decode(file.read())
                 if not isinstance(document, dict) or not isinstance(document.get("models"), list):
-                    raise ManifestError(f"{path}: not {_WHAT[keys]} (no models list)")
+                    raise ManifestError(f"{path}: not {what} (no models list)")
         except (ijson.JSONError, msgspec.DecodeError) as exc:
             raise ManifestError(f"{path}: not valid JSON: {str(exc).splitlines()[0]}") from None
-
-
-_MANIFEST_KEYS = ("id", "slug", "name")
-_SITE_KEYS = ("id", "slug", "source")
-_WHAT = {_MANIFEST_KEYS: "a manifest", _SITE_KEYS: "an all-models.json"}
 
 
 def read_manifest_models(path: Path) -> list[Entry] | None:
@@ -357,7 +334,7 @@ def read_manifest_models(path: Path) -> list[Entry] | None:
 
     Raises ManifestError naming the file when it exists but is not a valid manifest.
     """
-    models = _models_in(path, _MANIFEST_KEYS)
+    models = _models_in(path, ManifestModel, "a manifest")
     if models is None:
         return None
     return [_entry(sys.intern(m["id"]), m["slug"], m["name"]) for m in models]
@@ -372,14 +349,14 @@ def _entry(model_id: str, slug: str, name: str) -> Entry:
 def read_manifest_ids(path: Path) -> list[str] | None:
     """The model ids of a per-filter manifest, in order, interned: a previous run's ids are
     mostly this run's too, and then cost one pointer each. None when there is no such file."""
-    models = _models_in(path, _MANIFEST_KEYS)
+    models = _models_in(path, ManifestModel, "a manifest")
     return None if models is None else [sys.intern(m["id"]) for m in models]
 
 
 def read_previous_site_models(path: Path) -> tuple[list[PreviousModel], str | None] | None:
     """The models (id, slug, source; strings interned) and timestamp of an all-models.json;
     None when there is no such file."""
-    models = _models_in(path, _SITE_KEYS)
+    models = _models_in(path, PreviousModel, "an all-models.json")
     if models is None:
         return None
     previous = [

@@ -26,6 +26,12 @@ class NormalModel(NamedTuple):
     name: str
 
 
+def id_slug(model_id: str) -> str:
+    """The slug of a site id whose slug follows from it: every ``/`` as ``--`` (Hugging Face's
+    ``owner/name`` becomes ``owner--name``; an id without ``/`` is its own slug)."""
+    return model_id.replace("/", "--")
+
+
 def civitai_id(raw_id: Any) -> str:
     """``civitai-<n>`` for a positive integer id (or all-digit string); else InvalidModel."""
     if isinstance(raw_id, bool):
@@ -71,7 +77,7 @@ def normalize_model(source: str, raw_id: Any, raw_name: Any) -> NormalModel:
     model_id = canonical_id(source, raw_id)
     if source == "huggingface":
         # The site shows the repo id; the API's name-less entries are normal.
-        return NormalModel(model_id, model_id.replace("/", "--"), model_id)
+        return NormalModel(model_id, id_slug(model_id), model_id)
     if not isinstance(raw_name, str) or not raw_name.strip():
         raise InvalidModel("missing_name", f"{source} model {model_id} has no name")
     return NormalModel(model_id, model_id, raw_name.strip())

@@ -259,8 +259,9 @@ class ManifestSpider(scrapy.Spider):
         lead = states[0]
         api = self.apis[lead.filter.source]
         wanted = [state.remaining for state in states]
+        client_side = any(state.filter.nsfw_mask is not None for state in states)
         # A filter whose items are kept client-side cannot know how many a page will keep.
-        if None in wanted or any(state.filter.nsfw_mask is not None for state in states):
+        if None in wanted or client_side:
             page_size = api.max_page_size
         else:
             page_size = min(max(wanted), api.max_page_size)  # type: ignore[type-var]
@@ -269,7 +270,7 @@ class ManifestSpider(scrapy.Spider):
             "download_slot": api.name,
             RATELIMIT_PROBE_META: api.announces_rate_limit,
         }
-        if any(state.filter.nsfw_mask is not None for state in states):
+        if client_side:
             # The longest chains of pages (see start_order()): the next page is to take this
             # one's place as soon as it is parsed (pqueues.py). Other filters' next pages take
             # the first free place; the parse would keep it idle for them.
