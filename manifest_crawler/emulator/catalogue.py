@@ -20,7 +20,7 @@ import re
 from array import array
 from bisect import bisect
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -28,6 +28,7 @@ from itertools import accumulate
 from random import Random
 from typing import Any, TypeAlias
 
+from .paging import QueryResult
 from .vocabulary import (
     BASE_MODELS,
     BASE_WEIGHTS,
@@ -319,29 +320,31 @@ class _LruCache:
     """Query answers, least recently used first out: a crawl asks one query once per page.
 
     Bounded by the number of indices held, not of answers: at a million models a few broad
-    answers weigh more than hundreds of narrow ones.
+    answers weigh more than hundreds of narrow ones. An answer grows as later pages find
+    more of it, so what is held is counted afresh whenever one is stored or asked for.
     """
 
     def __init__(self, max_items: int = 16_000_000) -> None:
         self._max_items = max_items
-        self._held = 0
-        self._data: OrderedDict[Any, array[int]] = OrderedDict()
+        self._data: OrderedDict[Any, QueryResult] = OrderedDict()
 
-    def get(self, key: Any) -> array[int] | None:
+    def get(self, key: Any) -> QueryResult | None:
         value = self._data.get(key)
         if value is not None:
             self._data.move_to_end(key)
+            self._trim()
         return value
 
-    def put(self, key: Any, value: array[int]) -> None:
-        previous = self._data.pop(key, None)
-        if previous is not None:
-            self._held -= len(previous)
+    def put(self, key: Any, value: QueryResult) -> None:
+        self._data.pop(key, None)
         self._data[key] = value
-        self._held += len(value)
-        while self._held > self._max_items and len(self._data) > 1:
+        self._trim()
+
+    def _trim(self) -> None:
+        held = sum(result.found for result in self._data.values())
+        while held > self._max_items and len(self._data) > 1:
             _, evicted = self._data.popitem(last=False)
-            self._held -= len(evicted)
+            held -= evicted.found
 
 
 def _cached_result(
@@ -349,15 +352,16 @@ def _cached_result(
     query: Any,
     order: array[int],
     predicates: Callable[[Any], list[Callable[[int], Any]]],
-) -> array[int]:
-    """The indices of ``order`` that pass every predicate of ``query``, cached by query."""
+) -> QueryResult:
+    """The indices of ``order`` that pass every predicate of ``query``, cached by query and
+    found only as far as pages ask (see QueryResult)."""
     cached = cache.get(query)
     if cached is not None:
         return cached
-    selected: Sequence[int] = order
+    selected: Iterator[int] = iter(order)
     for predicate in predicates(query):
-        selected = [i for i in selected if predicate(i)]
-    result = selected if isinstance(selected, array) else array("i", selected)
+        selected = filter(predicate, selected)
+    result = QueryResult(selected)
     cache.put(query, result)
     return result
 
@@ -588,8 +592,8 @@ class CivitaiCatalogue:
 
     # -- queries --------------------------------------------------------------------------
 
-    def result(self, query: CivitaiQuery) -> array[int]:
-        """Indices of the models answering ``query``, in order (cached)."""
+    def result(self, query: CivitaiQuery) -> QueryResult:
+        """Indices of the models answering ``query``, in order (cached, found lazily)."""
         return _cached_result(self._cache, query, self.order(query.sort), self._predicates)
 
     def _predicates(self, q: CivitaiQuery) -> list[Callable[[int], Any]]:
@@ -1128,8 +1132,8 @@ class HfCatalogue:
 
     # -- queries --------------------------------------------------------------------------
 
-    def result(self, query: HfQuery) -> array[int]:
-        """Indices of the models answering ``query``, in order (cached)."""
+    def result(self, query: HfQuery) -> QueryResult:
+        """Indices of the models answering ``query``, in order (cached, found lazily)."""
         return _cached_result(self._cache, query, self.order(query.sort), self._predicates)
 
     def _predicates(self, q: HfQuery) -> list[Callable[[int], Any]]:

@@ -8,7 +8,7 @@ import orjson
 
 from .catalogue import HfCatalogue, QueryError, parse_hf_params
 from .faults import HUGGINGFACE
-from .paging import KeyCursor, decode_hf_cursor, encode_hf_cursor, resume_position, window
+from .paging import KeyCursor, decode_hf_cursor, encode_hf_cursor, window
 from .payloads import hf_entry
 from .responses import ApiResponse, json_response, next_url
 from .web import ApiResource, ServerState
@@ -38,8 +38,10 @@ class HuggingFaceApi:
             except ValueError:
                 raise QueryError(400, "Invalid cursor") from None
             key = cat.cursor_key(query.sort, cursor.value, cursor.tiebreak)
-            start = resume_position(result, cat.sort_key(query.sort), key, cursor.offset)
-        start, end = window(len(result), start, paging.limit)
+            start = result.position_after(cat.sort_key(query.sort), key, cursor.offset)
+        # As far as this page can tell: one item past it says whether there is a next page.
+        total = result.count_up_to(start + paging.limit + 1)
+        start, end = window(total, start, paging.limit)
         entries = [
             hf_entry(
                 cat,
@@ -52,7 +54,7 @@ class HuggingFaceApi:
             for i in result[start:end]
         ]
         headers: tuple[tuple[str, str], ...] = ()
-        if end < len(result):
+        if end < total:
             last = result[end - 1]
             value = cat.sort_values(query.sort)[last]
             token = encode_hf_cursor(query.sort, KeyCursor(value, last, end))

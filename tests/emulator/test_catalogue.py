@@ -387,15 +387,24 @@ def test_any_seed_builds_valid_small_catalogues(seed: int) -> None:
 
 
 def test_query_cache_is_bounded_by_indices_held() -> None:
-    from array import array
-
     from manifest_crawler.emulator.catalogue import _LruCache
+    from manifest_crawler.emulator.paging import QueryResult
+
+    def answer(size: int, found: int | None = None) -> QueryResult:
+        result = QueryResult(iter(range(size)))
+        result.count_up_to(size if found is None else found)
+        return result
 
     cache = _LruCache(max_items=10)
-    cache.put("a", array("i", range(6)))
-    cache.put("b", array("i", range(3)))
+    a = answer(6, found=2)
+    cache.put("a", a)
+    cache.put("b", answer(3))
     assert cache.get("a") is not None  # "b" is now the least recently used
-    cache.put("c", array("i", range(4)))
-    assert cache.get("b") is None and cache.get("c") is not None
-    cache.put("huge", array("i", range(50)))  # the newest answer is always kept
+    cache.put("c", answer(4))  # 2 + 3 + 4 found: all fit
+    assert cache.get("b") is not None
+    # "a" grows as later pages find more of it: 6 + 3 + 4 no longer fit, "c" is the oldest.
+    assert a.count_up_to(100) == 6
+    assert cache.get("a") is a
+    assert cache.get("c") is None and cache.get("b") is not None
+    cache.put("huge", answer(50))  # the newest answer is always kept
     assert cache.get("huge") is not None and cache.get("a") is None

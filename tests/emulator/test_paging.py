@@ -6,23 +6,26 @@ import contextlib
 import json
 from bisect import bisect_right
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from manifest_crawler.emulator.catalogue import Catalogue, CivitaiQuery
-from manifest_crawler.emulator.civitai import CivitaiApi
+from manifest_crawler.emulator.catalogue import Catalogue, CivitaiQuery, parse_civitai_params
+from manifest_crawler.emulator.civitai import CivitaiApi, raw_control_chars
 from manifest_crawler.emulator.faults import FaultConfig
 from manifest_crawler.emulator.huggingface import HuggingFaceApi
 from manifest_crawler.emulator.paging import (
     KeyCursor,
     OffsetCursor,
+    QueryResult,
     decode_civitai_cursor,
     decode_hf_cursor,
     encode_civitai_cursor,
     encode_hf_cursor,
     resume_position,
 )
+from manifest_crawler.emulator.payloads import civitai_item
 from manifest_crawler.emulator.vocabulary import BASE_MODELS, CIVITAI_SORTS, HF_SORTS
 
 from .helpers import Reply, link_next, query_of
@@ -82,6 +85,73 @@ def test_resume_position_is_the_first_key_after_the_cursor(keys, probe, hint) ->
     result = list(range(len(keys)))
     expected = bisect_right(keys, probe)
     assert resume_position(result, keys.__getitem__, probe, hint) == expected
+
+
+@given(
+    keys=st.lists(st.tuples(st.integers(-50, 50), st.integers(0, 50)), unique=True, max_size=90),
+    kept=st.sets(st.integers(0, 89)),
+    probe=st.tuples(st.integers(-60, 60), st.integers(-5, 60)),
+    hint=st.integers(-5, 100),
+    asks=st.lists(st.integers(0, 100), max_size=4),
+)
+def test_a_lazy_answer_pages_like_the_whole_one(keys, kept, probe, hint, asks) -> None:
+    # QueryResult finds matches only as far as asked, in any order of questions, and every
+    # answer is the one the whole list gives; what it holds never exceeds what was needed.
+    keys.sort()
+    whole = [i for i in range(len(keys)) if i in kept]
+    lazy = QueryResult(i for i in range(len(keys)) if i in kept)
+    for limit in asks:
+        assert lazy.count_up_to(limit) == min(len(whole), limit)
+        assert lazy.found <= max(limit, 0) or lazy.found == len(whole)
+    assert lazy.position_after(keys.__getitem__, probe, hint) == resume_position(
+        whole, keys.__getitem__, probe, hint
+    )
+    start = lazy.count_up_to(3)
+    assert list(lazy[start : start + 5]) == whole[start : start + 5]
+    assert list(lazy) == whole and len(lazy) == len(whole)
+    if whole:
+        assert lazy[-1] == whole[-1] and lazy[len(whole) - 1] == whole[-1]
+
+
+def test_a_first_page_finds_only_what_it_shows() -> None:
+    # The first page of a broad listing does not scan the whole catalogue: it finds its
+    # items and one more (to know that a next page exists), the next page as many again.
+    catalogue = Catalogue(seed=7, civitai_models=400, hf_models=10).civitai
+    api = CivitaiApi(catalogue)
+    pairs = [("nsfw", "true"), ("limit", "10")]
+    first = json.loads(api.respond(pairs, f"{BASE}/api/v1/models").body)
+    query, _ = parse_civitai_params(pairs)
+    assert len(first["items"]) == 10 and catalogue.result(query).found == 11
+    cursor = first["metadata"]["nextCursor"]
+    second = json.loads(api.respond([*pairs, ("cursor", cursor)], f"{BASE}/api/v1/models").body)
+    assert len(second["items"]) == 10 and catalogue.result(query).found == 21
+    assert len(catalogue.result(query)) == len(catalogue.query(pairs)) > 21
+
+
+@pytest.mark.parametrize("control_chars", [False, True])
+@pytest.mark.parametrize("primary", [False, True])
+def test_pages_from_kept_items_are_the_bytes_of_the_whole_page(
+    control_chars: bool, primary: bool
+) -> None:
+    # Items are encoded once and kept (EncodedItems); a page joined from them must be byte
+    # for byte the page encoded whole, on first and on repeated requests, at any cache size.
+    catalogue = SMALL.civitai
+    tiny = CivitaiApi(catalogue, FaultConfig(control_chars=control_chars))
+    tiny.items.max_bytes = 1  # keeps only the newest item: every get rebuilds the others
+    roomy = CivitaiApi(catalogue, FaultConfig(control_chars=control_chars))
+    pairs = [("nsfw", "true"), ("limit", "7"), ("primaryFileOnly", str(primary).lower())]
+    for _ in range(2):
+        for api in (tiny, roomy):
+            body = api.respond(pairs, f"{BASE}/api/v1/models").body
+            data = json.loads(body, strict=False)
+            indices = [catalogue.index_of_id[item["id"]] for item in data["items"]]
+            items = [
+                civitai_item(catalogue, i, primary_file_only=primary, control_chars=control_chars)
+                for i in indices
+            ]
+            whole = orjson.dumps({"items": items, "metadata": data["metadata"]})
+            assert body == (raw_control_chars(whole) if control_chars else whole)
+            assert len(indices) == 7
 
 
 def civitai_pages(api: CivitaiApi, params: list[tuple[str, str]]) -> tuple[list[int], int]:
