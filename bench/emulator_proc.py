@@ -56,6 +56,14 @@ def config_from(args: argparse.Namespace) -> EmulatorConfig:
     )
 
 
+def longest_chain_served(listings: dict[tuple[Any, ...], list[float]]) -> dict[str, Any]:
+    """The listing with the most pages (then the slowest): its pages and the sum of their
+    service times, the least a client could have spent on it in this run (its pages are
+    sequential), whatever latencies the jitter happened to draw for them."""
+    times = max(listings.values(), key=lambda taken: (len(taken), sum(taken)), default=[])
+    return {"pages": len(times), "seconds": sum(times)}
+
+
 def summary(emulator: Emulator, build_seconds: float) -> dict[str, Any]:
     """What the emulator served: requests per API and status, latencies, its own cost."""
     per_api: Counter[str] = Counter()
@@ -64,18 +72,25 @@ def summary(emulator: Emulator, build_seconds: float) -> dict[str, Any]:
     # Arrival to the last byte handed to the socket: the latency the emulator injected plus
     # its own time to build and write the page (CivitAI pages weigh megabytes).
     service: dict[str, list[float]] = {}
+    # Per listing (the request without its cursor): the service times of its pages, which a
+    # client can only ask for one after another.
+    listings: dict[tuple[Any, ...], list[float]] = {}
     for record in emulator.log:
         per_api[record.api or "other"] += 1
         statuses[str(record.status)] += 1
         delays.append(record.delay)
         if record.finished is not None:
-            service.setdefault(record.api or "other", []).append(record.finished - record.time)
+            took = record.finished - record.time
+            service.setdefault(record.api or "other", []).append(took)
+            listing = (record.api, *(pair for pair in record.pairs if pair[0] != "cursor"))
+            listings.setdefault(listing, []).append(took)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {
         "requests": dict(per_api),
         "statuses": dict(statuses),
         "median_delay": statistics.median(delays) if delays else 0.0,
         "median_service": {api: statistics.median(times) for api, times in service.items()},
+        "longest_chain_served": longest_chain_served(listings),
         "build_seconds": round(build_seconds, 3),
         "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
         "max_rss_kib": usage.ru_maxrss,

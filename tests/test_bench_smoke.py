@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,11 @@ def test_the_three_benchmarks_run_at_a_tiny_scale(tmp_path: Path) -> None:
     assert rows["scrapy crawl all"][-1] == rows["sequential baseline"][-1]
     assert rows["scrapy crawl huggingface"][-1] == rows["huggingface_hub list_models"][-1]
     assert "baseline / crawl:" in report and "huggingface_hub / crawl HF:" in report
+    # The emulator's longest listing is the crawl's longest chain (from its run report).
+    served = re.search(r"longest chain as served .*?: (\d+) pages", report)
+    chains = re.findall(r"configured: \w+: .*?longest chain (\d+) pages", report)
+    assert served is not None and chains
+    assert int(served.group(1)) == max(int(pages) for pages in chains)
 
     report = throughput.run(
         throughput.ThroughputConfig(

@@ -119,6 +119,7 @@ class Emulator:
         self.config = config or EmulatorConfig()
         cfg = self.config
         self.catalogue = catalogue_for(cfg.seed, cfg.civitai_models, cfg.hf_models, cfg.revision)
+        self.catalogue.prepare()
         self._reactor = reactor
         self.injector = FaultInjector(cfg.faults)
         self.state = ServerState(self.injector, reactor=None, on_record=on_record)
