@@ -165,16 +165,18 @@ DOWNLOAD_TIMEOUT = 60
 # to HTML pages.
 COOKIES_ENABLED = False
 # AutoThrottle paces each API by its latency: one request every latency/TARGET seconds. With
-# TARGET (16) above the ceiling (8), the ceiling binds on a healthy API and AutoThrottle only
-# spreads requests evenly instead of in bursts; a TARGET of 4 held each API to half its
-# ceiling (a 300 ms API served 13 requests a second, not 26). Before the first answer the
-# START_DELAY paces the first requests: 0.5 s cost a default crawl about a second; at 0.05 s
-# CivitAI's 8 places took 0.35 s to fill, 60 ms more per crawl than at 0.01 s (8 within
-# 80 ms; the ceiling of 8 in flight is what keeps the burst polite).
+# TARGET (32) above the ceiling (8), the ceiling binds on a healthy API and AutoThrottle only
+# spreads requests instead of sending them in bursts, and still slows them as latency grows;
+# a TARGET of 4 held each API to half its ceiling (a 300 ms API served 13 requests a second,
+# not 26), and at 16 a freed place waited up to 20 ms for its next request (a default crawl
+# took 60-70 ms longer than at 32; at 64 or with AutoThrottle off, no faster). Before the
+# first answer the START_DELAY paces the first requests: 0.5 s cost a default crawl about a
+# second; at 0.05 s CivitAI's 8 places took 0.35 s to fill, 60 ms more per crawl than at
+# 0.01 s (8 within 80 ms; the ceiling of 8 in flight is what keeps the burst polite).
 AUTOTHROTTLE_ENABLED = True
 AUTOTHROTTLE_START_DELAY = 0.01
 AUTOTHROTTLE_MAX_DELAY = 30.0
-AUTOTHROTTLE_TARGET_CONCURRENCY = 16.0
+AUTOTHROTTLE_TARGET_CONCURRENCY = 32.0
 LOG_LEVEL = "INFO"
 # Skips building the DEBUG "Scraped from" record of every model when LOG_LEVEL hides it.
 LOG_FORMATTER = "manifest_crawler.logformatter.QuietLogFormatter"
