@@ -47,10 +47,10 @@ async def test_a_waiting_urgent_request_goes_before_earlier_ones(
     api, url = scripted({key: Reply({}) for key in ["first", "urgent", *LOW]})
     settings = {
         "DOWNLOADER": downloader,
-        # One request at a time, 0.15 s apart: the low ones wait in the slot while the first
+        # One request at a time, 0.3 s apart: the low ones wait in the slot while the first
         # answer (milliseconds on loopback) is parsed and yields the urgent one.
         "CONCURRENT_REQUESTS_PER_DOMAIN": 1,
-        "DOWNLOAD_DELAY": 0.15,
+        "DOWNLOAD_DELAY": 0.3,
         "DOWNLOAD_DELAY_JITTER": 0,
         "AUTOTHROTTLE_ENABLED": False,
         "ROBOTSTXT_OBEY": False,
