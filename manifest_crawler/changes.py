@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from manifest_crawler.jsonstream import StreamedArray
-from manifest_crawler.manifests import PreviousModel
+from manifest_crawler.manifests import PreviousModel, model_ids
 
 CHANGES_FILE = "changes.json"
 
@@ -146,7 +146,10 @@ def _site_entries(
     if not models:
         return StreamedArray([])
     absent = leave_out()
-    positions = array("q", (i for i, m in enumerate(models) if m["id"] not in absent))
+    positions: Sequence[int] = range(len(models))
+    if absent:
+        ids = model_ids(models)
+        positions = array("q", (i for i, model_id in enumerate(ids) if model_id not in absent))
     del absent
 
     def chunks(size: int) -> Iterator[list[dict[str, Any]]]:
@@ -174,8 +177,8 @@ def build_changes(
     """
     filters = [filter_changes(outcome) for outcome in outcomes]
     previous_models = previous_models or ()
-    new = _site_entries(models, lambda: {m["id"] for m in previous_models})
-    gone = _site_entries(previous_models, lambda: {m["id"] for m in models})
+    new = _site_entries(models, lambda: set(model_ids(previous_models)))
+    gone = _site_entries(previous_models, lambda: set(model_ids(models)))
     return {
         "timestamp": timestamp,
         "previousTimestamp": previous_timestamp,

@@ -14,7 +14,7 @@ from manifest_crawler.changes import (
     summarize,
 )
 from manifest_crawler.filters import load_filters
-from manifest_crawler.manifests import manifest_filename
+from manifest_crawler.manifests import ManifestModel, SiteModels, manifest_filename
 from manifest_crawler.schemas import (
     ALL_MODELS_SCHEMA,
     CHANGES_SCHEMA,
@@ -92,6 +92,37 @@ def test_only_a_fresh_filter_changes_and_new_and_gone_come_from_all_models():
         "gone": 1,
     }
     assert summarize(changes).startswith("Changes since the last build: 1 filter(s) changed")
+
+
+@given(before=rankings, now=rankings)
+def test_new_and_gone_are_the_same_from_compact_site_models(before, now):
+    # all-models.json's models as the writer holds them (SiteModels, ids read without making
+    # a model of each) give the same new/gone lists as plain model dicts.
+    def as_dicts(ids):
+        return [{"id": i, "slug": i, "source": "civitai", "name": i} for i in ids]
+
+    def as_site_models(ids):
+        models = SiteModels()
+        for i in ids:
+            models.append(
+                i if int(i.split("-")[1]) % 2 else ManifestModel(i, i, f"Name {i}"), "civitai"
+            )
+        return models
+
+    def site_lists(previous, current):
+        changes = build_changes(
+            outcomes=[],
+            previous_models=previous,
+            previous_timestamp=None,
+            models=current,
+            timestamp="2026-01-02T00:00:00Z",
+        )
+        return list(changes["new"]), list(changes["gone"]), changes["totals"]
+
+    expected = site_lists(as_dicts(before), as_dicts(now))
+    assert site_lists(as_site_models(before), as_site_models(now)) == expected
+    assert [entry["id"] for entry in expected[0]] == [i for i in now if i not in set(before)]
+    assert [entry["id"] for entry in expected[1]] == [i for i in before if i not in set(now)]
 
 
 def _ids(path):

@@ -5,15 +5,18 @@ from __future__ import annotations
 import gc
 import logging
 from types import SimpleNamespace
+from typing import ClassVar
 
 import orjson
 import pytest
+from scrapy import signals
+from scrapy.crawler import Crawler
 from scrapy.http import Request, TextResponse
 from scrapy.settings import Settings
+from scrapy.utils.defer import deferred_f_from_coro_f
 
 from manifest_crawler.emulator import Catalogue, FaultConfig
 from manifest_crawler.emulator.civitai import CivitaiApi
-from manifest_crawler.extensions.gctuning import GcThreshold
 from manifest_crawler.filters import Filter
 from manifest_crawler.ledger import FilterState
 from manifest_crawler.logformatter import QuietLogFormatter
@@ -25,8 +28,9 @@ from manifest_crawler.manifests import (
 )
 from manifest_crawler.pqueues import _ApiCeilings
 from manifest_crawler.spiders.base import PageError, chains, load_json, start_order
-from manifest_crawler.spiders.civitai import CivitaiAPI, _next_cursor
+from manifest_crawler.spiders.civitai import CivitaiAPI, CivitaiSpider, _next_cursor
 from manifest_crawler.spiders.huggingface import HuggingFaceAPI
+from tests.crawl import crawl, crawl_settings
 
 _CIVITAI_FIELDS = ("id", "name", "type", "nsfwLevel")
 
@@ -200,16 +204,30 @@ def test_an_api_at_its_ceiling_gets_no_more_requests() -> None:
     assert ceilings.stats(["civitai", "huggingface"]) == [(1, "huggingface")]
 
 
-def test_gc_threshold_is_raised_for_the_crawl_and_restored() -> None:
-    crawler = SimpleNamespace(
-        settings=Settings({"MANIFEST_GC_THRESHOLD": 50_000}),
-        signals=SimpleNamespace(connect=lambda *args, **kwargs: None),
-    )
+class _GcProbe:
+    """Records the collector's first-generation threshold at every response of a crawl."""
+
+    seen: ClassVar[list[int]] = []
+
+    def __init__(self, crawler: Crawler) -> None:
+        crawler.signals.connect(self.response_received, signal=signals.response_received)
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> _GcProbe:
+        return cls(crawler)
+
+    def response_received(self) -> None:
+        self.seen.append(gc.get_threshold()[0])
+
+
+@deferred_f_from_coro_f
+async def test_a_crawl_runs_with_a_raised_gc_threshold_then_restores_it(
+    make_emulator, tmp_path
+) -> None:
     before = gc.get_threshold()
-    extension = GcThreshold.from_crawler(crawler)  # type: ignore[arg-type]
-    extension.spider_opened()
-    try:
-        assert gc.get_threshold() == (max(50_000, before[0]), *before[1:])
-    finally:
-        extension.spider_closed()
+    _GcProbe.seen.clear()
+    settings = crawl_settings(make_emulator(), tmp_path, MANIFEST_GC_THRESHOLD=before[0] + 50_000)
+    settings["EXTENSIONS"] = {**settings["EXTENSIONS"], f"{__name__}._GcProbe": 900}
+    await crawl(CivitaiSpider, settings, filters="filter/loras,filter/sdxl")
+    assert _GcProbe.seen and set(_GcProbe.seen) == {before[0] + 50_000}
     assert gc.get_threshold() == before
