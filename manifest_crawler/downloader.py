@@ -26,7 +26,8 @@ class PriorityDownloader(Downloader):
 
     def _process_queue(self, slot: Slot) -> None:
         # Called whenever a request joins the slot, a transfer ends or the delay has passed:
-        # the order is settled before the slot picks. A slot holds at most its concurrency.
+        # the order is settled before the slot picks. Sorting is cheap: the scheduler's queue
+        # lets no more requests into the downloader than the API's concurrency (pqueues.py).
         queue = slot.queue
         if len(queue) > 1:
             ordered = sorted(queue, key=_priority, reverse=True)  # stable for equal ones
