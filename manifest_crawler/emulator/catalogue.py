@@ -19,7 +19,6 @@ import math
 import re
 from array import array
 from bisect import bisect
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from itertools import accumulate
 from random import Random
 from typing import Any, TypeAlias
 
+from .lru import WeighedLru
 from .paging import QueryResult
 from .vocabulary import (
     BASE_MODELS,
@@ -316,39 +316,15 @@ def parse_civitai_params(params: RawParams) -> tuple[CivitaiQuery, CivitaiPaging
     return query, paging
 
 
-class _LruCache:
-    """Query answers, least recently used first out: a crawl asks one query once per page.
-
-    Bounded by the number of indices held, not of answers: at a million models a few broad
-    answers weigh more than hundreds of narrow ones. An answer grows as later pages find
-    more of it, so what is held is counted afresh whenever one is stored or asked for.
-    """
-
-    def __init__(self, max_items: int = 16_000_000) -> None:
-        self._max_items = max_items
-        self._data: OrderedDict[Any, QueryResult] = OrderedDict()
-
-    def get(self, key: Any) -> QueryResult | None:
-        value = self._data.get(key)
-        if value is not None:
-            self._data.move_to_end(key)
-            self._trim()
-        return value
-
-    def put(self, key: Any, value: QueryResult) -> None:
-        self._data.pop(key, None)
-        self._data[key] = value
-        self._trim()
-
-    def _trim(self) -> None:
-        held = sum(result.found for result in self._data.values())
-        while held > self._max_items and len(self._data) > 1:
-            _, evicted = self._data.popitem(last=False)
-            held -= evicted.found
+def _answer_cache() -> WeighedLru[Any, QueryResult]:
+    """Query answers: a crawl asks one query once per page. Bounded by the number of indices
+    held, not of answers: at a million models a few broad answers weigh more than hundreds of
+    narrow ones."""
+    return WeighedLru(16_000_000, lambda result: result.found)
 
 
 def _cached_result(
-    cache: _LruCache,
+    cache: WeighedLru[Any, QueryResult],
     query: Any,
     order: array[int],
     predicates: Callable[[Any], list[Callable[[int], Any]]],
@@ -428,7 +404,7 @@ class CivitaiCatalogue:
 
         self._orders: dict[str, array[int]] = {}
         self._rating: array[int] | None = None
-        self._cache = _LruCache()
+        self._cache = _answer_cache()
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -900,7 +876,7 @@ class HfCatalogue:
 
         self._orders: dict[str, array[int]] = {}
         self._id_rank: array[int] | None = None
-        self._cache = _LruCache()
+        self._cache = _answer_cache()
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 
 import orjson
 
 from .catalogue import CivitaiCatalogue, QueryError, parse_civitai_params
 from .faults import CIVITAI, FaultConfig
+from .lru import WeighedLru
 from .paging import (
     KeyCursor,
     OffsetCursor,
@@ -46,25 +46,20 @@ class EncodedItems:
 
     def __init__(self, catalogue: CivitaiCatalogue, max_bytes: int = 64 * 2**20) -> None:
         self.catalogue = catalogue
-        self.max_bytes = max_bytes
-        self._held = 0
-        self._data: OrderedDict[tuple[int, bool, bool], bytes] = OrderedDict()
+        self._encoded: WeighedLru[tuple[int, bool, bool], bytes] = WeighedLru(max_bytes, len)
 
     def get(self, index: int, *, primary_file_only: bool, control_chars: bool) -> bytes:
         key = (index, primary_file_only, control_chars)
-        encoded = self._data.get(key)
-        if encoded is not None:
-            self._data.move_to_end(key)
-            return encoded
-        item = civitai_item(
-            self.catalogue, index, primary_file_only=primary_file_only, control_chars=control_chars
-        )
-        encoded = orjson.dumps(item)
-        self._data[key] = encoded
-        self._held += len(encoded)
-        while self._held > self.max_bytes and len(self._data) > 1:
-            _, evicted = self._data.popitem(last=False)
-            self._held -= len(evicted)
+        encoded = self._encoded.get(key)
+        if encoded is None:
+            item = civitai_item(
+                self.catalogue,
+                index,
+                primary_file_only=primary_file_only,
+                control_chars=control_chars,
+            )
+            encoded = orjson.dumps(item)
+            self._encoded.put(key, encoded)
         return encoded
 
 

@@ -387,7 +387,7 @@ def test_any_seed_builds_valid_small_catalogues(seed: int) -> None:
 
 
 def test_query_cache_is_bounded_by_indices_held() -> None:
-    from manifest_crawler.emulator.catalogue import _LruCache
+    from manifest_crawler.emulator.lru import WeighedLru
     from manifest_crawler.emulator.paging import QueryResult
 
     def answer(size: int, found: int | None = None) -> QueryResult:
@@ -395,7 +395,7 @@ def test_query_cache_is_bounded_by_indices_held() -> None:
         result.count_up_to(size if found is None else found)
         return result
 
-    cache = _LruCache(max_items=10)
+    cache: WeighedLru[str, QueryResult] = WeighedLru(10, lambda result: result.found)
     a = answer(6, found=2)
     cache.put("a", a)
     cache.put("b", answer(3))

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from manifest_crawler.emulator.catalogue import Catalogue, CivitaiQuery, parse_civitai_params
-from manifest_crawler.emulator.civitai import CivitaiApi, raw_control_chars
+from manifest_crawler.emulator.civitai import CivitaiApi, EncodedItems, raw_control_chars
 from manifest_crawler.emulator.faults import FaultConfig
 from manifest_crawler.emulator.huggingface import HuggingFaceApi
 from manifest_crawler.emulator.paging import (
@@ -137,7 +137,7 @@ def test_pages_from_kept_items_are_the_bytes_of_the_whole_page(
     # for byte the page encoded whole, on first and on repeated requests, at any cache size.
     catalogue = SMALL.civitai
     tiny = CivitaiApi(catalogue, FaultConfig(control_chars=control_chars))
-    tiny.items.max_bytes = 1  # keeps only the newest item: every get rebuilds the others
+    tiny.items = EncodedItems(catalogue, max_bytes=1)  # keeps only the newest item
     roomy = CivitaiApi(catalogue, FaultConfig(control_chars=control_chars))
     pairs = [("nsfw", "true"), ("limit", "7"), ("primaryFileOnly", str(primary).lower())]
     for _ in range(2):
