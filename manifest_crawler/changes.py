@@ -8,7 +8,7 @@ whole: the models new to all-models.json and the ones gone from every manifest. 
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,25 +58,14 @@ class RankingDiff:
     def moved(self) -> StreamedArray:
         """``{"id", "from", "to"}``."""
         current, to, old = self.current, self.moved_to, self.moved_from
-
-        def chunks(size: int) -> Iterator[list[dict[str, Any]]]:
-            for start in range(0, len(to), size):
-                yield [
-                    {"id": current[new - 1], "from": was, "to": new}
-                    for new, was in zip(
-                        to[start : start + size], old[start : start + size], strict=True
-                    )
-                ]
-
-        return StreamedArray(length=len(to), chunks=chunks)
+        return StreamedArray(
+            range(len(to)),
+            make=lambda i: {"id": current[to[i] - 1], "from": old[i], "to": to[i]},
+        )
 
 
 def _ranked(ids: Sequence[str], ranks: Sequence[int]) -> StreamedArray:
-    def chunks(size: int) -> Iterator[list[dict[str, Any]]]:
-        for start in range(0, len(ranks), size):
-            yield [{"id": ids[rank - 1], "rank": rank} for rank in ranks[start : start + size]]
-
-    return StreamedArray(length=len(ranks), chunks=chunks)
+    return StreamedArray(ranks, make=lambda rank: {"id": ids[rank - 1], "rank": rank})
 
 
 def diff_ranking(previous: Sequence[str] | None, current: Sequence[str]) -> RankingDiff:
@@ -152,14 +141,11 @@ def _site_entries(
         positions = array("q", (i for i, model_id in enumerate(ids) if model_id not in absent))
     del absent
 
-    def chunks(size: int) -> Iterator[list[dict[str, Any]]]:
-        for start in range(0, len(positions), size):
-            yield [
-                {"id": m["id"], "slug": m["slug"], "source": m["source"]}
-                for m in map(models.__getitem__, positions[start : start + size])
-            ]
+    def entry(position: int) -> dict[str, Any]:
+        model = models[position]
+        return {"id": model["id"], "slug": model["slug"], "source": model["source"]}
 
-    return StreamedArray(length=len(positions), chunks=chunks)
+    return StreamedArray(positions, make=entry)
 
 
 def build_changes(

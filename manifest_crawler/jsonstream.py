@@ -29,33 +29,44 @@ _INDENT = orjson.OPT_INDENT_2
 
 
 class StreamedArray(Sequence[Any]):
-    """A JSON array to encode a chunk at a time: from a sequence, or from a length and a
-    function producing the items in chunks (for arrays generated while they are written).
+    """A JSON array to encode a chunk at a time: from a sequence (each item passed through
+    ``make``, when given, as its chunk is made), or from a length and a function producing the
+    items in chunks (for arrays generated while they are written).
 
     Items are anything orjson encodes (dicts, slotted dataclasses, strings, numbers).
     Indexing and comparison materialise the items: meant for tests and small arrays.
     """
 
-    __slots__ = ("_chunks", "_items", "_length")
+    __slots__ = ("_chunks", "_items", "_length", "_make")
 
     def __init__(
         self,
         items: Sequence[Any] | None = None,
         *,
+        make: Callable[[Any], Any] | None = None,
         length: int | None = None,
         chunks: Callable[[int], Iterable[Sequence[Any]]] | None = None,
     ) -> None:
-        if (items is None) == (chunks is None) or (chunks is not None and length is None):
-            raise TypeError("StreamedArray takes items, or a length and a chunks function")
+        if (
+            (items is None) == (chunks is None)
+            or (chunks is not None and length is None)
+            or (make is not None and items is None)
+        ):
+            raise TypeError(
+                "StreamedArray takes items (and a make function), or a length and a chunks function"
+            )
         self._items = items
+        self._make = make
         self._chunks = chunks
         self._length = len(items) if items is not None else length
 
     def chunks(self, size: int | None = None) -> Iterator[Sequence[Any]]:
         size = size or CHUNK_ITEMS
-        if self._items is not None:
-            for start in range(0, len(self._items), size):
-                yield self._items[start : start + size]
+        items, make = self._items, self._make
+        if items is not None:
+            for start in range(0, len(items), size):
+                chunk = items[start : start + size]
+                yield chunk if make is None else [make(item) for item in chunk]
         else:
             assert self._chunks is not None
             yield from self._chunks(size)
@@ -68,7 +79,7 @@ class StreamedArray(Sequence[Any]):
             yield from chunk
 
     def __getitem__(self, index: Any) -> Any:
-        if self._items is not None:
+        if self._items is not None and self._make is None:
             return self._items[index]
         return list(self)[index]
 

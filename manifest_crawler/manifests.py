@@ -120,24 +120,6 @@ def expand_entry(entry: Entry) -> ManifestModel:
     return ManifestModel(entry["id"], entry["slug"], entry["name"])
 
 
-class _Expanded(Sequence[ManifestModel]):
-    """Entries seen as ManifestModels, made as they are read (a chunk at a time, when
-    streamed)."""
-
-    __slots__ = ("_entries",)
-
-    def __init__(self, entries: Sequence[Entry]) -> None:
-        self._entries = entries
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-    def __getitem__(self, index: Any) -> Any:
-        if isinstance(index, slice):
-            return [expand_entry(entry) for entry in self._entries[index]]
-        return expand_entry(self._entries[index])
-
-
 class SiteModels(Sequence[SiteModel]):
     """all-models.json's models: each an Entry and its source, seen as SiteModels made as they
     are read (9 bytes a model kept, rather than an object of four strings)."""
@@ -225,7 +207,7 @@ def build_manifest(filter_name: str, models: Sequence[Entry], timestamp: str) ->
     """A manifest document; its models stream (jsonstream), each made as it is written."""
     return {
         "filter": filter_name,
-        "models": StreamedArray(_Expanded(models)),
+        "models": StreamedArray(models, make=expand_entry),
         "timestamp": timestamp,
     }
 

@@ -36,15 +36,20 @@ _plain = st.recursive(
 def _documents(draw: st.DrawFn, depth: int = 0) -> tuple[Any, Any]:
     """(document with StreamedArrays, the same document as plain JSON)."""
     kind = draw(
-        st.sampled_from(["plain", "streamed", "lazy", "dict", "list"] if depth < 3 else ["plain"])
+        st.sampled_from(
+            ["plain", "streamed", "made", "lazy", "dict", "list"] if depth < 3 else ["plain"]
+        )
     )
     if kind == "plain":
         value = draw(_plain)
         return value, value
-    if kind in ("streamed", "lazy"):
+    if kind in ("streamed", "made", "lazy"):
         items = draw(st.lists(_plain, max_size=9))
         if kind == "streamed":
             return StreamedArray(items), items
+        if kind == "made":
+            # Each item made from its source as its chunk is made.
+            return StreamedArray(range(len(items)), make=items.__getitem__), items
 
         def chunks(size: int) -> Any:
             # Generated as written, in chunks of the size asked for, empty ones included.
@@ -111,5 +116,8 @@ def test_a_streamed_array_is_a_sequence() -> None:
     lazy = StreamedArray(length=3, chunks=lambda size: iter([[1, 2], [3]]))
     assert lazy == [1, 2, 3] and len(lazy) == 3 and lazy[1] == 2 and list(lazy) == [1, 2, 3]
     assert StreamedArray([4, 5])[-1] == 5
+    assert StreamedArray([4, 5], make=str)[-1] == "5"
     with pytest.raises(TypeError):
         StreamedArray()
+    with pytest.raises(TypeError):
+        StreamedArray(make=str, length=1, chunks=lambda size: iter([[1]]))
