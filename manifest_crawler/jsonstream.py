@@ -129,18 +129,6 @@ def _skeleton(value: Any, path: JsonPath, keep: Callable[[JsonPath], bool] | Non
     return value
 
 
-def streamed_arrays(value: Any, path: JsonPath = ()) -> Iterator[tuple[JsonPath, StreamedArray]]:
-    """Every StreamedArray in ``value`` with its path, in document order."""
-    if isinstance(value, StreamedArray):
-        yield path, value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from streamed_arrays(item, (*path, key))
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            yield from streamed_arrays(item, (*path, index))
-
-
 def encode_chunks(
     document: Any, check: ChunkCheck | None = None, chunk_items: int | None = None
 ) -> Iterator[bytes]:

@@ -25,7 +25,6 @@ from manifest_crawler.jsonstream import (
     encode_chunks,
     has_streamed,
     skeleton,
-    streamed_arrays,
 )
 
 SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
@@ -90,16 +89,13 @@ class Validators:
         self._array_validators: dict[tuple[str, tuple[str | None, ...]], Any] = {}
 
     def check(self, schema: str, document: Any, file: str) -> None:
-        """Raise SchemaError naming ``file`` unless ``document`` matches ``schema``."""
-        self._check_whole(schema, document, file)
-        for path, array in streamed_arrays(document):
-            if not self.checks_in_chunks(schema, path):
-                continue
-            start = 0
-            for chunk in array.chunks():
-                # As encode_checked sees them: JSON values, not the objects that encode to them.
-                self._check_chunk(schema, file, path, start, orjson.loads(orjson.dumps(chunk)))
-                start += len(chunk)
+        """Raise SchemaError naming ``file`` unless ``document`` matches ``schema``: checked
+        exactly as :meth:`encode_checked` checks it while writing, the bytes discarded."""
+        if not has_streamed(document):
+            self._check_whole(schema, document, file)
+            return
+        for _ in self.encode_checked(schema, document, file):
+            pass
 
     def encode_checked(self, schema: str, document: Any, file: str) -> Iterator[bytes]:
         """The document's bytes (jsonstream.encode_chunks), checked as they are produced: the

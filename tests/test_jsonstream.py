@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -10,11 +11,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from manifest_crawler.jsonstream import (
+    JsonPath,
     StreamedArray,
     encode_chunks,
     encode_json,
     skeleton,
-    streamed_arrays,
 )
 
 _scalars = st.one_of(
@@ -67,6 +68,18 @@ def _documents(draw: st.DrawFn, depth: int = 0) -> tuple[Any, Any]:
     return dict(zip(keys, (c[0] for c in children), strict=True)), dict(
         zip(keys, (c[1] for c in children), strict=True)
     )
+
+
+def streamed_arrays(value: Any, path: JsonPath = ()) -> Iterator[tuple[JsonPath, StreamedArray]]:
+    """Every StreamedArray in ``value`` with its path, in document order."""
+    if isinstance(value, StreamedArray):
+        yield path, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield from streamed_arrays(item, (*path, key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from streamed_arrays(item, (*path, index))
 
 
 @given(_documents(), st.integers(1, 4))
