@@ -407,9 +407,7 @@ class ManifestSpider(scrapy.Spider):
             retry.meta.pop("download_latency", None)
             yield retry
         else:
-            for state in states:
-                state.retries += response.meta.get("retry_times", 0)
-                self._fail(state, response.request, str(exc), exc.reason)
+            self._fail_chain(states, response.request, str(exc), exc.reason)
 
     def page_failed(self, failure: Failure) -> None:
         request = failure.request  # type: ignore[attr-defined]
@@ -424,9 +422,21 @@ class ManifestSpider(scrapy.Spider):
         # The middleware said once, loudly, that the host is unreachable; no need for one
         # error line per filter.
         quiet = failure.check(HostUnreachable, *UNRESOLVABLE_ERRORS) is not None
+        self._fail_chain(states, request, detail, "request_failed", quiet=quiet)
+
+    def _fail_chain(
+        self,
+        states: list[FilterState],
+        request: scrapy.Request,
+        detail: str,
+        reason: str,
+        *,
+        quiet: bool = False,
+    ) -> None:
+        """Every filter of a chain fails with its page, counting the page's retries."""
         for state in states:
             state.retries += request.meta.get("retry_times", 0)
-            self._fail(state, request, detail, "request_failed", quiet=quiet)
+            self._fail(state, request, detail, reason, quiet=quiet)
 
     def _fail(
         self,
