@@ -43,6 +43,11 @@ class Command(ScrapyCrawlCommand):
             raise UsageError(str(exc.args[0]) if exc.args else "unknown spider") from None
         crawler = self._create_crawler(args[0])
         self.crawler_process.crawl(crawler, **opts.spargs)
+        # What exists by now (modules, classes, settings: most of the process's objects) lives
+        # as long as the process. Frozen, no collection visits it again: neither the crawl's
+        # full collections nor the one in exit_now, 30-65 ms at 100 models per filter and 4 ms
+        # frozen (measured). What the crawl creates is collected as before.
+        gc.freeze()
         self.crawler_process.start()
         if self.crawler_process.bootstrap_failed:
             self.exitcode = 1
