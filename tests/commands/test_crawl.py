@@ -12,7 +12,6 @@ from twisted.internet.defer import Deferred
 from twisted.internet.utils import getProcessOutputAndValue
 
 from manifest_crawler import settings as project_settings
-
 from manifest_crawler.filters import load_filters
 from manifest_crawler.manifests import manifest_filename
 from tests.crawl import REPO_FILTERS, ROOT, read_json, write_filters
