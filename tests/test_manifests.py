@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from manifest_crawler import jsonstream
 from manifest_crawler.filters import parse_filters
 from manifest_crawler.manifests import (
+    AtomicFiles,
     ManifestError,
     ManifestModel,
     SiteModels,
@@ -119,6 +120,81 @@ def test_write_atomic_failure_keeps_the_old_file(tmp_path, monkeypatch):
         write_atomic(target, b"new")
     assert target.read_bytes() == b"old"
     assert os.listdir(tmp_path) == ["m.json"]
+
+
+def test_atomic_files_replace_together_after_every_fsync(tmp_path, monkeypatch):
+    targets = [tmp_path / "a.json", tmp_path / "sub" / "b.json", tmp_path / "c.json"]
+    targets[0].write_bytes(b"old a")
+    events: list[tuple[str, str]] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", str(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "replace", replace)
+    with AtomicFiles() as files:
+        files.write(targets[0], b"new a")
+        files.write(targets[1], [b"new ", b"b"])
+        files.write(targets[2], iter([b"new c"]))
+        assert targets[0].read_bytes() == b"old a" and not targets[2].exists()
+    assert [path.read_bytes() for path in targets] == [b"new a", b"new b", b"new c"]
+    assert sorted(os.listdir(tmp_path)) == ["a.json", "c.json", "sub"]
+    assert os.listdir(tmp_path / "sub") == ["b.json"]
+    kinds = [kind for kind, _ in events]
+    # Every temporary on disk before the first rename, renames in the order written, then
+    # each folder once.
+    assert kinds == ["fsync"] * 3 + ["replace"] * 3 + ["fsync"] * 2
+    assert all(name.endswith(".tmp") for _, name in events[:3])
+    assert [name for _, name in events[3:6]] == [str(path) for path in targets]
+    assert sorted(name for _, name in events[6:]) == sorted([str(tmp_path), str(tmp_path / "sub")])
+
+
+def test_atomic_files_replace_nothing_when_the_block_fails(tmp_path):
+    target = tmp_path / "a.json"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError), AtomicFiles() as files:
+        files.write(target, b"new")
+        files.write(tmp_path / "b.json", b"new")
+        raise RuntimeError
+    assert target.read_bytes() == b"old"
+    assert os.listdir(tmp_path) == ["a.json"]
+
+
+def test_atomic_files_drop_only_the_file_whose_data_failed(tmp_path):
+    def checked_then_invalid():
+        yield b"{"
+        raise ValueError("invalid document")
+
+    with AtomicFiles() as files:
+        files.write(tmp_path / "good.json", b"{}")
+        with pytest.raises(ValueError, match="invalid document"):
+            files.write(tmp_path / "bad.json", checked_then_invalid())
+    assert os.listdir(tmp_path) == ["good.json"]
+
+
+def test_atomic_files_replace_nothing_when_an_fsync_fails(tmp_path, monkeypatch):
+    targets = [tmp_path / f"{name}.json" for name in "abc"]
+    for path in targets:
+        path.write_bytes(b"old")
+    real_fsync = os.fsync
+
+    def fsync(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").startswith(str(tmp_path / ".b.json")):
+            raise OSError("I/O error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(OSError, match="I/O error"), AtomicFiles() as files:
+        for path in targets:
+            files.write(path, b"new")
+    assert [path.read_bytes() for path in targets] == [b"old"] * 3
+    assert sorted(os.listdir(tmp_path)) == ["a.json", "b.json", "c.json"]
 
 
 def test_reading_manifests_from_disk(tmp_path):

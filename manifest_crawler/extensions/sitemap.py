@@ -20,7 +20,7 @@ from scrapy.exceptions import NotConfigured
 
 from manifest_crawler import signals
 from manifest_crawler.filters import DEFAULT_SOURCES
-from manifest_crawler.manifests import write_atomic
+from manifest_crawler.manifests import AtomicFiles
 from manifest_crawler.schemas import SITEMAP_XSD, schema_path
 from manifest_crawler.sitemap import (
     SitemapError,
@@ -88,9 +88,11 @@ class SitemapWriter:
                     self.xsd.error_log.last_error,
                 )
                 return False
-        # Children first: the index must never name a file that is not there yet.
-        for name, data in reversed(sitemaps.files.items()):
-            write_atomic(self.file.with_name(name), data)
+        # Children first: the index must never name a file that is not there yet (AtomicFiles
+        # replaces in the order written, once every file is on disk).
+        with AtomicFiles() as files:
+            for name, data in reversed(sitemaps.files.items()):
+                files.write(self.file.with_name(name), data)
         self._remove_old_children(set(sitemaps.files))
         if sitemaps.too_long:
             logger.warning(
