@@ -19,7 +19,7 @@ import logging
 import random
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Self
 from urllib.parse import parse_qsl
@@ -35,7 +35,9 @@ from scrapy.exceptions import (
 )
 from scrapy.http import Response
 from scrapy.utils.asyncio import sleep
+from scrapy.utils.defer import maybe_deferred_to_future
 from scrapy.utils.httpobj import urlparse_cached
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionRefusedError as TxConnectionRefusedError
 from twisted.internet.error import DNSLookupError
 
@@ -54,7 +56,6 @@ _UNREACHABLE_ERRORS = (
     TxConnectionRefusedError,
 )
 _POLICY_QUOTA_RE = re.compile(r"\bq\s*=\s*(\d+)")
-_PROBE_POLL = 0.05
 _UNKNOWN_WINDOW = 1.0
 _POLICY_WINDOW_RE = re.compile(r"\bw\s*=\s*(\d+)")
 _RATELIMIT_RE = re.compile(
@@ -78,6 +79,18 @@ class RateBudget:
     #: Whether any answer has arrived: after one without a RateLimit header there is no budget
     #: to wait for, and probing would make the API's crawl sequential.
     answered: bool = False
+    #: Requests holding back until a request in flight lands (woken by ``wake``).
+    waiting: list[Deferred[None]] = field(default_factory=list)
+
+    def until_landed(self) -> Deferred[None]:
+        landed: Deferred[None] = Deferred()
+        self.waiting.append(landed)
+        return landed
+
+    def wake(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        for landed in waiting:
+            landed.callback(None)
 
 
 class HostUnreachable(IgnoreRequest):
@@ -191,12 +204,16 @@ class BackoffRetryMiddleware(RetryMiddleware):
             )
             if budget.remaining is not None and budget.remaining <= 0:
                 wait = max(wait, budget.reset_at - now)
+            if wait > 0:
+                self.stats.inc_value("manifest/backoff/waits")
+                await sleep(wait)
             elif budget.remaining is None and probe and budget.in_flight and not budget.answered:
-                wait = max(wait, _PROBE_POLL)
-            if wait <= 0:
+                # The budget is still unknown: held back until the request in flight lands,
+                # and sent the moment it does, its answer read.
+                self.stats.inc_value("manifest/backoff/waits")
+                await maybe_deferred_to_future(budget.until_landed())
+            else:
                 break
-            self.stats.inc_value("manifest/backoff/waits")
-            await sleep(wait)
         budget.in_flight += 1
         if budget.remaining is not None:
             budget.remaining -= 1
@@ -207,8 +224,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
             # nothing went to the API, and its rate-limit headers are from another day.
             return response
         slot = self._slot(request)
-        self._landed(slot)
-        self._read_budget(slot, response)
+        self._landed(slot, response)
         api_wait = self._api_wait(slot, response)
         if request.meta.get("dont_retry", False) or not self._retryable(response.status):
             return response
@@ -249,19 +265,23 @@ class BackoffRetryMiddleware(RetryMiddleware):
             return None
         return self._retry_after(request, type(exception).__name__, None)
 
-    def _landed(self, slot: str) -> None:
-        budget = self.budgets.get(slot)
-        if budget is not None and budget.in_flight:
+    def _landed(self, slot: str, response: Response | None = None) -> None:
+        """A request to ``slot`` is back: one fewer in flight, the budget its answer announces
+        read, then the requests held back until now woken, to find that budget."""
+        budget = self.budgets.setdefault(slot, RateBudget())
+        if budget.in_flight:
             budget.in_flight -= 1
+        if response is not None:
+            self._read_budget(budget, response)
+        budget.wake()
 
-    def _read_budget(self, slot: str, response: Response) -> None:
-        self.budgets.setdefault(slot, RateBudget()).answered = True
+    def _read_budget(self, budget: RateBudget, response: Response) -> None:
+        budget.answered = True
         header = response.headers.get(b"RateLimit")
         parsed = None if header is None else parse_ratelimit(header.decode("latin-1"))
         if parsed is None:
             return
         remaining, reset = parsed
-        budget = self.budgets.setdefault(slot, RateBudget())
         # Requests still in flight may not have been counted by the server yet: assume they
         # were not, so the budget for new requests errs on the side of fewer.
         budget.remaining = max(0, remaining - budget.in_flight)

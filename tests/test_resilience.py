@@ -110,6 +110,22 @@ async def test_small_hf_rate_limit_window_loses_nothing_and_never_overdraws(
 
 
 @deferred_f_from_coro_f
+async def test_requests_behind_the_budget_probe_go_when_its_answer_lands(make_emulator, tmp_path):
+    faults = FaultConfig(latency=0.3, hf_rate_limit=500, hf_rate_window=300.0)
+    emulator = make_emulator(EmulatorConfig(faults=faults))
+    names = "likes,downloads,trending,recent,text-generation,apache-2.0,gguf,mit,small,medium"
+    crawler = await crawl(HuggingFaceSpider, crawl_settings(emulator, tmp_path), filters=names)
+    _assert_exact(emulator, tmp_path, names, 100)
+    probe, *others = sorted(emulator.requests("huggingface"), key=lambda r: r.time)
+    assert len(others) == 9 and probe.finished is not None
+    # The budget was unknown until the first answer: nothing else went before it.
+    assert all(record.time >= probe.finished for record in others)
+    # Each request held back was woken once, by that answer, not polling while it waited.
+    waits = crawler.stats.get_value("manifest/backoff/waits", 0)
+    assert 1 <= waits <= len(others)
+
+
+@deferred_f_from_coro_f
 async def test_an_api_without_rate_limit_headers_is_not_probed_one_at_a_time(
     make_emulator, tmp_path
 ):
