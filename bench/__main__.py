@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("crawl", parents=[common], help="full crawl vs baseline and lower bound")
     c.add_argument("--latency", type=float, default=0.3, help="mean seconds per response")
     c.add_argument("--jitter", type=float, default=0.1, help="± uniform seconds")
+    c.add_argument(
+        "--jitter-seeds",
+        type=_ints,
+        default=[0],
+        help="seeds of the latency draws, one per run in turn (catalogue unchanged)",
+    )
     c.add_argument("--variants", type=_ints, default=[100, 1000], help="max_items values")
     c.add_argument("--filters", type=Path, default=ROOT / "filters.json")
     c.add_argument("--civitai-models", type=int, default=100_000)
@@ -103,6 +109,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             repeat=args.repeat,
             latency=args.latency,
             jitter=args.jitter,
+            jitter_seeds=args.jitter_seeds,
             civitai_models=args.civitai_models,
             hf_models=args.hf_models,
             hf_rate_limit=args.hf_rate_limit,

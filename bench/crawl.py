@@ -44,6 +44,10 @@ class CrawlBenchConfig:
     repeat: int = 3
     latency: float = 0.3
     jitter: float = 0.1
+    #: Seeds of the emulator's latency draws, one per repetition in turn (the catalogue stays
+    #: the same). The draws go to requests in arrival order, so one seed gives the longest
+    #: chain about the same draws every repetition.
+    jitter_seeds: Sequence[int] = (0,)
     civitai_models: int = 100_000
     hf_models: int = 100_000
     hf_rate_limit: str = "500/300"
@@ -154,15 +158,16 @@ def run_command(
 def measure_variant(
     cfg: CrawlBenchConfig, max_items: int, work: Path, progress: Callable[[str], None]
 ) -> dict[str, list[Measured]]:
-    spec = EmulatorSpec(
-        civitai_models=cfg.civitai_models,
-        hf_models=cfg.hf_models,
-        latency=cfg.latency,
-        jitter=cfg.jitter,
-        hf_rate_limit=cfg.hf_rate_limit,
-    )
     runs: dict[str, list[Measured]] = {name: [] for name in cfg.commands}
     for rep in range(cfg.repeat):
+        spec = EmulatorSpec(
+            civitai_models=cfg.civitai_models,
+            hf_models=cfg.hf_models,
+            latency=cfg.latency,
+            jitter=cfg.jitter,
+            jitter_seed=cfg.jitter_seeds[rep % len(cfg.jitter_seeds)],
+            hf_rate_limit=cfg.hf_rate_limit,
+        )
         for name in cfg.commands:
             run_dir = work / f"{max_items}-{rep}"
             run_dir.mkdir(parents=True, exist_ok=True)
@@ -306,7 +311,9 @@ def run(cfg: CrawlBenchConfig, progress: Callable[[str], None] | None = None) ->
     header = [
         f"Crawl benchmark: latency {cfg.latency * 1000:.0f} ms ± {cfg.jitter * 1000:.0f} ms per "
         f"response; catalogue {cfg.civitai_models:,} CivitAI + {cfg.hf_models:,} HF models; "
-        f"Hub budget {cfg.hf_rate_limit or 'none'}; medians of {cfg.repeat} run(s)",
+        f"Hub budget {cfg.hf_rate_limit or 'none'}; medians of {cfg.repeat} run(s); latency "
+        f"draws seeded {', '.join(map(str, cfg.jitter_seeds))} (run i: seed i mod "
+        f"{len(cfg.jitter_seeds)})",
         f"filters: {cfg.filters_file}; crawler: {cfg.crawler_root}",
         "allowed concurrency per API (politeness settings): "
         + ", ".join(f"{api} {n}" for api, n in concurrency.items())

@@ -33,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--jitter", type=float, default=0.0)
     parser.add_argument(
+        "--jitter-seed", type=int, default=0, help="seed of the latency draws (not the catalogue)"
+    )
+    parser.add_argument(
         "--hf-rate-limit",
         default="",
         help="N/W: the Hub's budget of N calls per W-second window (off when empty)",
@@ -46,7 +49,11 @@ def config_from(args: argparse.Namespace) -> EmulatorConfig:
         calls, _, seconds = args.hf_rate_limit.partition("/")
         limit, window = int(calls), float(seconds or 300)
     faults = FaultConfig(
-        latency=args.latency, jitter=args.jitter, hf_rate_limit=limit, hf_rate_window=window
+        seed=args.jitter_seed,
+        latency=args.latency,
+        jitter=args.jitter,
+        hf_rate_limit=limit,
+        hf_rate_window=window,
     )
     return EmulatorConfig(
         seed=args.seed,

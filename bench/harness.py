@@ -39,6 +39,8 @@ class EmulatorSpec:
     #: The Hub's budget as the real one announces it (N calls per W s), or "" for none.
     hf_rate_limit: str = ""
     seed: int = 0
+    #: The seed of the latency draws, apart from the catalogue's.
+    jitter_seed: int = 0
 
     def argv(self) -> list[str]:
         argv = [
@@ -50,6 +52,7 @@ class EmulatorSpec:
             f"--hf-models={self.hf_models}",
             f"--latency={self.latency}",
             f"--jitter={self.jitter}",
+            f"--jitter-seed={self.jitter_seed}",
         ]
         if self.hf_rate_limit:
             argv.append(f"--hf-rate-limit={self.hf_rate_limit}")
