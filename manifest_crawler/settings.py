@@ -69,7 +69,6 @@ EXTENSIONS = {
     "scrapy.extensions.corestats.CoreStats": None,
     "manifest_crawler.itemproc.CoreStats": 0,
     "manifest_crawler.extensions.offline.OfflineEmulator": 0,
-    "manifest_crawler.extensions.jsonrpc.JsonRpcService": 500,
     "manifest_crawler.extensions.progress.ProgressReporter": 510,
     "manifest_crawler.extensions.sitemap.SitemapWriter": 520,
     "manifest_crawler.extensions.gctuning.GcThreshold": 530,
@@ -93,8 +92,12 @@ DOWNLOADER_MIDDLEWARES_BASE = {
     for name, order in default_settings.DOWNLOADER_MIDDLEWARES_BASE.items()
     if name not in _never_loaded
 }
-# Add-ons adjust settings before the crawl starts: the dev cache turns Scrapy's HTTP cache on.
-ADDONS = {"manifest_crawler.devcache.DevCacheAddon": 0}
+# Add-ons adjust settings before the crawl starts: the dev cache turns Scrapy's HTTP cache on,
+# and JSONRPC_ENABLED adds the JSON-RPC service to EXTENSIONS (extensions/jsonrpc_addon.py).
+ADDONS = {
+    "manifest_crawler.devcache.DevCacheAddon": 0,
+    "manifest_crawler.extensions.jsonrpc_addon.JsonRpcAddon": 0,
+}
 # Scrapy's remote_control extension executes code sent to it and the telnet console opens a
 # Python shell: neither belongs in a build step.
 REMOTE_CONTROL_ENABLED = False

@@ -10,7 +10,10 @@ import asyncio
 import functools
 import json
 import logging
+import os
 import socket
+import subprocess
+import sys
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -32,7 +35,7 @@ from manifest_crawler.filters import Filter
 from manifest_crawler.ledger import FilterStatus, Ledger
 from manifest_crawler.manifests import build_manifest, encode_json
 from manifest_crawler.spiders.all import AllSpider
-from tests.crawl import project_settings_dict, read_json, write_filters
+from tests.crawl import ROOT, project_settings_dict, read_json, write_filters
 
 JSONRPC_EXTENSION = "manifest_crawler.extensions.jsonrpc.JsonRpcService"
 
@@ -202,7 +205,7 @@ def free_port() -> int:
 # --- configuration ------------------------------------------------------------------------------
 
 
-def test_off_by_default_and_in_project_settings():
+def test_off_by_default_and_listed_by_its_addon_when_on():
     from manifest_crawler import settings
 
     assert settings.JSONRPC_ENABLED is False
@@ -210,9 +213,31 @@ def test_off_by_default_and_in_project_settings():
     assert settings.JSONRPC_PORT == [6080, 7030]
     assert settings.REMOTE_CONTROL_ENABLED is False
     assert settings.TELNETCONSOLE_ENABLED is False
-    assert JSONRPC_EXTENSION in settings.EXTENSIONS
+    assert JSONRPC_EXTENSION not in settings.EXTENSIONS
+    assert get_crawler(IdleSpider, project_settings_dict()).get_extension(JsonRpcService) is None
+    on = get_crawler(IdleSpider, project_settings_dict(JSONRPC_ENABLED=True, JSONRPC_PORT=0))
+    assert isinstance(on.get_extension(JsonRpcService), JsonRpcService)
+    # Listed by hand, it still needs JSONRPC_ENABLED.
     crawler = get_crawler(IdleSpider, {"EXTENSIONS": {JSONRPC_EXTENSION: 500}})
     assert crawler.get_extension(JsonRpcService) is None
+
+
+def test_a_crawl_without_the_service_does_not_import_it():
+    code = (
+        "import sys\n"
+        "from scrapy.utils.project import get_project_settings\n"
+        "from scrapy.utils.reactor import install_reactor\n"
+        "install_reactor('twisted.internet.asyncioreactor.AsyncioSelectorReactor')\n"
+        "from scrapy.utils.test import get_crawler\n"
+        "from manifest_crawler.spiders.all import AllSpider\n"
+        "get_crawler(AllSpider, get_project_settings().copy_to_dict())\n"
+        "print('manifest_crawler.extensions.jsonrpc' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+    assert out.stdout.strip() == "False", out.stderr[-2000:]
 
 
 def test_non_loopback_host_refuses_without_token(caplog, monkeypatch):
