@@ -58,8 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--jitter-seeds",
         type=_ints,
-        default=[0],
-        help="seeds of the latency draws, one per run in turn (catalogue unchanged)",
+        default=[],
+        help="seeds of the latency draws, one per run in turn (default: run i, seed i)",
     )
     c.add_argument("--variants", type=_ints, default=[100, 1000], help="max_items values")
     c.add_argument("--filters", type=Path, default=ROOT / "filters.json")
