@@ -90,7 +90,8 @@ class RateBudget:
     def wake(self) -> None:
         waiting, self.waiting = self.waiting, []
         for landed in waiting:
-            landed.callback(None)
+            if not landed.called:  # a wait cancelled with its request (the crawl stopping)
+                landed.callback(None)
 
 
 class HostUnreachable(IgnoreRequest):

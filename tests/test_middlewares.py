@@ -8,8 +8,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from scrapy.utils.defer import deferred_f_from_coro_f
+from twisted.internet.defer import CancelledError
 
-from manifest_crawler.middlewares import backoff_delay, parse_ratelimit, parse_retry_after
+from manifest_crawler.middlewares import (
+    RateBudget,
+    backoff_delay,
+    parse_ratelimit,
+    parse_retry_after,
+)
 from manifest_crawler.spiders.civitai import CivitaiSpider
 from manifest_crawler.spiders.huggingface import HuggingFaceSpider
 from tests.crawl import crawl, project_settings_dict, read_json, write_filters
@@ -207,3 +213,15 @@ async def test_unreachable_host_fails_fast_and_names_it(tmp_path, caplog):
     assert (out / "civitai-a.json").read_text() == "previous"
     elapsed = crawler.stats.get_value("elapsed_time_seconds")
     assert elapsed < 10
+
+
+def test_a_wait_for_the_budget_cancelled_with_its_request_is_skipped_when_woken():
+    budget = RateBudget()
+    cancelled, waiting = budget.until_landed(), budget.until_landed()
+    cancelled.addErrback(lambda failure: failure.trap(CancelledError))
+    cancelled.cancel()
+    woken: list[object] = []
+    waiting.addCallback(woken.append)
+    budget.wake()
+    assert woken == [None]
+    assert budget.waiting == []
