@@ -222,7 +222,7 @@ def test_off_by_default_and_listed_by_its_addon_when_on():
     assert crawler.get_extension(JsonRpcService) is None
 
 
-def test_a_crawl_without_the_service_does_not_import_it():
+def test_a_crawler_without_the_service_does_not_import_it():
     code = (
         "import sys\n"
         "from scrapy.utils.project import get_project_settings\n"
