@@ -10,7 +10,7 @@ the write before the file is replaced.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from itertools import islice
 from typing import Any
 
@@ -29,59 +29,39 @@ _INDENT = orjson.OPT_INDENT_2
 
 
 class StreamedArray(Sequence[Any]):
-    """A JSON array to encode a chunk at a time: from a sequence (each item passed through
-    ``make``, when given, as its chunk is made), or from a length and a function producing the
-    items in chunks (for arrays generated while they are written).
+    """A JSON array to encode a chunk at a time, from a sequence; with ``make``, each item is
+    made from its source item as its chunk is made (for arrays generated while written).
 
     Items are anything orjson encodes (dicts, slotted dataclasses, strings, numbers).
-    Indexing and comparison materialise the items: meant for tests and small arrays.
+    Comparison materialises the items: meant for tests and small arrays.
     """
 
-    __slots__ = ("_chunks", "_items", "_length", "_make")
+    __slots__ = ("_items", "_make")
 
-    def __init__(
-        self,
-        items: Sequence[Any] | None = None,
-        *,
-        make: Callable[[Any], Any] | None = None,
-        length: int | None = None,
-        chunks: Callable[[int], Iterable[Sequence[Any]]] | None = None,
-    ) -> None:
-        if (
-            (items is None) == (chunks is None)
-            or (chunks is not None and length is None)
-            or (make is not None and items is None)
-        ):
-            raise TypeError(
-                "StreamedArray takes items (and a make function), or a length and a chunks function"
-            )
+    def __init__(self, items: Sequence[Any], *, make: Callable[[Any], Any] | None = None) -> None:
         self._items = items
         self._make = make
-        self._chunks = chunks
-        self._length = len(items) if items is not None else length
 
     def chunks(self, size: int | None = None) -> Iterator[Sequence[Any]]:
         size = size or CHUNK_ITEMS
         items, make = self._items, self._make
-        if items is not None:
-            for start in range(0, len(items), size):
-                chunk = items[start : start + size]
-                yield chunk if make is None else [make(item) for item in chunk]
-        else:
-            assert self._chunks is not None
-            yield from self._chunks(size)
+        for start in range(0, len(items), size):
+            chunk = items[start : start + size]
+            yield chunk if make is None else [make(item) for item in chunk]
 
     def __len__(self) -> int:
-        return self._length  # type: ignore[return-value]
+        return len(self._items)
 
     def __iter__(self) -> Iterator[Any]:
         for chunk in self.chunks():
             yield from chunk
 
     def __getitem__(self, index: Any) -> Any:
-        if self._items is not None and self._make is None:
+        if self._make is None:
             return self._items[index]
-        return list(self)[index]
+        if isinstance(index, slice):
+            return [self._make(item) for item in self._items[index]]
+        return self._make(self._items[index])
 
     def __eq__(self, other: object) -> bool:
         if isinstance(other, Sequence) and not isinstance(other, str | bytes):

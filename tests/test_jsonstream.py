@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import orjson
@@ -37,28 +37,17 @@ _plain = st.recursive(
 def _documents(draw: st.DrawFn, depth: int = 0) -> tuple[Any, Any]:
     """(document with StreamedArrays, the same document as plain JSON)."""
     kind = draw(
-        st.sampled_from(
-            ["plain", "streamed", "made", "lazy", "dict", "list"] if depth < 3 else ["plain"]
-        )
+        st.sampled_from(["plain", "streamed", "made", "dict", "list"] if depth < 3 else ["plain"])
     )
     if kind == "plain":
         value = draw(_plain)
         return value, value
-    if kind in ("streamed", "made", "lazy"):
+    if kind in ("streamed", "made"):
         items = draw(st.lists(_plain, max_size=9))
         if kind == "streamed":
             return StreamedArray(items), items
-        if kind == "made":
-            # Each item made from its source as its chunk is made.
-            return StreamedArray(range(len(items)), make=items.__getitem__), items
-
-        def chunks(size: int) -> Any:
-            # Generated as written, in chunks of the size asked for, empty ones included.
-            yield []
-            for start in range(0, len(items), size):
-                yield items[start : start + size]
-
-        return StreamedArray(length=len(items), chunks=chunks), items
+        # Each item made from its source as its chunk is made.
+        return StreamedArray(range(len(items)), make=items.__getitem__), items
     children = draw(st.lists(_documents(depth + 1), max_size=4))
     if kind == "list":
         return [c[0] for c in children], [c[1] for c in children]
@@ -119,18 +108,26 @@ def test_a_check_stops_the_encoding_at_the_chunk_it_refuses() -> None:
     assert b"7" not in b"".join(produced)
 
 
-def test_a_lazy_array_that_gives_fewer_items_than_it_claims_is_an_error() -> None:
-    short = StreamedArray(length=3, chunks=lambda size: iter([[1, 2]]))
+class _ClaimsThree(Sequence[int]):
+    """A sequence whose length says 3 while its slices hold 2 items."""
+
+    def __len__(self) -> int:
+        return 3
+
+    def __getitem__(self, index: Any) -> Any:
+        return [1, 2]
+
+
+def test_an_array_that_gives_fewer_items_than_it_claims_is_an_error() -> None:
     with pytest.raises(ValueError, match="gave 2 of 3"):
-        encode_json({"models": short})
+        encode_json({"models": StreamedArray(_ClaimsThree())})
 
 
 def test_a_streamed_array_is_a_sequence() -> None:
-    lazy = StreamedArray(length=3, chunks=lambda size: iter([[1, 2], [3]]))
-    assert lazy == [1, 2, 3] and len(lazy) == 3 and lazy[1] == 2 and list(lazy) == [1, 2, 3]
+    made = StreamedArray(range(3), make=lambda i: i + 1)
+    assert made == [1, 2, 3] and len(made) == 3 and made[1] == 2 and list(made) == [1, 2, 3]
+    assert made[1:] == [2, 3]
     assert StreamedArray([4, 5])[-1] == 5
     assert StreamedArray([4, 5], make=str)[-1] == "5"
     with pytest.raises(TypeError):
-        StreamedArray()
-    with pytest.raises(TypeError):
-        StreamedArray(make=str, length=1, chunks=lambda size: iter([[1]]))
+        StreamedArray()  # type: ignore[call-arg]
