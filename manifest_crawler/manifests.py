@@ -302,6 +302,7 @@ class AtomicFiles:
 
     def commit(self) -> None:
         pending, self._pending = self._pending, []
+        renamed = 0
         try:
             temporaries = [tmp_name for tmp_name, _ in pending]
             if len(temporaries) > 1:
@@ -311,12 +312,12 @@ class AtomicFiles:
             else:
                 for tmp_name in temporaries:
                     _fsync_path(tmp_name)
-            for index, (tmp_name, path) in enumerate(pending):
+            for tmp_name, path in pending:
                 os.replace(tmp_name, path)
-                # Renamed: no longer this batch's to remove if a later rename fails.
-                pending[index] = ("", path)
+                renamed += 1
         except BaseException:
-            self._pending = pending
+            # What was renamed is in place; the temporaries not yet renamed are removed.
+            self._pending = pending[renamed:]
             self.discard()
             raise
         for folder in dict.fromkeys(path.parent for _, path in pending):
@@ -325,9 +326,8 @@ class AtomicFiles:
     def discard(self) -> None:
         pending, self._pending = self._pending, []
         for tmp_name, _ in pending:
-            if tmp_name:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp_name)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp_name)
 
 
 def _fsync_path(path: str | Path) -> None:

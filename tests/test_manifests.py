@@ -197,6 +197,25 @@ def test_atomic_files_replace_nothing_when_an_fsync_fails(tmp_path, monkeypatch)
     assert sorted(os.listdir(tmp_path)) == ["a.json", "b.json", "c.json"]
 
 
+def test_atomic_files_keep_what_was_renamed_when_a_later_rename_fails(tmp_path, monkeypatch):
+    targets = [tmp_path / f"{name}.json" for name in "abc"]
+    for path in targets:
+        path.write_bytes(b"old")
+    real_replace = os.replace
+
+    def replace(src, dst):
+        if str(dst).endswith("b.json"):
+            raise OSError("rename failed")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError, match="rename failed"), AtomicFiles() as files:
+        for path in targets:
+            files.write(path, b"new")
+    assert [path.read_bytes() for path in targets] == [b"new", b"old", b"old"]
+    assert sorted(os.listdir(tmp_path)) == ["a.json", "b.json", "c.json"]
+
+
 def test_reading_manifests_from_disk(tmp_path):
     fs = parse_filters(
         json.dumps(
