@@ -23,7 +23,7 @@ from manifest_crawler.changes import (
     summarize,
 )
 from manifest_crawler.filters import load_filters
-from manifest_crawler.ledger import FilterStatus, Ledger
+from manifest_crawler.ledger import FilterState, FilterStatus, Ledger
 from manifest_crawler.manifests import (
     ALL_MODELS_FILE,
     AtomicFiles,
@@ -161,59 +161,9 @@ class ManifestWriterPipeline:
         # round of fsyncs for every manifest instead of two fsyncs each.
         with AtomicFiles() as files:
             for state in ledger:
-                path = self.manifest_dir / manifest_filename(*state.filter.key)
-                previous_ids = baseline.manifests.get(state.filter.key)
-                previous = None if previous_ids is None else len(previous_ids)
-                collected = self.models.get(state.filter.key)
-                ranked = collected.ranked() if collected is not None else []
-                verdict = judge_filter(
-                    crawled=state.status is FilterStatus.DONE,
-                    crawl_reason=state.end_reason or "unfinished: the crawl stopped first",
-                    fresh_models=len(ranked),
-                    previous_models=previous,
-                    max_items=state.max_items,
-                    max_shrink=self.max_shrink,
-                )
-                errors = list(state.errors)
-                if verdict.verdict is Verdict.FRESH:
-                    document = build_manifest(state.filter.name, ranked, timestamp)
-                    try:
-                        # Fresh means fetched_any. Checked as it is written and in pieces, so that
-                        # no whole manifest is held, as objects or encoded (a million models
-                        # encode to 140 MB); an invalid one leaves the previous file in place.
-                        files.write(
-                            path,
-                            self.validators.encode_checked(MANIFEST_SCHEMA, document, path.name),
-                        )
-                    except SchemaError as exc:
-                        verdict = self._invalid_manifest(state.filter.key, exc, previous)
-                        errors.append(str(exc))
-                    else:
-                        written[state.filter.key] = ranked
-                    del document
-                rows.append(
-                    {
-                        **state.as_dict(),
-                        "errors": errors,
-                        "status": str(verdict.verdict),
-                        "reason": verdict.reason,
-                        "file": path.name,
-                        "manifest_models": len(ranked)
-                        if verdict.verdict is Verdict.FRESH
-                        else previous,
-                    }
-                )
-                outcomes.append(
-                    FilterOutcome(
-                        source=state.filter.source,
-                        filter=state.filter.name,
-                        file=path.name,
-                        status=str(verdict.verdict),
-                        previous=previous_ids,
-                        current=[entry_id(entry) for entry in ranked],
-                    )
-                )
-                self.stats.inc_value(f"manifest/filters/{verdict.verdict}")
+                row, outcome = self._judge_and_stage(state, baseline, timestamp, files, written)
+                rows.append(row)
+                outcomes.append(outcome)
         exit_code = exit_status(
             [Verdict(row["status"]) for row in rows], strict=self.strict, fetched_any=fetched_any
         )
@@ -238,6 +188,65 @@ class ManifestWriterPipeline:
                 next((row["errors"][0] for row in rows if row["errors"]), "none recorded"),
             )
         self._log_summary(ledger, rows)
+
+    def _judge_and_stage(
+        self,
+        state: FilterState,
+        baseline: Baseline,
+        timestamp: str,
+        files: AtomicFiles,
+        written: dict[tuple[str, str], list[Entry]],
+    ) -> tuple[dict[str, Any], FilterOutcome]:
+        """Judge one filter; when fresh, stage its manifest in ``files`` and note its models in
+        ``written``. Returns its run-report row and its changes.json outcome."""
+        path = self.manifest_dir / manifest_filename(*state.filter.key)
+        previous_ids = baseline.manifests.get(state.filter.key)
+        previous = None if previous_ids is None else len(previous_ids)
+        collected = self.models.get(state.filter.key)
+        ranked = collected.ranked() if collected is not None else []
+        verdict = judge_filter(
+            crawled=state.status is FilterStatus.DONE,
+            crawl_reason=state.end_reason or "unfinished: the crawl stopped first",
+            fresh_models=len(ranked),
+            previous_models=previous,
+            max_items=state.max_items,
+            max_shrink=self.max_shrink,
+        )
+        errors = list(state.errors)
+        if verdict.verdict is Verdict.FRESH:
+            document = build_manifest(state.filter.name, ranked, timestamp)
+            try:
+                # Fresh means fetched_any. Checked as it is written and in pieces, so that
+                # no whole manifest is held, as objects or encoded (a million models
+                # encode to 140 MB); an invalid one leaves the previous file in place.
+                files.write(
+                    path,
+                    self.validators.encode_checked(MANIFEST_SCHEMA, document, path.name),
+                )
+            except SchemaError as exc:
+                verdict = self._invalid_manifest(state.filter.key, exc, previous)
+                errors.append(str(exc))
+            else:
+                written[state.filter.key] = ranked
+            del document
+        row = {
+            **state.as_dict(),
+            "errors": errors,
+            "status": str(verdict.verdict),
+            "reason": verdict.reason,
+            "file": path.name,
+            "manifest_models": len(ranked) if verdict.verdict is Verdict.FRESH else previous,
+        }
+        outcome = FilterOutcome(
+            source=state.filter.source,
+            filter=state.filter.name,
+            file=path.name,
+            status=str(verdict.verdict),
+            previous=previous_ids,
+            current=[entry_id(entry) for entry in ranked],
+        )
+        self.stats.inc_value(f"manifest/filters/{verdict.verdict}")
+        return row, outcome
 
     def restore_job(
         self, models: dict[tuple[str, str], list[tuple[int, dict[str, str]]]], baseline: Baseline
