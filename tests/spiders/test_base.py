@@ -1,5 +1,6 @@
 """Pagination, dedup and page handling of the spider shell, against scripted pages over HTTP."""
 
+import inspect
 import logging
 
 import pytest
@@ -67,6 +68,36 @@ async def test_cursor_pagination_dedup_invalid_and_empty_pages(tmp_path, scripte
     # Parameters verbatim, a page size, never page=.
     assert all(q["sort"] == ["Newest"] and "page" not in q for q in api.requests)
     assert [q.get("cursor") for q in api.requests] == [None, ["c1"], ["c2"], ["c3"]]
+
+
+@deferred_f_from_coro_f
+async def test_the_page_callback_is_read_for_a_return_value_once_per_crawl(
+    tmp_path, scripted, monkeypatch
+):
+    # Scrapy reads a generator callback's source to warn if it returns a value, and caches
+    # the answer by the callback object: a callback made anew for each request was read for
+    # every page.
+    read: list[str] = []
+    getsource = inspect.getsource
+
+    def counting_getsource(obj):
+        read.append(getattr(obj, "__name__", repr(obj)))
+        return getsource(obj)
+
+    monkeypatch.setattr(inspect, "getsource", counting_getsource)
+    _api, url = scripted(
+        {
+            "": Reply(_page([_civitai_item(1)], "c1")),
+            "c1": Reply(_page([_civitai_item(2)], "c2")),
+            "c2": Reply(_page([_civitai_item(3)], "c3")),
+            "c3": Reply(_page([_civitai_item(4)])),
+        }
+    )
+    filters = {"civitai": [{"name": "filter/all", "label": "All", "params": {"sort": "Newest"}}]}
+    crawler = await crawl(CivitaiSpider, _settings(tmp_path, filters, CIVITAI_API_URL=url))
+    assert crawler.settings.getbool("WARN_ON_GENERATOR_RETURN_VALUE")
+    assert crawler.stats.get_value("manifest/civitai/pages") == 4
+    assert read.count("parse_page") == 1
 
 
 @deferred_f_from_coro_f
