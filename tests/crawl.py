@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
 from scrapy.crawler import Crawler
+from scrapy.utils.defer import maybe_deferred_to_future
 from scrapy.utils.test import get_crawler
+from twisted.internet.utils import getProcessOutputAndValue
 
 from manifest_crawler import settings as project_settings
 
@@ -48,3 +52,20 @@ def write_filters(
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+async def scrapy_crawl(*args: str) -> tuple[bytes, bytes, int]:
+    """``scrapy crawl *args`` in a process of its own, in the project: (stdout, stderr, code)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("CIVITAI_API_TOKEN", None)
+    env.pop("HF_TOKEN", None)
+    return await maybe_deferred_to_future(
+        getProcessOutputAndValue(
+            sys.executable, ["-m", "scrapy", "crawl", *args], env=env, path=str(ROOT)
+        )
+    )
+
+
+def setting_args(**settings: object) -> list[str]:
+    """``-s NAME=VALUE`` arguments of a ``scrapy crawl`` command line."""
+    return [arg for name, value in settings.items() for arg in ("-s", f"{name}={value}")]

@@ -3,34 +3,16 @@
 import gc
 import json
 import logging
-import os
-import sys
 
 from scrapy import signals
-from scrapy.utils.defer import deferred_f_from_coro_f, maybe_deferred_to_future
+from scrapy.utils.defer import deferred_f_from_coro_f
 from twisted.internet.defer import Deferred
-from twisted.internet.utils import getProcessOutputAndValue
 
 from manifest_crawler import settings as project_settings
 from manifest_crawler.filters import load_filters
 from manifest_crawler.manifests import manifest_filename
-from tests.crawl import REPO_FILTERS, ROOT, read_json, write_filters
+from tests.crawl import REPO_FILTERS, read_json, scrapy_crawl, setting_args, write_filters
 from tests.scripted import Reply
-
-
-async def scrapy_crawl(*args: str) -> tuple[bytes, bytes, int]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("CIVITAI_API_TOKEN", None)
-    env.pop("HF_TOKEN", None)
-    return await maybe_deferred_to_future(
-        getProcessOutputAndValue(
-            sys.executable, ["-m", "scrapy", "crawl", *args], env=env, path=str(ROOT)
-        )
-    )
-
-
-def _setting_args(**settings: object) -> list[str]:
-    return [arg for name, value in settings.items() for arg in ("-s", f"{name}={value}")]
 
 
 def _filters(tmp_path):
@@ -71,7 +53,7 @@ async def test_exit_status_follows_the_run(tmp_path, scripted):
         },
         by="sort",
     )
-    common = _setting_args(
+    common = setting_args(
         FILTERS_FILE=_filters(tmp_path),
         CIVITAI_API_URL=url,
         MANIFEST_DIR=tmp_path / "out",
@@ -148,7 +130,7 @@ async def test_startup_objects_are_frozen_and_crawl_garbage_still_collected(tmp_
         "civitai",
         "-a",
         "filters=good",
-        *_setting_args(
+        *setting_args(
             FILTERS_FILE=_filters(tmp_path),
             CIVITAI_API_URL=url,
             MANIFEST_DIR=tmp_path / "out",
