@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import operator
 import os
 import sys
 import tempfile
@@ -142,14 +143,20 @@ class SiteModels(Sequence[SiteModel]):
         return len(self._entries)
 
     def _site_model(self, index: int) -> SiteModel:
-        model = expand_entry(self._entries[index])
+        # A Hugging Face id becomes a SiteModel directly, without a ManifestModel on the way.
+        entry = self._entries[index]
         source = self._source_names[self._sources[index]]
+        if type(entry) is str:
+            return SiteModel(entry, id_slug(entry), entry, source)
+        model = expand_entry(entry)
         return SiteModel(model.id, model.slug, model.name, source)
 
     def __getitem__(self, index: Any) -> Any:
         if isinstance(index, slice):
             return [self._site_model(i) for i in range(*index.indices(len(self)))]
-        return self._site_model(range(len(self))[index])
+        # The list and the bytearray have one length: they agree on any index, negative or
+        # out of range (IndexError).
+        return self._site_model(operator.index(index))
 
     def ids(self) -> Iterator[str]:
         """The models' ids, in order, without making a SiteModel of each."""

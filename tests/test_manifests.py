@@ -286,8 +286,9 @@ def test_site_models_are_a_sequence_made_as_read():
         "civitai-2",
     ]
     assert orjson.loads(orjson.dumps(models[:])) == [dict(m) for m in models]
-    with pytest.raises(IndexError):
-        models[3]
+    for outside in (3, -4):
+        with pytest.raises(IndexError):
+            models[outside]
 
 
 def test_previous_files_are_read_as_streams_with_clear_errors(tmp_path):
