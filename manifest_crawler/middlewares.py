@@ -19,6 +19,7 @@ import logging
 import random
 import re
 import time
+from collections import defaultdict
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Self
@@ -165,8 +166,8 @@ class BackoffRetryMiddleware(RetryMiddleware):
         self.blocked_until: dict[str, float] = {}
         #: Download slot → why its host is unreachable.
         self.unreachable: dict[str, str] = {}
-        #: Download slot → its announced rate-limit budget.
-        self.budgets: dict[str, RateBudget] = {}
+        #: Download slot → its announced rate-limit budget (made at the slot's first request).
+        self.budgets: defaultdict[str, RateBudget] = defaultdict(RateBudget)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -190,7 +191,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
             # A request resumed from JOBDIR carries an earlier process's monotonic clock,
             # meaningless after a reboot: no wait is ever longer than the longest we set.
             request.meta[NOT_BEFORE_META] = time.monotonic() + self.longest_wait
-        budget = self.budgets.setdefault(slot, RateBudget())
+        budget = self.budgets[slot]
         probe = bool(request.meta.get(RATELIMIT_PROBE_META))
         # Re-checked after every sleep: another response may have extended the slot's wait.
         while True:
@@ -269,7 +270,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
     def _landed(self, slot: str, response: Response | None = None) -> None:
         """A request to ``slot`` is back: one fewer in flight, the budget its answer announces
         read, then the requests held back until now woken, to find that budget."""
-        budget = self.budgets.setdefault(slot, RateBudget())
+        budget = self.budgets[slot]
         if budget.in_flight:
             budget.in_flight -= 1
         if response is not None:
