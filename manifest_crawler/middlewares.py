@@ -46,8 +46,9 @@ logger = logging.getLogger(__name__)
 
 #: Request.meta key: the monotonic time before which the request must not be sent.
 NOT_BEFORE_META = "manifest_not_before"
-#: Request.meta key set for APIs that announce their budget in RateLimit headers: until the
-#: first answer has told the budget, such a request waits for the one already in flight.
+#: Request.meta key set for APIs that announce their budget in RateLimit headers: under
+#: MANIFEST_RATELIMIT_PROBE, until the first answer has told the budget, such a request waits
+#: for the one already in flight.
 RATELIMIT_PROBE_META = "manifest_ratelimit_probe"
 
 UNRESOLVABLE_ERRORS = (CannotResolveHostError, DNSLookupError)
@@ -160,6 +161,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
         self.cap = settings.getfloat("MANIFEST_BACKOFF_MAX")
         self.jitter = settings.getfloat("MANIFEST_BACKOFF_JITTER")
         self.max_wait = settings.getfloat("MANIFEST_MAX_RETRY_AFTER")
+        self.probe_budget = settings.getbool("MANIFEST_RATELIMIT_PROBE")
         self.longest_wait = max(self.cap, self.max_wait)
         self.rng = random.Random()
         #: Download slot → monotonic time until which the API asked us to wait.
@@ -192,7 +194,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
             # meaningless after a reboot: no wait is ever longer than the longest we set.
             request.meta[NOT_BEFORE_META] = time.monotonic() + self.longest_wait
         budget = self.budgets[slot]
-        probe = bool(request.meta.get(RATELIMIT_PROBE_META))
+        probe = self.probe_budget and bool(request.meta.get(RATELIMIT_PROBE_META))
         # Re-checked after every sleep: another response may have extended the slot's wait.
         while True:
             now = time.monotonic()

@@ -94,15 +94,18 @@ async def test_a_permanently_failing_filter_keeps_its_file_and_its_models(make_e
     assert crawler.stats.get_value("manifest/exit_code") == 0
 
 
+HF_TEN = "likes,downloads,trending,recent,text-generation,apache-2.0,gguf,mit,small,medium"
+
+
 @deferred_f_from_coro_f
-async def test_small_hf_rate_limit_window_loses_nothing_and_never_overdraws(
+async def test_small_hf_rate_limit_window_with_the_probe_loses_nothing_and_never_overdraws(
     make_emulator, tmp_path
 ):
-    faults = FaultConfig(hf_rate_limit=4, hf_rate_window=1.0)
+    faults = FaultConfig(latency=0.3, hf_rate_limit=4, hf_rate_window=1.0)
     emulator = make_emulator(EmulatorConfig(faults=faults))
-    names = "likes,downloads,trending,recent,text-generation,apache-2.0,gguf,mit,small,medium"
-    await crawl(HuggingFaceSpider, crawl_settings(emulator, tmp_path), filters=names)
-    _assert_exact(emulator, tmp_path, names, 100)
+    settings = crawl_settings(emulator, tmp_path, MANIFEST_RATELIMIT_PROBE=True)
+    await crawl(HuggingFaceSpider, settings, filters=HF_TEN)
+    _assert_exact(emulator, tmp_path, HF_TEN, 100)
     records = emulator.requests("huggingface")
     assert len(records) == 10
     assert not [r for r in records if r.arrived_when_exhausted]
@@ -110,12 +113,46 @@ async def test_small_hf_rate_limit_window_loses_nothing_and_never_overdraws(
 
 
 @deferred_f_from_coro_f
+async def test_small_hf_rate_limit_window_overdraws_only_in_the_first_round_and_loses_nothing(
+    make_emulator, tmp_path
+):
+    # Without the probe the first round goes out before any answer has told the budget (4):
+    # the 4 requests beyond it get a 429 saying when the window resets, and go again then.
+    faults = FaultConfig(latency=0.3, hf_rate_limit=4, hf_rate_window=1.0)
+    emulator = make_emulator(EmulatorConfig(faults=faults))
+    crawler = await crawl(HuggingFaceSpider, crawl_settings(emulator, tmp_path), filters=HF_TEN)
+    _assert_exact(emulator, tmp_path, HF_TEN, 100)
+    records = sorted(emulator.requests("huggingface"), key=lambda r: r.time)
+    first_answer = min(r.finished for r in records if r.finished is not None)
+    first_round = [r for r in records if r.time < first_answer]
+    assert len(first_round) == 8
+    overdrawn = [r for r in records if r.arrived_when_exhausted]
+    assert len(overdrawn) == 4 and all(r in first_round for r in overdrawn)
+    assert all(r.status == 429 for r in overdrawn)
+    assert sum(r.status == 200 for r in records) == 10 and len(records) == 14
+    assert crawler.stats.get_value("manifest/retry/reason_count/http_429") == 4
+
+
+@deferred_f_from_coro_f
+async def test_the_first_round_to_a_budgeted_api_goes_out_at_once(make_emulator, tmp_path):
+    faults = FaultConfig(latency=0.3, hf_rate_limit=500, hf_rate_window=300.0)
+    emulator = make_emulator(EmulatorConfig(faults=faults))
+    await crawl(HuggingFaceSpider, crawl_settings(emulator, tmp_path), filters=HF_TEN)
+    _assert_exact(emulator, tmp_path, HF_TEN, 100)
+    records = emulator.requests("huggingface")
+    assert len(records) == 10 and all(r.status == 200 for r in records)
+    first_answer = min(r.finished for r in records if r.finished is not None)
+    # All 8 places filled before any answer; the last 2 requests went as answers freed places.
+    assert sum(r.time < first_answer for r in records) == 8
+
+
+@deferred_f_from_coro_f
 async def test_requests_behind_the_budget_probe_go_when_its_answer_lands(make_emulator, tmp_path):
     faults = FaultConfig(latency=0.3, hf_rate_limit=500, hf_rate_window=300.0)
     emulator = make_emulator(EmulatorConfig(faults=faults))
-    names = "likes,downloads,trending,recent,text-generation,apache-2.0,gguf,mit,small,medium"
-    crawler = await crawl(HuggingFaceSpider, crawl_settings(emulator, tmp_path), filters=names)
-    _assert_exact(emulator, tmp_path, names, 100)
+    settings = crawl_settings(emulator, tmp_path, MANIFEST_RATELIMIT_PROBE=True)
+    crawler = await crawl(HuggingFaceSpider, settings, filters=HF_TEN)
+    _assert_exact(emulator, tmp_path, HF_TEN, 100)
     probe, *others = sorted(emulator.requests("huggingface"), key=lambda r: r.time)
     assert len(others) == 9 and probe.finished is not None
     # The budget was unknown until the first answer: nothing else went before it.
@@ -131,9 +168,8 @@ async def test_an_api_without_rate_limit_headers_is_not_probed_one_at_a_time(
 ):
     # The offline emulator announces no budget: HF requests must then go out concurrently.
     emulator = make_emulator(EmulatorConfig(faults=FaultConfig(latency=0.3)))
-    names = "likes,downloads,trending,recent,text-generation,apache-2.0,gguf,mit,small,medium"
-    await crawl(HuggingFaceSpider, crawl_settings(emulator, tmp_path), filters=names)
-    _assert_exact(emulator, tmp_path, names, 100)
+    await crawl(HuggingFaceSpider, crawl_settings(emulator, tmp_path), filters=HF_TEN)
+    _assert_exact(emulator, tmp_path, HF_TEN, 100)
     times = sorted(r.time for r in emulator.requests("huggingface"))
     # One at a time would take 10 x 0.3 s; with up to 8 in flight it takes two rounds or so.
     assert times[-1] - times[0] < 1.5
