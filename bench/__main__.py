@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench import crawl, scale, throughput
-from bench.harness import ROOT
+from bench.harness import ROOT, compile_crawler
 
 
 def _ints(value: str) -> list[int]:
@@ -51,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="extra Scrapy setting for the measured crawls",
     )
     common.add_argument("--workdir", type=Path, default=None, help="parent of the temp folders")
+    common.add_argument(
+        "--no-compile",
+        dest="compile",
+        action="store_false",
+        help="leave the crawler's bytecode as found (by default it is compiled first)",
+    )
 
     c = sub.add_parser("crawl", parents=[common], help="full crawl vs baseline and lower bound")
     c.add_argument("--latency", type=float, default=0.3, help="mean seconds per response")
@@ -102,6 +108,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     extra = _settings(args.settings)
+    if args.compile:
+        print(compile_crawler(args.crawler_root), flush=True)
     if args.bench == "crawl":
         cfg = crawl.CrawlBenchConfig(
             filters_file=args.filters,

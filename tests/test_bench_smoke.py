@@ -85,3 +85,24 @@ def test_each_benchmark_repeats_as_documented():
 
     assert [parse_args([name]).repeat for name in ("crawl", "throughput", "scale")] == [3, 3, 1]
     assert parse_args(["scale", "--repeat", "2"]).repeat == 2
+
+
+def test_the_crawler_is_compiled_before_it_is_measured_unless_told_not_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench.__main__ import parse_args
+    from bench.harness import compile_crawler
+
+    assert parse_args(["crawl"]).compile is True
+    assert parse_args(["crawl", "--no-compile"]).compile is False
+    # These machines set PYTHONDONTWRITEBYTECODE: the bytecode is written all the same.
+    monkeypatch.setenv("PYTHONDONTWRITEBYTECODE", "1")
+    package = tmp_path / "manifest_crawler"
+    package.mkdir()
+    (package / "module.py").write_text("VALUE = 1\n")
+    line = compile_crawler(tmp_path)
+    assert str(package) in line
+    assert [p.name.split(".")[0] for p in (package / "__pycache__").iterdir()] == ["module"]
+    (package / "broken.py").write_text("def (:\n")
+    with pytest.raises(RuntimeError, match=re.escape(str(package))):
+        compile_crawler(tmp_path)
