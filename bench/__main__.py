@@ -1,7 +1,8 @@
 """``python -m bench <crawl|throughput|scale>``: the performance benchmarks.
 
-- ``crawl``: ``scrapy crawl all`` beside the sequential baseline, ``huggingface_hub`` and the
-  politeness lower bound, at 300 ms ± 100 ms per response by default.
+- ``crawl``: ``scrapy crawl all`` against the politeness lower bound at realistic latency
+  (CivitAI 1-3 s, the Hub 0.2-0.5 s by default; ``--latency 0.2-0.4`` for both at once), and
+  with ``--commands`` beside the sequential baseline and ``huggingface_hub``.
 - ``throughput``: zero latency; models per second and CPU µs per model, per source.
 - ``scale``: 100k and 1M unique models; time, peak RSS and bytes per unique model.
 
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench import crawl, scale, throughput
+from bench.emulator_proc import parse_span
 from bench.harness import ROOT, compile_crawler
 
 
@@ -59,22 +61,41 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     c = sub.add_parser("crawl", parents=[common], help="full crawl vs baseline and lower bound")
-    c.add_argument("--latency", type=float, default=0.3, help="mean seconds per response")
-    c.add_argument("--jitter", type=float, default=0.1, help="± uniform seconds")
+    c.add_argument(
+        "--civitai-latency",
+        type=parse_span,
+        default=crawl.REALISTIC_LATENCY["civitai"],
+        metavar="LOW-HIGH",
+        help="seconds per CivitAI response, uniform (default 1-3)",
+    )
+    c.add_argument(
+        "--hf-latency",
+        type=parse_span,
+        default=crawl.REALISTIC_LATENCY["huggingface"],
+        metavar="LOW-HIGH",
+        help="seconds per Hub response, uniform (default 0.2-0.5)",
+    )
+    c.add_argument(
+        "--latency",
+        type=parse_span,
+        default=None,
+        metavar="LOW-HIGH",
+        help="the same latency for both APIs (e.g. 0.2-0.4), instead of the two above",
+    )
     c.add_argument(
         "--jitter-seeds",
         type=_ints,
         default=[],
         help="seeds of the latency draws, one per run in turn (default: run i, seed i)",
     )
-    c.add_argument("--variants", type=_ints, default=[100, 1000], help="max_items values")
+    c.add_argument("--variants", type=_ints, default=[1000], help="max_items values")
     c.add_argument("--filters", type=Path, default=ROOT / "filters.json")
     c.add_argument("--civitai-models", type=int, default=100_000)
     c.add_argument("--hf-models", type=int, default=100_000)
     c.add_argument("--hf-rate-limit", default="500/300", help="Hub budget N/W ('' = none)")
     c.add_argument(
         "--commands",
-        default="crawl,crawl-hf,baseline,hub",
+        default="crawl",
         help="subset of crawl,crawl-hf,baseline,hub",
     )
 
@@ -115,8 +136,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             filters_file=args.filters,
             variants=args.variants,
             repeat=args.repeat,
-            latency=args.latency,
-            jitter=args.jitter,
+            latency={
+                "civitai": args.latency or args.civitai_latency,
+                "huggingface": args.latency or args.hf_latency,
+            },
             jitter_seeds=args.jitter_seeds,
             civitai_models=args.civitai_models,
             hf_models=args.hf_models,

@@ -33,6 +33,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--latency", type=float, default=0.0)
     parser.add_argument("--jitter", type=float, default=0.0)
     parser.add_argument(
+        "--api-latency",
+        action="append",
+        default=[],
+        metavar="API=LOW-HIGH",
+        help="this API's responses take LOW to HIGH seconds (uniform), not --latency ± --jitter",
+    )
+    parser.add_argument(
         "--jitter-seed", type=int, default=0, help="seed of the latency draws (not the catalogue)"
     )
     parser.add_argument(
@@ -43,15 +50,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_span(value: str) -> tuple[float, float]:
+    """``"1-3"`` → (1.0, 3.0); a single number is a fixed latency."""
+    low, _, high = value.partition("-")
+    bounds = (float(low), float(high or low))
+    if not 0 <= bounds[0] <= bounds[1]:
+        raise ValueError(f"latency span {value!r}: want LOW-HIGH seconds, 0 <= LOW <= HIGH")
+    return bounds
+
+
 def config_from(args: argparse.Namespace) -> EmulatorConfig:
     limit, window = 0, 300.0
     if args.hf_rate_limit:
         calls, _, seconds = args.hf_rate_limit.partition("/")
         limit, window = int(calls), float(seconds or 300)
+    per_api = {}
+    for value in args.api_latency:
+        api, _, span = value.partition("=")
+        low, high = parse_span(span)
+        per_api[api] = ((low + high) / 2, (high - low) / 2)
     faults = FaultConfig(
         seed=args.jitter_seed,
         latency=args.latency,
         jitter=args.jitter,
+        api_latency=per_api,
         hf_rate_limit=limit,
         hf_rate_window=window,
     )

@@ -37,6 +37,8 @@ class EmulatorSpec:
     hf_models: int = 3000
     latency: float = 0.0
     jitter: float = 0.0
+    #: Per API, (low, high) seconds a response takes (uniform), instead of latency ± jitter.
+    api_latency: dict[str, tuple[float, float]] = field(default_factory=dict)
     #: The Hub's budget as the real one announces it (N calls per W s), or "" for none.
     hf_rate_limit: str = ""
     seed: int = 0
@@ -54,6 +56,9 @@ class EmulatorSpec:
             f"--latency={self.latency}",
             f"--jitter={self.jitter}",
             f"--jitter-seed={self.jitter_seed}",
+        ]
+        argv += [
+            f"--api-latency={api}={low}-{high}" for api, (low, high) in self.api_latency.items()
         ]
         if self.hf_rate_limit:
             argv.append(f"--hf-rate-limit={self.hf_rate_limit}")

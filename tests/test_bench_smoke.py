@@ -45,8 +45,8 @@ def test_the_three_benchmarks_run_at_a_tiny_scale(tmp_path: Path) -> None:
             filters_file=filters,
             variants=(30,),
             repeat=1,
-            latency=0.0,
-            jitter=0.0,
+            latency={"civitai": (0.0, 0.0), "huggingface": (0.0, 0.0)},
+            commands=("crawl", "crawl-hf", "baseline", "hub"),
             civitai_models=400,
             hf_models=400,
             workdir=tmp_path,
@@ -57,6 +57,7 @@ def test_the_three_benchmarks_run_at_a_tiny_scale(tmp_path: Path) -> None:
     # Every command fetched the same models: the crawl, the baseline and huggingface_hub.
     assert rows["scrapy crawl all"][-1] == rows["sequential baseline"][-1]
     assert rows["scrapy crawl huggingface"][-1] == rows["huggingface_hub list_models"][-1]
+    assert report.startswith("HEADLINE 30/filter")
     assert "baseline / crawl:" in report and "huggingface_hub / crawl HF:" in report
     # The emulator's longest listing is the crawl's longest chain (from its run report).
     served = re.search(r"longest chain as served .*?: (\d+) pages", report)
@@ -82,6 +83,11 @@ def test_the_three_benchmarks_run_at_a_tiny_scale(tmp_path: Path) -> None:
 
 def test_each_benchmark_repeats_as_documented():
     from bench.__main__ import parse_args
+
+    realistic = parse_args(["crawl"])
+    assert (realistic.civitai_latency, realistic.hf_latency) == ((1.0, 3.0), (0.2, 0.5))
+    assert realistic.variants == [1000]
+    assert parse_args(["crawl", "--latency", "0.2-0.4"]).latency == (0.2, 0.4)
 
     assert [parse_args([name]).repeat for name in ("crawl", "throughput", "scale")] == [3, 3, 1]
     assert parse_args(["scale", "--repeat", "2"]).repeat == 2

@@ -67,6 +67,10 @@ class FaultConfig:
     latency: float = 0.0
     jitter: float = 0.0
     latency_apis: tuple[str, ...] = APIS
+    # Per-API latency, (api, latency, jitter) triples (a mapping api -> (latency, jitter) is
+    # accepted too): the real APIs differ (CivitAI 1-3 s, the Hub 0.2-0.5 s). An API listed here
+    # waits its own latency ± jitter instead of the two above.
+    api_latency: tuple[tuple[str, float, float], ...] = ()
     # Transient errors: each distinct URL fails its first ``transient_failures`` attempts,
     # cycling through ``fault_kinds``; beyond those, each attempt fails with ``fault_rate``.
     transient_failures: int = 0
@@ -93,6 +97,16 @@ class FaultConfig:
         for name in ("latency_apis", "transient_apis", "fail_apis", "fault_kinds"):
             object.__setattr__(self, name, _as_tuple(getattr(self, name)))
         object.__setattr__(self, "empty_pages", tuple(int(p) for p in self.empty_pages))
+        per_api = self.api_latency
+        if isinstance(per_api, Mapping):
+            per_api = tuple((api, *pair) for api, pair in per_api.items())
+        per_api = tuple(sorted((str(a), float(m), float(j)) for a, m, j in per_api))
+        object.__setattr__(self, "api_latency", per_api)
+        unknown = {api for api, _mean, _jitter in per_api} - set(APIS)
+        if unknown:
+            raise ValueError(f"api_latency: unknown API(s) {sorted(unknown)}; use {APIS}")
+        if any(mean < 0 or jitter < 0 for _api, mean, jitter in per_api):
+            raise ValueError("api_latency: latency and jitter must be >= 0")
         # Matchers become sorted (key, values) tuples: the config stays hashable and two
         # configs naming the same matchers compare equal.
         object.__setattr__(
@@ -251,6 +265,7 @@ class FaultInjector:
         self.config = config
         self.attempts: dict[str, int] = {}
         self._jitter = Random(config.seed)
+        self._api_latency = {api: (mean, jitter) for api, mean, jitter in config.api_latency}
         self.limiter = (
             FixedWindowLimiter(config.hf_rate_limit, config.hf_rate_window, clock)
             if config.hf_rate_limit
@@ -259,9 +274,12 @@ class FaultInjector:
 
     def delay(self, api: str) -> float:
         cfg = self.config
-        if api not in cfg.latency_apis or not (cfg.latency or cfg.jitter):
+        latency, jitter = self._api_latency.get(api, (cfg.latency, cfg.jitter))
+        if api not in self._api_latency and api not in cfg.latency_apis:
             return 0.0
-        return max(0.0, cfg.latency + self._jitter.uniform(-cfg.jitter, cfg.jitter))
+        if not (latency or jitter):
+            return 0.0
+        return max(0.0, latency + self._jitter.uniform(-jitter, jitter))
 
     def rate_limit(self, api: str) -> RateLimitVerdict | None:
         if api != HUGGINGFACE or self.limiter is None:

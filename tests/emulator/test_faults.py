@@ -220,3 +220,15 @@ def test_rate_limit_only_for_the_hub() -> None:
     first, second = injector.rate_limit("huggingface"), injector.rate_limit("huggingface")
     assert first is not None and first.allowed
     assert second is not None and not second.allowed
+
+
+def test_each_api_can_have_its_own_latency():
+    config = FaultConfig(latency=0.1, api_latency={"civitai": (2.0, 1.0)}, latency_apis=())
+    assert config.api_latency == (("civitai", 2.0, 1.0),)
+    injector = FaultInjector(config)
+    delays = [injector.delay("civitai") for _ in range(200)]
+    assert all(1.0 <= delay <= 3.0 for delay in delays) and max(delays) - min(delays) > 1.0
+    # latency_apis leaves the Hub out of the common latency; its own entry would apply.
+    assert injector.delay("huggingface") == 0.0
+    with pytest.raises(ValueError, match="api_latency"):
+        FaultConfig(api_latency={"nowhere": (1.0, 0.0)})
