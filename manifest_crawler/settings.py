@@ -1,7 +1,5 @@
 """Every default of the project in one place; each can be overridden with ``-s NAME=value``."""
 
-from scrapy.settings import default_settings
-
 BOT_NAME = "manifest_crawler"
 SPIDER_MODULES = ["manifest_crawler.spiders"]
 NEWSPIDER_MODULE = "manifest_crawler.spiders"
@@ -71,35 +69,10 @@ ITEM_PIPELINES = {
     "manifest_crawler.pipelines.NormalizePipeline": 100,
     "manifest_crawler.pipelines.ManifestWriterPipeline": 800,
 }
-# Scrapy's pipeline manager, lighter per item; with the CoreStats below it counts
-# item_scraped_count instead of a receiver of every item's item_scraped signal (itemproc.py).
-ITEM_PROCESSOR = "manifest_crawler.itemproc.ItemPipelines"
 EXTENSIONS = {
-    "scrapy.extensions.corestats.CoreStats": None,
-    "manifest_crawler.itemproc.CoreStats": 0,
     "manifest_crawler.extensions.offline.OfflineEmulator": 0,
     "manifest_crawler.extensions.progress.ProgressReporter": 510,
     "manifest_crawler.extensions.sitemap.SitemapWriter": 520,
-    "manifest_crawler.extensions.gctuning.GcThreshold": 530,
-}
-# Scrapy's components that are off here anyway (REMOTE_CONTROL_ENABLED, TELNETCONSOLE_ENABLED
-# and COOKIES_ENABLED below), left out of Scrapy's base lists: Scrapy imports every listed
-# component, even one set to None, and these three modules import aiohttp, twisted.conch,
-# tldextract and requests, 0.12 s of every start (measured).
-_never_loaded = (
-    "scrapy.extensions.remote_control.RemoteControl",
-    "scrapy.extensions.telnet.TelnetConsole",
-    "scrapy.downloadermiddlewares.cookies.CookiesMiddleware",
-)
-EXTENSIONS_BASE = {
-    name: order
-    for name, order in default_settings.EXTENSIONS_BASE.items()
-    if name not in _never_loaded
-}
-DOWNLOADER_MIDDLEWARES_BASE = {
-    name: order
-    for name, order in default_settings.DOWNLOADER_MIDDLEWARES_BASE.items()
-    if name not in _never_loaded
 }
 # Add-ons adjust settings before the crawl starts: the dev cache turns Scrapy's HTTP cache on,
 # and JSONRPC_ENABLED adds the JSON-RPC service to EXTENSIONS (extensions/jsonrpc_addon.py).
@@ -190,17 +163,12 @@ AUTOTHROTTLE_START_DELAY = 0.01
 AUTOTHROTTLE_MAX_DELAY = 30.0
 AUTOTHROTTLE_TARGET_CONCURRENCY = 32.0
 LOG_LEVEL = "INFO"
-# Skips building the DEBUG "Scraped from" record of every model when LOG_LEVEL hides it.
-LOG_FORMATTER = "manifest_crawler.logformatter.QuietLogFormatter"
-# Python's first-generation GC threshold during a crawl (its default is 700; 0 leaves it):
-# at 700 a deep crawl spent a quarter of its time in full collections (extensions/gctuning.py).
-MANIFEST_GC_THRESHOLD = 50_000
 # A page whose body is not a page is retried from the callback with get_retry_request(), which
 # is meant to carry retry_times over; Scrapy's meta-copy detector would warn about exactly that.
 META_COPY_WARN_SKIP_KEYS = ["retry_times"]
 
-# `scrapy crawl` ends its process without the interpreter's teardown once the run is written
-# and logged (commands/crawl.py): 0.2 s of every build.
-MANIFEST_FAST_EXIT = True
+# The page callback returns no value; Scrapy's check of that parses the callback's source
+# (per callback object, and each request's bound method is a new one).
+WARN_ON_GENERATOR_RETURN_VALUE = False
 
 FEED_EXPORT_ENCODING = "utf-8"

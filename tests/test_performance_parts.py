@@ -2,35 +2,23 @@
 
 from __future__ import annotations
 
-import gc
-import logging
-from types import SimpleNamespace
-from typing import ClassVar
-
 import orjson
 import pytest
-from scrapy import signals
-from scrapy.crawler import Crawler
-from scrapy.http import Request, TextResponse
-from scrapy.settings import Settings
-from scrapy.utils.defer import deferred_f_from_coro_f
+from scrapy.http import TextResponse
 
 from manifest_crawler.emulator import Catalogue, FaultConfig
 from manifest_crawler.emulator.civitai import CivitaiApi
 from manifest_crawler.filters import Filter
 from manifest_crawler.ledger import FilterState
-from manifest_crawler.logformatter import QuietLogFormatter
 from manifest_crawler.manifests import (
     CollectedModels,
     ManifestModel,
     build_manifest,
     encode_json,
 )
-from manifest_crawler.pqueues import _ApiCeilings
 from manifest_crawler.spiders.base import PageError, chains, load_json, start_order
-from manifest_crawler.spiders.civitai import CivitaiAPI, CivitaiSpider, _next_cursor
+from manifest_crawler.spiders.civitai import CivitaiAPI, _next_cursor
 from manifest_crawler.spiders.huggingface import HuggingFaceAPI
-from tests.crawl import crawl, crawl_settings
 
 _CIVITAI_FIELDS = ("id", "name", "type", "nsfwLevel")
 
@@ -173,61 +161,3 @@ def test_collected_models_keep_pairs_and_rank_order() -> None:
         "slug": "a--x",
         "name": "a/x",
     }
-
-
-def test_the_scraped_line_is_skipped_only_when_log_level_hides_it() -> None:
-    def formatter(**settings: object) -> QuietLogFormatter:
-        return QuietLogFormatter.from_crawler(SimpleNamespace(settings=Settings(settings)))  # type: ignore[arg-type]
-
-    spider = SimpleNamespace()
-    assert formatter(LOG_LEVEL="INFO").scraped({}, None, spider) is None  # type: ignore[arg-type]
-    shown = formatter(LOG_LEVEL="DEBUG").scraped({}, None, spider)  # type: ignore[arg-type]
-    assert shown is not None and shown["level"] == logging.DEBUG
-    assert formatter(LOG_LEVEL="INFO", LOG_ENABLED=False).log_scraped
-
-
-def test_an_api_at_its_ceiling_gets_no_more_requests() -> None:
-    def request(slot: str) -> Request:
-        return Request("http://x/", meta={"download_slot": slot})
-
-    downloader = SimpleNamespace(
-        active={request("civitai"), request("civitai"), request("huggingface")},
-        slots={"civitai": SimpleNamespace(concurrency=2)},
-        per_slot_settings={},
-        ip_concurrency=0,
-        domain_concurrency=8,
-        get_slot_key=lambda r: r.meta["download_slot"],
-    )
-    ceilings = _ApiCeilings.__new__(_ApiCeilings)
-    ceilings.downloader = downloader  # type: ignore[assignment]
-    # civitai holds 2 of 2 (even if waiting out a backoff, before reaching its slot).
-    assert ceilings.stats(["civitai", "huggingface"]) == [(1, "huggingface")]
-
-
-class _GcProbe:
-    """Records the collector's first-generation threshold at every response of a crawl."""
-
-    seen: ClassVar[list[int]] = []
-
-    def __init__(self, crawler: Crawler) -> None:
-        crawler.signals.connect(self.response_received, signal=signals.response_received)
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> _GcProbe:
-        return cls(crawler)
-
-    def response_received(self) -> None:
-        self.seen.append(gc.get_threshold()[0])
-
-
-@deferred_f_from_coro_f
-async def test_a_crawl_runs_with_a_raised_gc_threshold_then_restores_it(
-    make_emulator, tmp_path
-) -> None:
-    before = gc.get_threshold()
-    _GcProbe.seen.clear()
-    settings = crawl_settings(make_emulator(), tmp_path, MANIFEST_GC_THRESHOLD=before[0] + 50_000)
-    settings["EXTENSIONS"] = {**settings["EXTENSIONS"], f"{__name__}._GcProbe": 900}
-    await crawl(CivitaiSpider, settings, filters="filter/loras,filter/sdxl")
-    assert _GcProbe.seen and set(_GcProbe.seen) == {before[0] + 50_000}
-    assert gc.get_threshold() == before

@@ -7,11 +7,7 @@ a site build must fail when the manifests could not be made.
 from __future__ import annotations
 
 import argparse
-import atexit
-import gc
-import os
 import sys
-from typing import NoReturn
 
 from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
@@ -43,39 +39,8 @@ class Command(ScrapyCrawlCommand):
             raise UsageError(str(exc.args[0]) if exc.args else "unknown spider") from None
         crawler = self._create_crawler(args[0])
         self.crawler_process.crawl(crawler, **opts.spargs)
-        # What exists by now (modules, classes, settings: most of the process's objects) lives
-        # as long as the process. Frozen, no collection visits it again: neither the crawl's
-        # full collections nor the one in exit_now, 30-65 ms at 100 models per filter and 4 ms
-        # frozen (measured). What the crawl creates is collected as before.
-        gc.freeze()
         self.crawler_process.start()
         if self.crawler_process.bootstrap_failed:
             self.exitcode = 1
             return
         self.exitcode = int(crawler.stats.get_value(EXIT_CODE_STAT, 0))
-        if self.settings.getbool("MANIFEST_FAST_EXIT") and not opts.profile and not observed():
-            exit_now(self.exitcode)
-
-
-def observed() -> bool:
-    """Whether a profiler or tracer (cProfile, pyinstrument, coverage, a debugger) runs this
-    process: it writes its results after the command returns, so the process must end the
-    usual way."""
-    return sys.getprofile() is not None or sys.gettrace() is not None
-
-
-def exit_now(code: int) -> NoReturn:
-    """End the process with ``code`` as ``sys.exit`` would, minus the interpreter's teardown.
-
-    Scrapy's ``execute()`` calls ``sys.exit`` right after the command anyway; the teardown
-    that follows frees every module and object one by one, 0.2 s of every build (measured)
-    for nothing: the manifests, the report and the logs are written by then. What it would
-    still do is done here: a collection (a Deferred that failed unhandled says so when it is
-    collected, while logging still works), the atexit handlers (logging.shutdown among them)
-    and flushing stdout and stderr.
-    """
-    gc.collect()
-    atexit._run_exitfuncs()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)

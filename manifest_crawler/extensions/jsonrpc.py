@@ -366,11 +366,12 @@ class _Endpoint(JSONRPC):
         self.service = service
         self.peer = "?"
 
-    def _getFunction(self, functionPath: str) -> Callable[..., Any]:
-        # txjsonrpc-ng would also resolve "__dir__" and dotted sub-handler paths.
-        if functionPath not in self.methods:
-            raise jsonrpclib.NoSuchFunction(METHOD_NOT_FOUND, "Method not found")
-        function: Callable[..., Any] = super()._getFunction(functionPath)
+    def published(self, name: str) -> Callable[..., Any] | None:
+        """The ``jsonrpc_<name>`` method when ``name`` is on the list, else None (txjsonrpc-ng's
+        own lookup would also resolve "__dir__" and dotted sub-handler paths)."""
+        if name not in self.methods:
+            return None
+        function: Callable[..., Any] = getattr(self, f"jsonrpc_{name}")
         return function
 
     def render(self, request: server.Request) -> int:
@@ -453,9 +454,8 @@ class _Endpoint(JSONRPC):
                 )
             )
         args, kwargs = (params, {}) if isinstance(params, list) else ([], params)
-        try:
-            function = self._getFunction(name)
-        except jsonrpclib.Fault:
+        function = self.published(name)
+        if function is None:
             answer = _error(
                 call_id, METHOD_NOT_FOUND, "Method not found", {"methods": sorted(self.methods)}
             )

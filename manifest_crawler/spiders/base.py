@@ -12,9 +12,8 @@ import os
 import re
 import sys
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from functools import cached_property
 from itertools import zip_longest
 from typing import Any, ClassVar, Self
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -279,21 +278,13 @@ class ManifestSpider(scrapy.Spider):
         return scrapy.Request(
             api.page_url(lead.filter, page_size, after),
             headers=api.headers,
-            callback=self._page_callback,
+            callback=self.parse_page,
             errback=self.page_failed,
             # Deeper pages first, so filters in flight finish before new ones start.
             priority=max(state.pages for state in states),
             dont_filter=True,
             meta=meta,
         )
-
-    @cached_property
-    def _page_callback(self) -> Callable[[Response], Iterator[Any]]:
-        # One bound method for every page request, not a new one each: before calling a
-        # generator callback, Scrapy checks that it returns no value by parsing its source
-        # (WARN_ON_GENERATOR_RETURN_VALUE), and caches the answer weakly by the callback, so a
-        # callback that dies with its request was parsed again for every page (136 us).
-        return self.parse_page
 
     def parse_page(self, response: Response) -> Iterator[Any]:
         try:

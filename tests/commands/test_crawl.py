@@ -1,14 +1,7 @@
 """`scrapy crawl` as a site build runs it: a real process whose exit status means something."""
 
-import gc
-import json
-import logging
-
-from scrapy import signals
 from scrapy.utils.defer import deferred_f_from_coro_f
-from twisted.internet.defer import Deferred
 
-from manifest_crawler import settings as project_settings
 from manifest_crawler.filters import load_filters
 from manifest_crawler.manifests import manifest_filename
 from tests.crawl import REPO_FILTERS, read_json, scrapy_crawl, setting_args, write_filters
@@ -97,51 +90,3 @@ async def test_offline_quickstart_writes_every_manifest(tmp_path):
     assert all_models["totalModels"] == len(union)
     assert all_models["civitai"] + all_models["huggingface"] == len(union)
     assert "Offline mode: crawling the bundled emulator at http://127.0.0.1:" in err.decode()
-
-
-class _GcProbe:
-    """Loaded into a real `scrapy crawl` process: logs how many objects were frozen when the
-    spider opened, and leaves a failed Deferred in a reference cycle when it closes."""
-
-    @classmethod
-    def from_crawler(cls, crawler):
-        probe = cls()
-        crawler.signals.connect(probe.spider_opened, signal=signals.spider_opened)
-        crawler.signals.connect(probe.spider_closed, signal=signals.spider_closed)
-        return probe
-
-    def spider_opened(self):
-        logging.getLogger(__name__).warning("gc probe: %d frozen", gc.get_freeze_count())
-
-    def spider_closed(self):
-        failed: Deferred[None] = Deferred()
-        cycle: list[object] = [failed]
-        cycle.append(cycle)  # only the cyclic collector can free it
-        failed.errback(RuntimeError("gc probe: failed, never handled"))
-
-
-@deferred_f_from_coro_f
-async def test_startup_objects_are_frozen_and_crawl_garbage_still_collected(tmp_path, scripted):
-    _, url = scripted(
-        {"good|": Reply({"items": [{"id": 1, "name": "One"}], "metadata": {}})}, by="sort"
-    )
-    extensions = {**project_settings.EXTENSIONS, f"{__name__}._GcProbe": 999}
-    _, err, code = await scrapy_crawl(
-        "civitai",
-        "-a",
-        "filters=good",
-        *setting_args(
-            FILTERS_FILE=_filters(tmp_path),
-            CIVITAI_API_URL=url,
-            MANIFEST_DIR=tmp_path / "out",
-            EXTENSIONS=json.dumps(extensions),
-        ),
-    )
-    log = err.decode()
-    assert code == 0, log[-2000:]
-    frozen = int(log.split("gc probe: ", 1)[1].split(" frozen", 1)[0])
-    # Modules, classes, functions and settings: far more than a crawl of one model makes.
-    assert frozen > 50_000, frozen
-    # The fast exit's collection still finds what the crawl left in a cycle, and says so.
-    assert "gc probe: failed, never handled" in log
-    assert "Unhandled error in Deferred" in log

@@ -381,6 +381,7 @@ async def test_protocol_errors_are_answered_and_leave_the_crawl_alone():
             "__dir__",
             "__class__",
             "_getFunction",
+            "published",
             "render",
             "jsonrpc_status",
             "rpc.discover",
