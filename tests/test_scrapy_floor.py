@@ -1,0 +1,84 @@
+"""The oldest Scrapy the project declares (pyproject.toml) runs the offline quickstart and the
+crawl tests: a virtual environment over this interpreter's packages gets that Scrapy alone,
+shadowing the installed one, and runs them in child processes."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import scrapy
+from packaging.version import Version
+
+from tests.crawl import ROOT
+
+
+def declared_scrapy_range() -> tuple[str, str]:
+    """(floor, requirement) of the scrapy line of pyproject's [project] dependencies."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    requirement = next(
+        dep for dep in project["dependencies"] if re.match(r"scrapy\b", dep, re.IGNORECASE)
+    )
+    floor = re.search(r">=\s*([\d.]+)", requirement)
+    assert floor is not None, f"{requirement!r} has no floor"
+    return floor.group(1), requirement
+
+
+def test_scrapy_is_a_range_and_requirements_txt_says_the_same() -> None:
+    floor, requirement = declared_scrapy_range()
+    assert "<" in requirement and "==" not in requirement
+    lines = (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()
+    assert requirement.replace(" ", "") in [line.replace(" ", "") for line in lines]
+    # The installed Scrapy is inside the range.
+    assert Version(scrapy.__version__) >= Version(floor)
+
+
+def _floor_python(tmp_path: Path, floor: str) -> Path:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
+    python = venv / "bin" / "python"
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--quiet", f"scrapy=={floor}"],
+        check=True,
+        capture_output=True,
+    )
+    return python
+
+
+def test_the_floor_runs_the_offline_quickstart_and_the_crawl_tests(tmp_path: Path) -> None:
+    floor, _ = declared_scrapy_range()
+    python = _floor_python(tmp_path, floor)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    version = subprocess.run(
+        [str(python), "-c", "import scrapy; print(scrapy.__version__)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert Version(version) == Version(floor)
+    # tests/commands runs the README's offline quickstart (`scrapy crawl all -s
+    # MANIFEST_OFFLINE=true`) as a real process, with this interpreter, and checks its files.
+    tests = subprocess.run(
+        [str(python), "-m", "pytest", "-q", "-x", "tests/spiders", "tests/commands"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert tests.returncode == 0, tests.stdout[-4000:] + tests.stderr[-2000:]
+    assert re.search(r"\d+ passed", tests.stdout)
+    assert (
+        "test_offline_quickstart_writes_every_manifest"
+        in subprocess.run(
+            [str(python), "-m", "pytest", "-q", "--collect-only", "tests/commands"],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+        ).stdout
+    )
