@@ -53,7 +53,7 @@ class _FieldMapping(Mapping[str, str]):
 
     def __getitem__(self, key: str) -> str:
         if key in self.__match_args__:
-            return getattr(self, key)  # type: ignore[no-any-return]
+            return getattr(self, key)
         raise KeyError(key)
 
     def __iter__(self) -> Iterator[str]:
@@ -111,11 +111,11 @@ def compact_entry(model_id: str, slug: str, name: str) -> str | None:
 
 
 def entry_id(entry: Entry) -> str:
-    return entry if type(entry) is str else entry["id"]
+    return entry if isinstance(entry, str) else entry["id"]
 
 
 def expand_entry(entry: Entry) -> ManifestModel:
-    if type(entry) is str:
+    if isinstance(entry, str):
         return ManifestModel(entry, id_slug(entry), entry)
     if isinstance(entry, ManifestModel):
         return entry

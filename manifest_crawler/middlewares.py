@@ -222,7 +222,10 @@ class BackoffRetryMiddleware(RetryMiddleware):
         if budget.remaining is not None:
             budget.remaining -= 1
 
-    def process_response(self, request: Request, response: Response) -> Request | Response:
+    # Scrapy calls these without the spider argument its RetryMiddleware still declares.
+    def process_response(  # type: ignore[override]
+        self, request: Request, response: Response
+    ) -> Request | Response:
         if "cached" in response.flags:
             # MANIFEST_DEV_CACHE answered before this middleware (and any wait) was reached:
             # nothing went to the API, and its rate-limit headers are from another day.
@@ -254,7 +257,9 @@ class BackoffRetryMiddleware(RetryMiddleware):
             self._block(slot, retry.meta[NOT_BEFORE_META])
         return retry or response
 
-    def process_exception(self, request: Request, exception: Exception) -> Request | None:
+    def process_exception(  # type: ignore[override]
+        self, request: Request, exception: Exception
+    ) -> Request | None:
         self._landed(self._slot(request))
         if request.meta.get("dont_retry", False) or isinstance(exception, IgnoreRequest):
             return None
@@ -322,9 +327,11 @@ class BackoffRetryMiddleware(RetryMiddleware):
             self.blocked_until[slot] = until
 
     def _retry_after(self, request: Request, reason: str, api_wait: float | None) -> Request | None:
+        spider = self.crawler.spider
+        assert spider is not None  # requests are downloaded while the spider is open
         retry = get_retry_request(
             request,
-            spider=self.crawler.spider,
+            spider=spider,
             reason=reason,
             max_retry_times=request.meta.get("max_retry_times", self.max_retry_times),
             stats_base_key="manifest/retry",

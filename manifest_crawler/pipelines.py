@@ -145,7 +145,8 @@ class ManifestWriterPipeline:
         return item
 
     def close_spider(self) -> None:
-        ledger: Ledger = self.crawler.spider.ledger
+        spider: Any = self.crawler.spider  # a ManifestSpider: it holds the run's ledger
+        ledger: Ledger = spider.ledger
         timestamp = utc_timestamp()
         fetched_any = any(state.status is FilterStatus.DONE for state in ledger)
         baseline = self.baseline or self._read_baseline(ledger)
@@ -171,7 +172,7 @@ class ManifestWriterPipeline:
             exit_code = EXIT_FAILED
         self.stats.set_value(EXIT_CODE_STAT, exit_code)
         report = build_report(
-            spider=self.crawler.spider.name,
+            spider=spider.name,
             started=self.started,
             finished=timestamp,
             exit_code=exit_code,
@@ -249,7 +250,7 @@ class ManifestWriterPipeline:
         return row, outcome
 
     def restore_job(
-        self, models: dict[tuple[str, str], list[tuple[int, dict[str, str]]]], baseline: Baseline
+        self, models: Mapping[tuple[str, str], list[tuple[int, Entry]]], baseline: Baseline
     ) -> None:
         """Take over what the interrupted processes of a resumed job collected and saw."""
         for key, entries in models.items():

@@ -93,17 +93,21 @@ class ResumableScheduler(Scheduler):
         """The job to resume, or None after clearing whatever JOBDIR held."""
         assert self.jobdir is not None
         if (self.jobdir / RUNNING_MARKER).exists():
-            return self._reset(
+            self._reset(
                 "its last process did not close (killed?), so its request queue cannot be trusted"
             )
+            return None
         try:
             job = decode_job((self.jobdir / JOB_FILE).read_bytes())
         except FileNotFoundError:
-            return self._reset(None)
+            self._reset(None)
+            return None
         except JobStateError as exc:
-            return self._reset(str(exc))
+            self._reset(str(exc))
+            return None
         if job.fingerprint != self.fingerprint:
-            return self._reset("it was made for other filters, another spider or other endpoints")
+            self._reset("it was made for other filters, another spider or other endpoints")
+            return None
         return job
 
     def _reset(self, why: str | None) -> None:

@@ -167,9 +167,9 @@ def subschema_at(root: Mapping[str, Any], path: JsonPath) -> Mapping[str, Any]:
     for part in path:
         # An index goes into an array's items, a key into an object's properties.
         child = node.get("items") if isinstance(part, int) else node.get("properties", {}).get(part)
-        node = child
-        if not isinstance(node, Mapping):
+        if not isinstance(child, Mapping):
             raise KeyError(f"no schema for {'/'.join(map(str, path))} in {root.get('$id')}")
+        node = child
         node = _resolve(root, node)
     return node
 

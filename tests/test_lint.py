@@ -1,7 +1,9 @@
-"""The code base stays ruff-clean: part of the test command, so CI enforces it."""
+"""The code base stays ruff-clean and mypy-clean (pyproject.toml [tool.mypy]): part of the
+test command, so CI enforces it."""
 
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,3 +23,16 @@ def test_ruff(command):
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_mypy():
+    # The package, at the strictness pyproject.toml's [tool.mypy] states.
+    result = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Success: no issues found" in result.stdout

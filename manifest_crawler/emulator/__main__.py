@@ -200,7 +200,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     emulator.listen(args.port, args.host)
     print(f"CivitAI:      {emulator.civitai_url}", flush=True)
     print(f"Hugging Face: {emulator.hf_url}", flush=True)
-    reactor.run()  # type: ignore[attr-defined]
+    reactor.run()
     return 0
 
 

@@ -225,7 +225,9 @@ class CivitaiPaging:
     primary_file_only: bool = False
 
 
-def parse_civitai_params(params: RawParams) -> tuple[CivitaiQuery, CivitaiPaging]:
+def parse_civitai_params(
+    params: RawParams | Iterable[tuple[str, str]],
+) -> tuple[CivitaiQuery, CivitaiPaging]:
     """Validate CivitAI parameters as the real API does; unknown parameters are ignored."""
     p = normalize_params(params)
 
@@ -760,7 +762,7 @@ class HfPaging:
     card_data: bool = False
 
 
-def parse_hf_params(params: RawParams) -> tuple[HfQuery, HfPaging]:
+def parse_hf_params(params: RawParams | Iterable[tuple[str, str]]) -> tuple[HfQuery, HfPaging]:
     """Validate Hub listing parameters as the Hub does; unknown parameters are ignored."""
     p = normalize_params(params)
     sort = _first(p, "sort") or "trendingScore"

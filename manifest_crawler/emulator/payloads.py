@@ -134,10 +134,11 @@ def civitai_item(
         name: None if nulls >> bit & 1 else cat.stats[bit][index]
         for bit, name in enumerate(CIVITAI_STATS)
     }
-    username: str | int = cat.creators[cat.creator[index]]
-    if username.isdigit():
+    creator: str = cat.creators[cat.creator[index]]
+    username: str | int = creator
+    if creator.isdigit():
         # Upstream quirk kept on purpose: all-digit usernames arrive as JSON numbers.
-        username = int(username)
+        username = int(creator)
 
     description: str | None = None
     if rr() > 0.05:

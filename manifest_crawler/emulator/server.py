@@ -9,8 +9,10 @@ from typing import Any
 from weakref import WeakSet
 
 import orjson
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, DeferredList, maybeDeferred
 from twisted.internet.interfaces import IListeningPort
+from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
@@ -50,7 +52,7 @@ class _QuietSite(Site):
         super().__init__(resource, reactor=reactor)
         self.protocols: WeakSet[Any] = WeakSet()
 
-    def log(self, request: Request) -> None:
+    def log(self, request: http.Request) -> None:
         pass
 
     def buildProtocol(self, addr: Any) -> Any:
@@ -173,6 +175,7 @@ class Emulator:
         if self.port is None:
             raise RuntimeError("call listen() first")
         address = self.port.getHost()
+        assert isinstance(address, IPv4Address | IPv6Address)
         host = f"[{address.host}]" if ":" in address.host else address.host
         return f"http://{host}:{address.port}"
 

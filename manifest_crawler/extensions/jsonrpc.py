@@ -34,11 +34,12 @@ from scrapy.utils.asyncio import call_later
 from scrapy.utils.defer import deferred_from_coro, maybe_deferred_to_future
 from scrapy.utils.log import failure_to_exc_info
 from scrapy.utils.reactor import listen_tcp
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort
 from twisted.python.failure import Failure
-from twisted.web import resource, server
+from twisted.web import http, resource, server
 from txjsonrpc_ng import jsonrpclib
 from txjsonrpc_ng.web.jsonrpc import JSONRPC
 
@@ -83,7 +84,7 @@ class _CappedRequest(server.Request):
         self._body_bytes += len(data)
         if self._body_bytes > MAX_BODY_BYTES:
             self.body_too_large = True
-        if not self.body_too_large:
+        if not self.body_too_large and self.content is not None:
             self.content.write(data)
 
 
@@ -125,12 +126,14 @@ class JsonRpcService(server.Site):
 
     def start_listening(self) -> None:
         try:
-            self.port = listen_tcp(self.portrange, self.host, self)
+            # Scrapy annotates the factory as ServerFactory[_ProtoWithFactory], which no Site is.
+            self.port = listen_tcp(self.portrange, self.host, self)  # type: ignore[arg-type]
         except CannotListenError as exc:
             # The crawl matters more than the window onto it.
             logger.error("JSON-RPC service not started: %s", exc)
             return
         address = self.port.getHost()
+        assert isinstance(address, IPv4Address | IPv6Address)
         host = f"[{address.host}]" if ":" in address.host else address.host
         self.url = f"http://{host}:{address.port}"
         self.crawler.stats.set_value("manifest/jsonrpc/port", address.port)
@@ -146,7 +149,7 @@ class JsonRpcService(server.Site):
     def spider_closed(self) -> None:
         self.closed = True
 
-    def log(self, request: server.Request) -> None:
+    def log(self, request: http.Request) -> None:
         # Without JSONRPC_LOGFILE Twisted would send every access line to the crawl log.
         if self.access_log:
             super().log(request)
@@ -221,7 +224,7 @@ class JsonRpcService(server.Site):
     def pause(self, peer: str) -> dict[str, Any]:
         engine = self.engine
         changed = engine is not None and not engine.paused and not self.stop_requested
-        if changed:
+        if engine is not None and changed:
             engine.pause()
             logger.info("Crawl paused over JSON-RPC (client %s)", peer)
         return {"paused": self.paused, "changed": changed, "state": self.state()}
@@ -229,7 +232,7 @@ class JsonRpcService(server.Site):
     def unpause(self, peer: str) -> dict[str, Any]:
         engine = self.engine
         changed = engine is not None and engine.paused
-        if changed:
+        if engine is not None and changed:
             engine.unpause()
             # unpause() only clears a flag: the engine would look for work at its next
             # heartbeat, up to 5 s later. Its private slot is reached defensively.
@@ -375,8 +378,10 @@ class _Endpoint(JSONRPC):
         return function
 
     def render(self, request: server.Request) -> int:
-        request.content.seek(0)
-        body = request.content.read()
+        content = request.content
+        assert content is not None  # every request of a POST has one (gotLength)
+        content.seek(0)
+        body = content.read()
         gone: list[bool] = []
         request.notifyFinish().addErrback(lambda _failure: gone.append(True))
 
@@ -478,8 +483,8 @@ class _Endpoint(JSONRPC):
         return d
 
     def _fault(self, failure: Failure, name: str, call_id: Any) -> dict[str, Any]:
-        if failure.check(jsonrpclib.Fault):
-            fault = failure.value
+        fault = failure.value
+        if isinstance(fault, jsonrpclib.Fault):
             return _error(call_id, fault.faultCode, fault.faultString)
         logger.error("JSON-RPC method %s failed", name, exc_info=failure_to_exc_info(failure))
         return _error(call_id, INTERNAL_ERROR, "Internal error")

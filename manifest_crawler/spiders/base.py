@@ -261,10 +261,11 @@ class ManifestSpider(scrapy.Spider):
         wanted = [state.remaining for state in states]
         client_side = any(state.filter.nsfw_mask is not None for state in states)
         # A filter whose items are kept client-side cannot know how many a page will keep.
-        if None in wanted or client_side:
-            page_size = api.max_page_size
-        else:
-            page_size = min(max(wanted), api.max_page_size)  # type: ignore[type-var]
+        page_size = api.max_page_size
+        if not client_side:
+            sizes = [size for size in wanted if size is not None]
+            if len(sizes) == len(wanted):
+                page_size = min(max(sizes), api.max_page_size)
         meta = {
             FILTER_META: tuple(state.filter.key for state in states),
             "download_slot": api.name,
@@ -294,7 +295,9 @@ class ManifestSpider(scrapy.Spider):
             response.meta.pop(RESERVE_META, None)
 
     def _parse_page(self, response: Response) -> Iterator[Any]:
-        states = self._unfinished(response.request)
+        request = response.request
+        assert request is not None  # a response handed to a callback has its request
+        states = self._unfinished(request)
         if not states:
             return
         api = self.apis[states[0].filter.source]
@@ -310,7 +313,7 @@ class ManifestSpider(scrapy.Spider):
             # The page's final response carries how many times it was retried.
             state.retries += response.meta.get("retry_times", 0)
             yield from self._entries(state, api, page.items)
-            if self._goes_on(state, api, page, response.request):
+            if self._goes_on(state, api, page, request):
                 going_on.append(state)
         if going_on:
             assert page.next_cursor is not None
@@ -396,8 +399,10 @@ class ManifestSpider(scrapy.Spider):
     def _retry_or_fail(
         self, states: list[FilterState], response: Response, exc: PageError
     ) -> Iterator[scrapy.Request]:
+        request = response.request
+        assert request is not None  # a response handed to a callback has its request
         retry = get_retry_request(
-            response.request,
+            request,
             spider=self,
             reason=exc.reason,
             max_retry_times=self.max_retry_times,
@@ -407,18 +412,19 @@ class ManifestSpider(scrapy.Spider):
             retry.meta.pop("download_latency", None)
             yield retry
         else:
-            self._fail_chain(states, response.request, str(exc), exc.reason)
+            self._fail_chain(states, request, str(exc), exc.reason)
 
     def page_failed(self, failure: Failure) -> None:
         request = failure.request  # type: ignore[attr-defined]
         states = self._unfinished(request)
         if not states:
             return
-        if failure.check(HttpError):
-            response = failure.value.response
+        error = failure.value
+        if isinstance(error, HttpError):
+            response = error.response
             detail = f"HTTP {response.status}{_error_detail(response)}"
         else:
-            detail = f"{failure.type.__name__}: {failure.getErrorMessage()}"
+            detail = f"{type(error).__name__}: {failure.getErrorMessage()}"
         # The middleware said once, loudly, that the host is unreachable; no need for one
         # error line per filter.
         quiet = failure.check(HostUnreachable, *UNRESOLVABLE_ERRORS) is not None
