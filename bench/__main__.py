@@ -88,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="seeds of the latency draws, one per run in turn (default: run i, seed i)",
     )
+    c.add_argument(
+        "--before-root",
+        type=Path,
+        default=None,
+        help="another checkout, crawled in turn with --crawler-root's in every run",
+    )
     c.add_argument("--variants", type=_ints, default=[1000], help="max_items values")
     c.add_argument("--filters", type=Path, default=ROOT / "filters.json")
     c.add_argument("--civitai-models", type=int, default=100_000)
@@ -131,6 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra = _settings(args.settings)
     if args.compile:
         print(compile_crawler(args.crawler_root), flush=True)
+        if getattr(args, "before_root", None) is not None:
+            print(compile_crawler(args.before_root), flush=True)
     if args.bench == "crawl":
         cfg = crawl.CrawlBenchConfig(
             filters_file=args.filters,
@@ -145,6 +153,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             hf_models=args.hf_models,
             hf_rate_limit=args.hf_rate_limit,
             crawler_root=args.crawler_root,
+            before_root=args.before_root,
             commands=[name for name in args.commands.split(",") if name],
             crawl_settings=extra,
             workdir=args.workdir,

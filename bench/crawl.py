@@ -74,6 +74,9 @@ class CrawlBenchConfig:
     hf_rate_limit: str = "500/300"
     #: The checkout whose crawler is measured (another one gives before/after figures).
     crawler_root: Path = ROOT
+    #: Another checkout whose `scrapy crawl all` runs too, in turn with this one's in every
+    #: repetition (same emulator settings, same seeds): before/after side by side in one run.
+    before_root: Path | None = None
     #: The sequential baseline and huggingface_hub take many minutes at realistic latency.
     commands: Sequence[str] = ("crawl",)
     #: Extra ``-s NAME=value`` settings for the crawls (to try a knob without editing files).
@@ -83,6 +86,7 @@ class CrawlBenchConfig:
 
 LABELS = {
     "crawl": "scrapy crawl all",
+    "crawl-before": "scrapy crawl all (before)",
     "crawl-hf": "scrapy crawl huggingface",
     "baseline": "sequential baseline",
     "hub": "huggingface_hub list_models",
@@ -127,9 +131,9 @@ def run_command(
     log = work / f"{name}.log"
     env: dict[str, str] = {}
     cwd = ROOT
-    if name in ("crawl", "crawl-hf"):
+    if name in ("crawl", "crawl-hf", "crawl-before"):
         argv = scrapy_argv(
-            "all" if name == "crawl" else "huggingface",
+            "huggingface" if name == "crawl-hf" else "all",
             civitai_url=emu.civitai_url,
             hf_url=emu.hf_url,
             manifest_dir=out,
@@ -137,8 +141,10 @@ def run_command(
             max_items=max_items,
             extra=cfg.crawl_settings,
         )
-        env = crawler_env(cfg.crawler_root)
-        cwd = cfg.crawler_root
+        root = cfg.before_root if name == "crawl-before" else cfg.crawler_root
+        assert root is not None
+        env = crawler_env(root)
+        cwd = root
     elif name == "baseline":
         argv = [
             sys.executable,
@@ -177,6 +183,13 @@ def run_command(
     return measured
 
 
+def command_names(cfg: CrawlBenchConfig) -> list[str]:
+    names = list(cfg.commands)
+    if cfg.before_root is not None and "crawl-before" not in names:
+        names.insert(0, "crawl-before")
+    return names
+
+
 def jitter_seeds(cfg: CrawlBenchConfig) -> Sequence[int]:
     return cfg.jitter_seeds or range(cfg.repeat)
 
@@ -184,7 +197,7 @@ def jitter_seeds(cfg: CrawlBenchConfig) -> Sequence[int]:
 def measure_variant(
     cfg: CrawlBenchConfig, max_items: int, work: Path, progress: Callable[[str], None]
 ) -> dict[str, list[Measured]]:
-    runs: dict[str, list[Measured]] = {name: [] for name in cfg.commands}
+    runs: dict[str, list[Measured]] = {name: [] for name in command_names(cfg)}
     seeds = jitter_seeds(cfg)
     for rep in range(cfg.repeat):
         spec = EmulatorSpec(
@@ -194,7 +207,7 @@ def measure_variant(
             jitter_seed=seeds[rep % len(seeds)],
             hf_rate_limit=cfg.hf_rate_limit,
         )
-        for name in cfg.commands:
+        for name in command_names(cfg):
             run_dir = work / f"{max_items}-{rep}"
             run_dir.mkdir(parents=True, exist_ok=True)
             with emulator(spec) as emu:
@@ -251,11 +264,12 @@ def _row(name: str, measured: Sequence[Measured]) -> list[Any]:
 def report_variant(
     cfg: CrawlBenchConfig, max_items: int, runs: dict[str, list[Measured]], settings: dict
 ) -> str:
-    rows = [_row(name, runs[name]) for name in cfg.commands]
+    rows = [_row(name, runs[name]) for name in command_names(cfg)]
     explain: list[str] = []
     bounds: dict[tuple[str, str], float] = {}
     for name, label, sources in (
         ("crawl", "all filters", SOURCES),
+        ("crawl-before", "all filters, before", SOURCES),
         ("crawl-hf", "HF filters", ("huggingface",)),
     ):
         if name not in runs:
@@ -312,7 +326,7 @@ def _ratios(runs: dict[str, list[Measured]], bounds: dict[tuple[str, str], float
         return median([m.extra["engine"] for m in runs[name]])
 
     lines = []
-    for name, label in (("crawl", "crawl"), ("crawl-hf", "crawl HF")):
+    for name, label in (("crawl", "crawl"), ("crawl-before", "before"), ("crawl-hf", "crawl HF")):
         for kind in ("configured", "measured"):
             bound = bounds.get((name, kind))
             if bound:
@@ -320,6 +334,8 @@ def _ratios(runs: dict[str, list[Measured]], bounds: dict[tuple[str, str], float
                     f"{label} / lower bound ({kind}):".ljust(40)
                     + f"{wall(name) / bound:6.2f}   (engine {engine(name) / bound:.2f})"
                 )
+    if "crawl" in runs and "crawl-before" in runs:
+        lines.append("crawl / before:".ljust(40) + f"{wall('crawl') / wall('crawl-before'):6.2f}")
     if "crawl" in runs and "baseline" in runs:
         lines.append("baseline / crawl:".ljust(40) + f"{wall('baseline') / wall('crawl'):6.2f}")
     if "crawl-hf" in runs and "hub" in runs:
@@ -340,7 +356,8 @@ def run(cfg: CrawlBenchConfig, progress: Callable[[str], None] | None = None) ->
         f"catalogue {cfg.civitai_models:,} CivitAI + {cfg.hf_models:,} HF models; "
         f"Hub budget {cfg.hf_rate_limit or 'none'}; medians of {cfg.repeat} run(s); latency "
         f"draws seeded {', '.join(map(str, jitter_seeds(cfg)))}, one seed per run in turn",
-        f"filters: {cfg.filters_file}; crawler: {cfg.crawler_root}",
+        f"filters: {cfg.filters_file}; crawler: {cfg.crawler_root}"
+        + (f"; before: {cfg.before_root}" if cfg.before_root else ""),
         "allowed concurrency per API (politeness settings): "
         + ", ".join(f"{api} {n}" for api, n in concurrency.items())
         + f" (CONCURRENT_REQUESTS {settings.get('CONCURRENT_REQUESTS')}, AutoThrottle "
@@ -357,19 +374,24 @@ def run(cfg: CrawlBenchConfig, progress: Callable[[str], None] | None = None) ->
         for max_items in cfg.variants:
             runs = measure_variant(cfg, max_items, Path(tmp), say)
             sections.append(report_variant(cfg, max_items, runs, settings))
-            if "crawl" in runs:
-                headlines.append(headline(cfg, max_items, runs["crawl"], settings))
+            for name in ("crawl-before", "crawl"):
+                if name in runs:
+                    headlines.append(headline(cfg, max_items, runs[name], settings, name))
     return "\n\n".join([*headlines, *sections])
 
 
 def headline(
-    cfg: CrawlBenchConfig, max_items: int, runs: Sequence[Measured], settings: dict[str, Any]
+    cfg: CrawlBenchConfig,
+    max_items: int,
+    runs: Sequence[Measured],
+    settings: dict[str, Any],
+    name: str = "crawl",
 ) -> str:
     """One line: the crawl's median wall time over its politeness bound at these latencies."""
     bound = crawl_bound(bounds_for(runs, settings, cfg.latency, SOURCES))
     wall = median([run.wall for run in runs])
     ratio = f"{wall / bound:.2f}x" if bound else "n/a (no latency)"
     return (
-        f"HEADLINE {max_items:,}/filter ({describe_latency(cfg.latency)}): scrapy crawl all "
+        f"HEADLINE {max_items:,}/filter ({describe_latency(cfg.latency)}): {LABELS[name]} "
         f"{wall:.1f} s / politeness bound {bound:.1f} s = {ratio}"
     )

@@ -10,7 +10,7 @@ import pytest
 
 from bench import crawl, scale, throughput
 from bench.lower_bound import ApiBound, allowed_concurrency, crawl_bound, longest_chains
-from tests.crawl import REPO_FILTERS
+from tests.crawl import REPO_FILTERS, ROOT
 
 
 def _small_filters(path: Path) -> Path:
@@ -47,6 +47,7 @@ def test_the_three_benchmarks_run_at_a_tiny_scale(tmp_path: Path) -> None:
             repeat=1,
             latency={"civitai": (0.0, 0.0), "huggingface": (0.0, 0.0)},
             commands=("crawl", "crawl-hf", "baseline", "hub"),
+            before_root=ROOT,
             civitai_models=400,
             hf_models=400,
             workdir=tmp_path,
@@ -57,7 +58,12 @@ def test_the_three_benchmarks_run_at_a_tiny_scale(tmp_path: Path) -> None:
     # Every command fetched the same models: the crawl, the baseline and huggingface_hub.
     assert rows["scrapy crawl all"][-1] == rows["sequential baseline"][-1]
     assert rows["scrapy crawl huggingface"][-1] == rows["huggingface_hub list_models"][-1]
-    assert report.startswith("HEADLINE 30/filter")
+    # Before and after side by side: the same checkout twice here.
+    assert report.startswith(
+        "HEADLINE 30/filter (civitai 0 s, huggingface 0 s): scrapy crawl all (before)"
+    )
+    assert rows["scrapy crawl all (before)"][-1] == rows["scrapy crawl all"][-1]
+    assert "crawl / before:" in report
     assert "baseline / crawl:" in report and "huggingface_hub / crawl HF:" in report
     # The emulator's longest listing is the crawl's longest chain (from its run report).
     served = re.search(r"longest chain as served .*?: (\d+) pages", report)
