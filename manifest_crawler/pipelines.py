@@ -1,4 +1,4 @@
-"""Item pipelines: normalise each model entry, then collect and write the manifests."""
+"""The item pipeline: collect each filter's models, then write the manifests."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from typing import Any, Self
 
 from itemadapter import ItemAdapter
 from scrapy.crawler import Crawler
-from scrapy.exceptions import DropItem
 from twisted.python.failure import Failure
 
 from manifest_crawler import signals
@@ -43,7 +42,6 @@ from manifest_crawler.manifests import (
     utc_timestamp,
     write_atomic,
 )
-from manifest_crawler.normalize import InvalidModel, normalize_model
 from manifest_crawler.runreport import (
     EXIT_CODE_STAT,
     EXIT_FAILED,
@@ -64,29 +62,6 @@ from manifest_crawler.schemas import (
 )
 
 logger = logging.getLogger(__name__)
-
-
-class NormalizePipeline:
-    """Turn raw ids and names into the site's ``id``/``slug``/``name``; drop what cannot be."""
-
-    def __init__(self, crawler: Crawler) -> None:
-        self.stats = crawler.stats
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> Self:
-        return cls(crawler)
-
-    def process_item(self, item: Any) -> Any:
-        adapter = ItemAdapter(item)
-        source = adapter["source"]
-        try:
-            model = normalize_model(source, adapter["id"], adapter["name"])
-        except InvalidModel as exc:
-            self.stats.inc_value(f"manifest/dropped/{exc.reason}")
-            self.stats.inc_value(f"manifest/{source}/dropped")
-            raise DropItem(f"{source}:{adapter['filter']}: {exc}") from None
-        adapter["id"], adapter["slug"], adapter["name"] = model
-        return item
 
 
 class ManifestWriterPipeline:

@@ -68,7 +68,6 @@ SPIDER_MIDDLEWARES = {
     "scrapy.spidermiddlewares.urllength.UrlLengthMiddleware": None,
 }
 ITEM_PIPELINES = {
-    "manifest_crawler.pipelines.NormalizePipeline": 100,
     "manifest_crawler.pipelines.ManifestWriterPipeline": 800,
 }
 # Scrapy's pipeline manager, lighter per item; with the CoreStats below it counts

@@ -133,7 +133,7 @@ def test_startup_imports_no_module_of_a_disabled_component(tmp_path):
 
 
 def test_model_entries_adapt_as_the_dataclass_adapter_would():
-    entry = ModelEntry("huggingface", "f", 3, "a/b", "a/b")
+    entry = ModelEntry("huggingface", "f", 3, "a/b", "a/b", "a/b")
     adapter = ItemAdapter(entry)
     assert isinstance(adapter.adapter, ModelEntryAdapter)
     plain = DataclassAdapter(entry)

@@ -23,18 +23,16 @@ import orjson
 import scrapy
 from scrapy.crawler import Crawler
 from scrapy.downloadermiddlewares.retry import get_retry_request
+from scrapy.exceptions import CannotResolveHostError, IgnoreRequest
 from scrapy.http import Response, TextResponse
 from scrapy.spidermiddlewares.httperror import HttpError
+from twisted.internet.error import DNSLookupError
 from twisted.python.failure import Failure
 
 from manifest_crawler.filters import DEFAULT_SOURCES, Filter, FiltersError, load_filters
 from manifest_crawler.items import ModelEntry
 from manifest_crawler.ledger import FilterState, FilterStatus, Ledger
-from manifest_crawler.middlewares import (
-    RATELIMIT_PROBE_META,
-    UNRESOLVABLE_ERRORS,
-    HostUnreachable,
-)
+from manifest_crawler.middlewares import RATELIMIT_PROBE_META
 from manifest_crawler.normalize import InvalidModel, normalize_model
 from manifest_crawler.pqueues import RESERVE_META
 
@@ -383,22 +381,24 @@ class ManifestSpider(scrapy.Spider):
                 state.mismatched += 1
                 state.first_mismatch = state.first_mismatch or mismatch
                 stats.inc_value(f"manifest/{source}/mismatched")
-            raw_id, raw_name = api.raw_id(item), api.raw_name(item)
             try:
-                # Interned: every filter listing a model then holds one string for its id (the
-                # writer interns the same), not a copy per filter (a million models, measured).
-                model_id = sys.intern(normalize_model(source, raw_id, raw_name).id)
-            except InvalidModel:
-                # The pipeline drops it and counts why; it takes no place in the filter.
-                yield ModelEntry(source, name, -1, raw_id, raw_name)
+                model = normalize_model(source, api.raw_id(item), api.raw_name(item))
+            except InvalidModel as exc:
+                # It takes no place in the filter.
+                stats.inc_value(f"manifest/dropped/{exc.reason}")
+                stats.inc_value(f"manifest/{source}/dropped")
+                logger.warning("Dropped a model of %s:%s: %s", source, name, exc)
                 continue
+            # Interned: every filter listing a model then holds one string for its id (the
+            # writer interns the same), not a copy per filter (a million models, measured).
+            model_id = sys.intern(model.id)
             if model_id in state.seen_ids:
                 state.duplicates += 1
                 stats.inc_value("manifest/dropped/duplicate")
                 continue
             rank = state.models
             state.seen_ids.add(model_id)
-            yield ModelEntry(source, name, rank, raw_id, raw_name)
+            yield ModelEntry(source, name, rank, model_id, model.slug, model.name)
             if state.remaining == 0:
                 return
 
@@ -426,11 +426,13 @@ class ManifestSpider(scrapy.Spider):
         if failure.check(HttpError):
             response = failure.value.response
             detail = f"HTTP {response.status}{_error_detail(response)}"
+            quiet = False
         else:
             detail = f"{failure.type.__name__}: {failure.getErrorMessage()}"
-        # The middleware said once, loudly, that the host is unreachable; no need for one
-        # error line per filter.
-        quiet = failure.check(HostUnreachable, *UNRESOLVABLE_ERRORS) is not None
+            # A name that does not resolve, or a request the transport ignored (it ignores
+            # every later request to a host it found unreachable): the transport said so once,
+            # loudly; no need for one error line per filter.
+            quiet = failure.check(IgnoreRequest, CannotResolveHostError, DNSLookupError) is not None
         self._fail_chain(states, request, detail, "request_failed", quiet=quiet)
 
     def _fail_chain(
