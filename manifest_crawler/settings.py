@@ -14,6 +14,10 @@ CIVITAI_API_URL = "https://civitai.com/api/v1/models"
 HF_API_URL = "https://huggingface.co/api/models"
 # The single source of truth for every filter of both sources.
 FILTERS_FILE = "filters.json"
+# Which of its filters a crawl selects, set by the spider (extensions/runstate.py): its sources,
+# and the names given with `-a filters=a,b` (None: every filter of those sources).
+MANIFEST_SOURCES: list[str] = []
+MANIFEST_FILTERS = None
 # Where the per-filter manifests and all-models.json are written.
 MANIFEST_DIR = "public/manifests"
 # Distinct models kept per filter unless the filter sets its own max_items; 0 = no limit.
@@ -74,6 +78,9 @@ ITEM_PIPELINES = {
 # item_scraped_count instead of a receiver of every item's item_scraped signal (itemproc.py).
 ITEM_PROCESSOR = "manifest_crawler.itemproc.ItemPipelines"
 EXTENSIONS = {
+    # JobResume before RunState: it must be listening when the run opens (signals.run_opened).
+    "manifest_crawler.extensions.resume.JobResume": -20,
+    "manifest_crawler.extensions.runstate.RunState": -10,
     "scrapy.extensions.corestats.CoreStats": None,
     "manifest_crawler.itemproc.CoreStats": 0,
     "manifest_crawler.extensions.offline.OfflineEmulator": 0,
@@ -142,8 +149,8 @@ MANIFEST_SITEMAP_BASE_URL = None
 # --- Resuming and replaying (extensions/resume.py, devcache.py) -------------------------------
 # Scrapy's JOBDIR (unset here): with -s JOBDIR=<folder>, an interrupted crawl (Ctrl-C once, or
 # the JSON-RPC stop) resumes where it stopped when run again with the same JOBDIR. Scrapy's
-# scheduler keeps the request queue there; ours also keeps the manifest state beside it.
-SCHEDULER = "manifest_crawler.scheduler.ResumableScheduler"
+# scheduler keeps the request queue there; the JobResume extension (extensions/resume.py) keeps
+# the run's state beside it.
 # For site development: replay the APIs' 200 answers from MANIFEST_DEV_CACHE_DIR instead of
 # asking again; they expire after MANIFEST_DEV_CACHE_TTL seconds (0: never).
 MANIFEST_DEV_CACHE = False
