@@ -26,7 +26,7 @@ JOB_FILE = "manifest-job.json"
 RUNNING_MARKER = "manifest-job.running"
 FORMAT = 2
 
-#: One collected model: (rank, model), as ManifestWriterPipeline keeps them (read back as
+#: One collected model: (rank, model), as the RunState keeps them (read back as
 #: {"id", "slug", "name"} dicts).
 Entry = tuple[int, ModelEntry]
 

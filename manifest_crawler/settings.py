@@ -78,12 +78,13 @@ ITEM_PIPELINES = {
 # item_scraped_count instead of a receiver of every item's item_scraped signal (itemproc.py).
 ITEM_PROCESSOR = "manifest_crawler.itemproc.ItemPipelines"
 EXTENSIONS = {
-    # JobResume before RunState: it must be listening when the run opens (signals.run_opened).
+    # Built in this order: OfflineEmulator sets the endpoints the run is made for; JobResume
+    # must be listening when RunState opens the run (signals.run_opened).
+    "manifest_crawler.extensions.offline.OfflineEmulator": -30,
     "manifest_crawler.extensions.resume.JobResume": -20,
     "manifest_crawler.extensions.runstate.RunState": -10,
     "scrapy.extensions.corestats.CoreStats": None,
     "manifest_crawler.itemproc.CoreStats": 0,
-    "manifest_crawler.extensions.offline.OfflineEmulator": 0,
     "manifest_crawler.extensions.progress.ProgressReporter": 510,
     "manifest_crawler.extensions.sitemap.SitemapWriter": 520,
     "manifest_crawler.extensions.gctuning.GcThreshold": 530,
