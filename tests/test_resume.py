@@ -194,6 +194,21 @@ async def test_a_jobdir_left_by_a_killed_or_different_crawl_starts_over(tmp_path
 
 
 @deferred_f_from_coro_f
+async def test_jobresume_listed_after_runstate_says_jobdir_is_not_used(tmp_path, scripted, caplog):
+    page = {"items": [{"id": 1, "name": "One"}], "metadata": {}}
+    _, url = scripted({"a|": Reply(page), "b|": Reply(page)}, by="sort")
+    settings = _scripted_job(tmp_path, url, tmp_path / "job")
+    settings["EXTENSIONS"] = {
+        **settings["EXTENSIONS"],
+        "manifest_crawler.extensions.resume.JobResume": 10,
+    }
+    crawler = await crawl(CivitaiSpider, settings)
+    assert "the JobResume extension must come before RunState" in caplog.text
+    assert crawler.stats.get_value("manifest/exit_code") == 0
+    assert not (tmp_path / "job" / RUNNING_MARKER).exists()
+
+
+@deferred_f_from_coro_f
 async def test_a_resumed_retry_does_not_wait_on_another_process_clock(tmp_path):
     """A retry queued in JOBDIR carries a not-before time on an earlier process's monotonic
     clock (meaningless after a reboot): it waits at most the longest wait ever set."""
