@@ -8,15 +8,13 @@ from typing import Any
 
 @dataclass(slots=True)
 class ModelEntry:
-    """One model of one filter, at position ``rank`` (0-based) of the API's order.
-
-    The spider fills ``id`` and ``name`` with the API's raw values; NormalizePipeline replaces
-    them with the site's ``id``/``slug``/``name`` or drops the entry.
-    """
+    """One model of one filter, at position ``rank`` (0-based) of the API's order, with the
+    site's ``id``/``slug``/``name`` (normalize.py): the spider normalises each model where it
+    reads it, and drops, counting why, what cannot be."""
 
     source: str
     filter: str
     rank: int
-    id: Any
-    name: Any
-    slug: str = ""
+    id: str
+    slug: str
+    name: str

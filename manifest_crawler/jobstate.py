@@ -9,7 +9,7 @@ diffs exactly as one uninterrupted run would.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,7 +26,7 @@ JOB_FILE = "manifest-job.json"
 RUNNING_MARKER = "manifest-job.running"
 FORMAT = 2
 
-#: One collected model: (rank, model), as ManifestWriterPipeline keeps them (read back as
+#: One collected model: (rank, model), as the RunState keeps them (read back as
 #: {"id", "slug", "name"} dicts).
 Entry = tuple[int, ModelEntry]
 
@@ -35,9 +35,10 @@ class JobStateError(ValueError):
     """A job file that cannot be read back."""
 
 
-def job_fingerprint(spider: str, ledger: Ledger, urls: Mapping[str, str]) -> str:
-    """Identifies what a job crawls: the spider, the endpoints (queued requests carry them) and
-    every selected filter with its parameters and size. A different value cannot resume it."""
+def job_fingerprint(sources: Sequence[str], ledger: Ledger, urls: Mapping[str, str]) -> str:
+    """Identifies what a job crawls: the spider's sources, the endpoints (queued requests carry
+    them) and every selected filter with its parameters and size. A different value cannot
+    resume it."""
     filters = [
         [
             state.filter.source,
@@ -48,7 +49,7 @@ def job_fingerprint(spider: str, ledger: Ledger, urls: Mapping[str, str]) -> str
         ]
         for state in ledger
     ]
-    payload = orjson.dumps([FORMAT, spider, sorted(urls.items()), filters])
+    payload = orjson.dumps([FORMAT, list(sources), sorted(urls.items()), filters])
     return hashlib.sha256(payload).hexdigest()
 
 

@@ -8,7 +8,7 @@ AutoThrottle does not react to 429 (scrapy#4424). This middleware replaces the f
 - honours ``Retry-After`` (seconds or HTTP date) and Hugging Face's
   ``RateLimit: "api";r=<remaining>;t=<reset>``: a "wait" from the API holds back every request
   to that API (its download slot) until then, not only the retried one;
-- never retries a 400, nor CivitAI's page-cap 429 (``page*limit > 1000``);
+- never retries a 400;
 - gives up on a host whose name does not resolve, or that refuses connections twice, and fails
   every later request to it at once, so an offline build fails in seconds, not minutes.
 """
@@ -23,7 +23,6 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Self
-from urllib.parse import parse_qsl
 
 from scrapy import Request
 from scrapy.crawler import Crawler
@@ -63,7 +62,6 @@ _POLICY_WINDOW_RE = re.compile(r"\bw\s*=\s*(\d+)")
 _RATELIMIT_RE = re.compile(
     r"\br\s*=\s*(\d+)\s*;\s*t\s*=\s*(\d+)|\bt\s*=\s*(\d+)\s*;\s*r\s*=\s*(\d+)"
 )
-_CIVITAI_PAGE_CAP = 1000
 
 
 @dataclass(slots=True)
@@ -134,18 +132,6 @@ def parse_ratelimit(value: str) -> tuple[int, int] | None:
     if match.group(1) is not None:
         return int(match.group(1)), int(match.group(2))
     return int(match.group(4)), int(match.group(3))
-
-
-def is_page_cap(request: Request, response: Response) -> bool:
-    """CivitAI's 429 for ``page*limit > 1000``: a permanent refusal, never a rate limit."""
-    if response.status != 429:
-        return False
-    query = dict(parse_qsl(urlparse_cached(request).query))
-    try:
-        page, limit = int(query["page"]), int(query.get("limit", "100"))
-    except (KeyError, ValueError):
-        return False
-    return page * limit > _CIVITAI_PAGE_CAP
 
 
 class BackoffRetryMiddleware(RetryMiddleware):
@@ -234,13 +220,6 @@ class BackoffRetryMiddleware(RetryMiddleware):
         self._landed(slot, response)
         api_wait = self._api_wait(slot, response)
         if request.meta.get("dont_retry", False) or not self._retryable(response.status):
-            return response
-        if is_page_cap(request, response):
-            logger.error(
-                "Not retrying CivitAI's page cap (page*limit > %d) for %s: use cursors",
-                _CIVITAI_PAGE_CAP,
-                request.url,
-            )
             return response
         if api_wait is not None and api_wait > self.max_wait:
             logger.error(

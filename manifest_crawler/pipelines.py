@@ -1,17 +1,15 @@
-"""Item pipelines: normalise each model entry, then collect and write the manifests."""
+"""The item pipeline: collect each filter's models, then write the manifests."""
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
 from itemadapter import ItemAdapter
 from scrapy.crawler import Crawler
-from scrapy.exceptions import DropItem
 from twisted.python.failure import Failure
 
 from manifest_crawler import signals
@@ -22,12 +20,11 @@ from manifest_crawler.changes import (
     build_changes,
     summarize,
 )
-from manifest_crawler.filters import load_filters
+from manifest_crawler.extensions.runstate import RunState
 from manifest_crawler.ledger import FilterState, FilterStatus, Ledger
 from manifest_crawler.manifests import (
     ALL_MODELS_FILE,
     AtomicFiles,
-    CollectedModels,
     Entry,
     ManifestError,
     ManifestModel,
@@ -43,7 +40,6 @@ from manifest_crawler.manifests import (
     utc_timestamp,
     write_atomic,
 )
-from manifest_crawler.normalize import InvalidModel, normalize_model
 from manifest_crawler.runreport import (
     EXIT_CODE_STAT,
     EXIT_FAILED,
@@ -66,29 +62,6 @@ from manifest_crawler.schemas import (
 logger = logging.getLogger(__name__)
 
 
-class NormalizePipeline:
-    """Turn raw ids and names into the site's ``id``/``slug``/``name``; drop what cannot be."""
-
-    def __init__(self, crawler: Crawler) -> None:
-        self.stats = crawler.stats
-
-    @classmethod
-    def from_crawler(cls, crawler: Crawler) -> Self:
-        return cls(crawler)
-
-    def process_item(self, item: Any) -> Any:
-        adapter = ItemAdapter(item)
-        source = adapter["source"]
-        try:
-            model = normalize_model(source, adapter["id"], adapter["name"])
-        except InvalidModel as exc:
-            self.stats.inc_value(f"manifest/dropped/{exc.reason}")
-            self.stats.inc_value(f"manifest/{source}/dropped")
-            raise DropItem(f"{source}:{adapter['filter']}: {exc}") from None
-        adapter["id"], adapter["slug"], adapter["name"] = model
-        return item
-
-
 class ManifestWriterPipeline:
     """Collect each filter's models; when the crawl closes, judge every filter, write the fresh
     manifests, rebuild all-models.json from every manifest on disk and write the run report.
@@ -99,13 +72,18 @@ class ManifestWriterPipeline:
 
     def __init__(self, crawler: Crawler) -> None:
         settings = crawler.settings
+        run = crawler.get_extension(RunState)
+        if run is None:
+            raise RuntimeError("ManifestWriterPipeline needs the RunState extension")
+        #: The run's state (extensions/runstate.py): its filters, its Ledger, and the models
+        #: collected here.
+        self.run = run
         self.crawler = crawler
         self.stats = crawler.stats
         self.manifest_dir = Path(settings["MANIFEST_DIR"])
-        self.filters_file = settings["FILTERS_FILE"]
         self.max_shrink = settings.getfloat("MANIFEST_MAX_SHRINK")
         self.strict = settings.getbool("MANIFEST_STRICT")
-        self.models: defaultdict[tuple[str, str], CollectedModels] = defaultdict(CollectedModels)
+        self.models = run.models
         #: One model object per distinct model not kept as its id alone, shared by the filters
         #: that list it.
         self._shared: dict[str, ManifestModel] = {}
@@ -116,8 +94,6 @@ class ManifestWriterPipeline:
         self.started = utc_timestamp()
         # Built once per run: compiling a schema costs more than checking a small document.
         self.validators = Validators()
-        #: What the site had before the run; a resumed job restores its first process's.
-        self.baseline: Baseline | None = None
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -145,12 +121,11 @@ class ManifestWriterPipeline:
         return item
 
     def close_spider(self) -> None:
-        spider: Any = self.crawler.spider  # a ManifestSpider: it holds the run's ledger
-        ledger: Ledger = spider.ledger
+        ledger = self.run.ledger
         timestamp = utc_timestamp()
         fetched_any = any(state.status is FilterStatus.DONE for state in ledger)
-        baseline = self.baseline or self._read_baseline(ledger)
-        self.baseline = baseline
+        baseline = self.run.baseline or self._read_baseline(ledger)
+        self.run.baseline = baseline
         rows: list[dict[str, Any]] = []
         outcomes: list[FilterOutcome] = []
         #: The models of the manifests written below, for all-models.json.
@@ -172,7 +147,7 @@ class ManifestWriterPipeline:
             exit_code = EXIT_FAILED
         self.stats.set_value(EXIT_CODE_STAT, exit_code)
         report = build_report(
-            spider=spider.name,
+            spider=self.run.spider_name or "",
             started=self.started,
             finished=timestamp,
             exit_code=exit_code,
@@ -249,14 +224,6 @@ class ManifestWriterPipeline:
         self.stats.inc_value(f"manifest/filters/{verdict.verdict}")
         return row, outcome
 
-    def restore_job(
-        self, models: Mapping[tuple[str, str], list[tuple[int, Entry]]], baseline: Baseline
-    ) -> None:
-        """Take over what the interrupted processes of a resumed job collected and saw."""
-        for key, entries in models.items():
-            self.models[key] = CollectedModels([*entries, *self.models.get(key, ())])
-        self.baseline = baseline
-
     def _read_baseline(self, ledger: Ledger) -> Baseline:
         # Each previous file is read once: its ids serve both the shrink guard and the diff.
         baseline = Baseline()
@@ -311,9 +278,8 @@ class ManifestWriterPipeline:
     ) -> bool:
         """all-models.json, what is built from it, and changes.json; False if one is not
         written for a reason that should fail the run."""
-        filter_set = load_filters(self.filters_file)
         # The manifests written this run are the models in memory: not read back.
-        manifests, problems = manifests_on_disk(self.manifest_dir, filter_set, written)
+        manifests, problems = manifests_on_disk(self.manifest_dir, self.run.filter_set, written)
         if problems:
             # One line, not one per filter: a run of some filters on a fresh checkout is normal.
             logger.warning(

@@ -12,6 +12,10 @@ CIVITAI_API_URL = "https://civitai.com/api/v1/models"
 HF_API_URL = "https://huggingface.co/api/models"
 # The single source of truth for every filter of both sources.
 FILTERS_FILE = "filters.json"
+# Which of its filters a crawl selects, set by the spider (extensions/runstate.py): its sources,
+# and the names given with `-a filters=a,b` (None: every filter of those sources).
+MANIFEST_SOURCES: list[str] = []
+MANIFEST_FILTERS = None
 # Where the per-filter manifests and all-models.json are written.
 MANIFEST_DIR = "public/manifests"
 # Distinct models kept per filter unless the filter sets its own max_items; 0 = no limit.
@@ -66,11 +70,14 @@ SPIDER_MIDDLEWARES = {
     "scrapy.spidermiddlewares.urllength.UrlLengthMiddleware": None,
 }
 ITEM_PIPELINES = {
-    "manifest_crawler.pipelines.NormalizePipeline": 100,
     "manifest_crawler.pipelines.ManifestWriterPipeline": 800,
 }
 EXTENSIONS = {
-    "manifest_crawler.extensions.offline.OfflineEmulator": 0,
+    # Built in this order: OfflineEmulator sets the endpoints the run is made for; JobResume
+    # must be listening when RunState opens the run (signals.run_opened).
+    "manifest_crawler.extensions.offline.OfflineEmulator": -30,
+    "manifest_crawler.extensions.resume.JobResume": -20,
+    "manifest_crawler.extensions.runstate.RunState": -10,
     "manifest_crawler.extensions.progress.ProgressReporter": 510,
     "manifest_crawler.extensions.sitemap.SitemapWriter": 520,
 }
@@ -116,8 +123,8 @@ MANIFEST_SITEMAP_BASE_URL = None
 # --- Resuming and replaying (extensions/resume.py, devcache.py) -------------------------------
 # Scrapy's JOBDIR (unset here): with -s JOBDIR=<folder>, an interrupted crawl (Ctrl-C once, or
 # the JSON-RPC stop) resumes where it stopped when run again with the same JOBDIR. Scrapy's
-# scheduler keeps the request queue there; ours also keeps the manifest state beside it.
-SCHEDULER = "manifest_crawler.scheduler.ResumableScheduler"
+# scheduler keeps the request queue there; the JobResume extension (extensions/resume.py) keeps
+# the run's state beside it.
 # For site development: replay the APIs' 200 answers from MANIFEST_DEV_CACHE_DIR instead of
 # asking again; they expire after MANIFEST_DEV_CACHE_TTL seconds (0: never).
 MANIFEST_DEV_CACHE = False

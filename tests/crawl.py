@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from scrapy.crawler import Crawler
+from scrapy.crawler import Crawler, CrawlerRunner
 from scrapy.utils.defer import maybe_deferred_to_future
-from scrapy.utils.test import get_crawler
+from scrapy.utils.test import get_crawler, get_reactor_settings
 from twisted.internet.utils import getProcessOutputAndValue
 
 from manifest_crawler import settings as project_settings
@@ -37,8 +37,18 @@ def crawl_settings(emulator: Any, manifest_dir: Path, **overrides: Any) -> dict[
     )
 
 
+def make_crawler(spider_cls: type, settings: dict[str, Any]) -> Crawler:
+    """A crawler set up in the order of ``scrapy crawl``: the spider first (it hands its
+    arguments on as settings), then the components. Scrapy's ``get_crawler`` builds the
+    components first."""
+    runner = CrawlerRunner({**get_reactor_settings(), **settings})
+    return runner.create_crawler(spider_cls)
+
+
 async def crawl(spider_cls: type, settings: dict[str, Any], **spider_args: Any) -> Crawler:
-    crawler = get_crawler(spider_cls, settings)
+    crawler = (
+        make_crawler(spider_cls, settings) if spider_args else get_crawler(spider_cls, settings)
+    )
     await crawler.crawl_async(**spider_args)
     return crawler
 

@@ -17,6 +17,7 @@ from scrapy.utils.test import get_crawler
 
 from manifest_crawler.changes import Baseline
 from manifest_crawler.emulator import FaultConfig
+from manifest_crawler.extensions.runstate import RunState
 from manifest_crawler.filters import load_filters
 from manifest_crawler.jobstate import (
     JOB_FILE,
@@ -122,7 +123,7 @@ async def test_an_interrupted_then_resumed_crawl_equals_an_uninterrupted_one(
     assert first.stats.get_value("scheduler/enqueued/disk", 0) > 0
     assert first.stats.get_value("scheduler/unserializable", 0) == 0
     first_pages = _pages(emulator)
-    ledger = first.spider.ledger
+    ledger = first.get_extension(RunState).ledger
     unfinished = [s for s in ledger if not s.finished]
     assert unfinished and any(s.finished for s in ledger), "stopped too early or too late"
     assert (jobdir / JOB_FILE).exists() and not (jobdir / RUNNING_MARKER).exists()
@@ -193,6 +194,21 @@ async def test_a_jobdir_left_by_a_killed_or_different_crawl_starts_over(tmp_path
 
 
 @deferred_f_from_coro_f
+async def test_jobresume_listed_after_runstate_says_jobdir_is_not_used(tmp_path, scripted, caplog):
+    page = {"items": [{"id": 1, "name": "One"}], "metadata": {}}
+    _, url = scripted({"a|": Reply(page), "b|": Reply(page)}, by="sort")
+    settings = _scripted_job(tmp_path, url, tmp_path / "job")
+    settings["EXTENSIONS"] = {
+        **settings["EXTENSIONS"],
+        "manifest_crawler.extensions.resume.JobResume": 10,
+    }
+    crawler = await crawl(CivitaiSpider, settings)
+    assert "the JobResume extension must come before RunState" in caplog.text
+    assert crawler.stats.get_value("manifest/exit_code") == 0
+    assert not (tmp_path / "job" / RUNNING_MARKER).exists()
+
+
+@deferred_f_from_coro_f
 async def test_a_resumed_retry_does_not_wait_on_another_process_clock(tmp_path):
     """A retry queued in JOBDIR carries a not-before time on an earlier process's monotonic
     clock (meaningless after a reboot): it waits at most the longest wait ever set."""
@@ -253,11 +269,12 @@ def test_a_job_file_is_refused_when_unreadable_and_a_job_is_identified_by_what_i
         with pytest.raises(JobStateError):
             decode_job(data)
     urls = {"CIVITAI_API_URL": "http://a/api", "HF_API_URL": "http://b/api"}
-    same = job_fingerprint("all", _ledger(), urls)
-    assert same == job_fingerprint("all", _ledger(), dict(urls))
-    assert same != job_fingerprint("civitai", _ledger(), urls)
-    assert same != job_fingerprint("all", _ledger(max_items=100), urls)
-    assert same != job_fingerprint("all", _ledger(), {**urls, "HF_API_URL": "http://c/api"})
+    both = ("civitai", "huggingface")
+    same = job_fingerprint(both, _ledger(), urls)
+    assert same == job_fingerprint(list(both), _ledger(), dict(urls))
+    assert same != job_fingerprint(("civitai",), _ledger(), urls)
+    assert same != job_fingerprint(both, _ledger(max_items=100), urls)
+    assert same != job_fingerprint(both, _ledger(), {**urls, "HF_API_URL": "http://c/api"})
 
 
 # --- The real thing: `scrapy crawl` and one Ctrl-C ----------------------------------------------

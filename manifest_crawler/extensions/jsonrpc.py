@@ -26,7 +26,7 @@ from io import BytesIO
 from typing import Any, ClassVar, Self
 from urllib.parse import urlsplit
 
-from scrapy import signals
+from scrapy import Spider, signals
 from scrapy.core.engine import ExecutionEngine
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
@@ -42,6 +42,8 @@ from twisted.python.failure import Failure
 from twisted.web import http, resource, server
 from txjsonrpc_ng import jsonrpclib
 from txjsonrpc_ng.web.jsonrpc import JSONRPC
+
+from manifest_crawler.extensions.runstate import RunState
 
 logger = logging.getLogger(__name__)
 
@@ -112,8 +114,12 @@ class JsonRpcService(server.Site):
         self.url: str | None = None
         self.stop_requested = False
         self.closed = False
+        #: The crawl's spider name and RunState, once the spider is open.
+        self.spider_name: str | None = None
+        self.run: RunState | None = None
         crawler.signals.connect(self.start_listening, signal=signals.engine_started)
         crawler.signals.connect(self.stop_listening, signal=signals.engine_stopped)
+        crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
         crawler.signals.connect(self.spider_closed, signal=signals.spider_closed)
 
     @classmethod
@@ -146,6 +152,10 @@ class JsonRpcService(server.Site):
             if stopped is not None:
                 await maybe_deferred_to_future(stopped)
 
+    def spider_opened(self, spider: Spider) -> None:
+        self.spider_name = spider.name
+        self.run = self.crawler.get_extension(RunState)
+
     def spider_closed(self) -> None:
         self.closed = True
 
@@ -158,7 +168,7 @@ class JsonRpcService(server.Site):
 
     @property
     def ledger(self) -> Any:
-        return getattr(self.crawler.spider, "ledger", None)
+        return None if self.run is None else self.run.ledger
 
     def state(self) -> str:
         if self.closed:
@@ -198,9 +208,8 @@ class JsonRpcService(server.Site):
                 }
                 for state in ledger
             ]
-        spider = self.crawler.spider
         return {
-            "spider": getattr(spider, "name", None),
+            "spider": self.spider_name,
             "state": self.state(),
             "paused": self.paused,
             "stopping": self.stop_requested,
@@ -211,7 +220,7 @@ class JsonRpcService(server.Site):
     def report(self) -> dict[str, Any]:
         ledger = self.ledger
         return {
-            "spider": getattr(self.crawler.spider, "name", None),
+            "spider": self.spider_name,
             "state": self.state(),
             "filters": None if ledger is None else [state.as_dict() for state in ledger],
             "progress": None if ledger is None else ledger.progress(),
@@ -532,7 +541,7 @@ def _check_spider_name(service: JsonRpcService, spider: Any) -> None:
         return
     if not isinstance(spider, str):
         raise jsonrpclib.Fault(INVALID_PARAMS, "Invalid params: spider must be a string")
-    if spider != getattr(service.crawler.spider, "name", None):
+    if spider != service.spider_name:
         raise jsonrpclib.Fault(
             INVALID_PARAMS, f"Invalid params: no running spider {spider[:100]!r}"
         )

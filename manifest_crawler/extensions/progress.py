@@ -1,6 +1,6 @@
 """MANIFEST_PROGRESS_INTERVAL / MANIFEST_PROGRESS_BAR: where a crawl stands, without a service.
 
-A periodic INFO line reads the spider's ledger (filters finished / total, models, pages,
+A periodic INFO line reads the run's ledger (filters finished / total, models, pages,
 errors, ETA); on a terminal a live bar on stderr follows the crawl between those lines. CI
 logs get only the plain lines.
 """
@@ -13,11 +13,13 @@ import shutil
 import sys
 from typing import Any, Self, TextIO
 
-from scrapy import Spider, signals
+from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 from scrapy.utils.asyncio import AsyncioLoopingCall, call_later, create_looping_call
 from twisted.internet.task import LoopingCall
+
+from manifest_crawler.extensions.runstate import RunState
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +31,7 @@ _CLEAR_LINE = "\r\x1b[K"
 
 
 class ProgressReporter:
-    """Reads ``spider.ledger`` on a timer; spiders without a ledger get no progress."""
+    """Reads the RunState's ledger on a timer; a crawl without one gets no progress."""
 
     def __init__(self, crawler: Crawler, interval: float, bar: bool, stream: TextIO) -> None:
         self.crawler = crawler
@@ -62,10 +64,11 @@ class ProgressReporter:
         bar = on_terminal if mode == "auto" else mode == "always"
         return cls(crawler, interval, bar, stream)
 
-    def spider_opened(self, spider: Spider) -> None:
-        self.ledger = getattr(spider, "ledger", None)
-        if self.ledger is None:
+    def spider_opened(self) -> None:
+        run = self.crawler.get_extension(RunState)
+        if run is None:
             return
+        self.ledger = run.ledger
         self.log_task = create_looping_call(self.log_progress)
         self.log_task.start(self.interval, now=False)
         if self.bar:

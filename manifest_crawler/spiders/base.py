@@ -22,18 +22,18 @@ import orjson
 import scrapy
 from scrapy.crawler import Crawler
 from scrapy.downloadermiddlewares.retry import get_retry_request
+from scrapy.exceptions import CannotResolveHostError, IgnoreRequest
 from scrapy.http import Response, TextResponse
+from scrapy.settings import BaseSettings
 from scrapy.spidermiddlewares.httperror import HttpError
+from twisted.internet.error import DNSLookupError
 from twisted.python.failure import Failure
 
-from manifest_crawler.filters import DEFAULT_SOURCES, Filter, FiltersError, load_filters
+from manifest_crawler.extensions.runstate import RunState
+from manifest_crawler.filters import Filter
 from manifest_crawler.items import ModelEntry
 from manifest_crawler.ledger import FilterState, FilterStatus, Ledger
-from manifest_crawler.middlewares import (
-    RATELIMIT_PROBE_META,
-    UNRESOLVABLE_ERRORS,
-    HostUnreachable,
-)
+from manifest_crawler.middlewares import RATELIMIT_PROBE_META
 from manifest_crawler.normalize import InvalidModel, normalize_model
 from manifest_crawler.pqueues import RESERVE_META
 
@@ -217,29 +217,32 @@ class ManifestSpider(scrapy.Spider):
 
     ledger: Ledger
     apis: dict[str, SourceAPI]
+    max_empty_pages: int
+    max_retry_times: int
+
+    @classmethod
+    def update_settings(cls, settings: BaseSettings) -> None:
+        super().update_settings(settings)
+        # The RunState extension selects this spider's filters (extensions/runstate.py).
+        settings.set("MANIFEST_SOURCES", [api.name for api in cls.source_apis], priority="spider")
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
         spider = super().from_crawler(crawler, *args, **kwargs)
-        spider._select_filters(crawler, kwargs.get("filters"))
+        names = kwargs.get("filters")
+        if names is not None:
+            # `-a filters=a,b`, handed on as a setting (as Scrapy's docs show for spider
+            # arguments) to the RunState extension, which selects the filters.
+            crawler.settings.set("MANIFEST_FILTERS", names, priority="spider")
+        spider.max_empty_pages = crawler.settings.getint("MANIFEST_MAX_EMPTY_PAGES")
+        spider.max_retry_times = crawler.settings.getint("MANIFEST_RETRY_TIMES")
         return spider
 
-    def _select_filters(self, crawler: Crawler, names_arg: str | None) -> None:
-        settings = crawler.settings
-        sources = [api.name for api in self.source_apis]
-        filter_set = load_filters(settings["FILTERS_FILE"], DEFAULT_SOURCES)
-        names = None if names_arg is None else names_arg.split(",")
-        selected = filter_set.select(sources, names)
-        if not selected:
-            raise FiltersError(f"{filter_set.path}: no filters for source(s) {', '.join(sources)}")
-        default_max = settings.getint("MANIFEST_MAX_ITEMS")
-        self.max_empty_pages = settings.getint("MANIFEST_MAX_EMPTY_PAGES")
-        self.max_retry_times = settings.getint("MANIFEST_RETRY_TIMES")
-        self.ledger = Ledger(
-            (f, f.max_items or (default_max if default_max > 0 else None)) for f in selected
-        )
-
     async def start(self) -> AsyncIterator[Any]:
+        run = self.crawler.get_extension(RunState)
+        if run is None:
+            raise RuntimeError(f"{type(self).__name__} needs the RunState extension")
+        self.ledger = run.ledger
         self.apis = {}
         for api_cls in self.source_apis:
             token = os.environ.get(api_cls.token_env) or None
@@ -377,22 +380,24 @@ class ManifestSpider(scrapy.Spider):
                 state.mismatched += 1
                 state.first_mismatch = state.first_mismatch or mismatch
                 stats.inc_value(f"manifest/{source}/mismatched")
-            raw_id, raw_name = api.raw_id(item), api.raw_name(item)
             try:
-                # Interned: every filter listing a model then holds one string for its id (the
-                # writer interns the same), not a copy per filter (a million models, measured).
-                model_id = sys.intern(normalize_model(source, raw_id, raw_name).id)
-            except InvalidModel:
-                # The pipeline drops it and counts why; it takes no place in the filter.
-                yield ModelEntry(source, name, -1, raw_id, raw_name)
+                model = normalize_model(source, api.raw_id(item), api.raw_name(item))
+            except InvalidModel as exc:
+                # It takes no place in the filter.
+                stats.inc_value(f"manifest/dropped/{exc.reason}")
+                stats.inc_value(f"manifest/{source}/dropped")
+                logger.warning("Dropped a model of %s:%s: %s", source, name, exc)
                 continue
+            # Interned: every filter listing a model then holds one string for its id (the
+            # writer interns the same), not a copy per filter (a million models, measured).
+            model_id = sys.intern(model.id)
             if model_id in state.seen_ids:
                 state.duplicates += 1
                 stats.inc_value("manifest/dropped/duplicate")
                 continue
             rank = state.models
             state.seen_ids.add(model_id)
-            yield ModelEntry(source, name, rank, raw_id, raw_name)
+            yield ModelEntry(source, name, rank, model_id, model.slug, model.name)
             if state.remaining == 0:
                 return
 
@@ -423,11 +428,13 @@ class ManifestSpider(scrapy.Spider):
         if isinstance(error, HttpError):
             response = error.response
             detail = f"HTTP {response.status}{_error_detail(response)}"
+            quiet = False
         else:
             detail = f"{type(error).__name__}: {failure.getErrorMessage()}"
-        # The middleware said once, loudly, that the host is unreachable; no need for one
-        # error line per filter.
-        quiet = failure.check(HostUnreachable, *UNRESOLVABLE_ERRORS) is not None
+            # A name that does not resolve, or a request the transport ignored (it ignores
+            # every later request to a host it found unreachable): the transport said so once,
+            # loudly; no need for one error line per filter.
+            quiet = failure.check(IgnoreRequest, CannotResolveHostError, DNSLookupError) is not None
         self._fail_chain(states, request, detail, "request_failed", quiet=quiet)
 
     def _fail_chain(

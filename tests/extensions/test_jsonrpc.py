@@ -18,7 +18,8 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from http.client import HTTPConnection
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 import scrapy
@@ -32,8 +33,8 @@ from manifest_crawler import rpc as rpc_client
 from manifest_crawler.emulator import EmulatorConfig, FaultConfig
 from manifest_crawler.extensions.jsonrpc import MAX_BODY_BYTES, JsonRpcService, _port_range
 from manifest_crawler.extensions.jsonrpc_addon import JSONRPC_EXTENSION
-from manifest_crawler.filters import Filter
-from manifest_crawler.ledger import FilterStatus, Ledger
+from manifest_crawler.extensions.runstate import RunState
+from manifest_crawler.ledger import FilterStatus
 from manifest_crawler.manifests import build_manifest, encode_json
 from manifest_crawler.spiders.all import AllSpider
 from tests.crawl import ROOT, project_settings_dict, read_json, write_filters
@@ -41,26 +42,30 @@ from tests.crawl import ROOT, project_settings_dict, read_json, write_filters
 # --- a spider that stays open until told to stop ----------------------------------------------
 
 
+IDLE_FILTERS = Path(__file__).with_name("idle-filters.json")
+RUN_STATE = "manifest_crawler.extensions.runstate.RunState"
+
+
 class IdleSpider(scrapy.Spider):
-    """Sends nothing and never finishes on its own; carries a ledger like ManifestSpider."""
+    """Sends nothing and never finishes on its own; its run (RunState) has two filters, the
+    first one finished, as a ManifestSpider's would."""
 
     name = "idle"
+    custom_settings: ClassVar[dict[str, Any]] = {
+        "MANIFEST_SOURCES": ["civitai", "huggingface"],
+        "FILTERS_FILE": str(IDLE_FILTERS),
+        "MANIFEST_MAX_ITEMS": 0,
+    }
 
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> IdleSpider:
         spider = super().from_crawler(crawler, *args, **kwargs)
-        spider.ledger = Ledger(
-            [
-                (Filter("civitai", "Week/All", "Week", (("period", "Week"),)), 100),
-                (Filter("huggingface", "downloads", "Top", (("sort", "downloads"),)), None),
-            ]
-        )
-        first = next(iter(spider.ledger))
-        first.start()
-        first.pages, first.seen_ids = 2, {"1", "2", "3"}
-        first.finish(FilterStatus.DONE, "last_page")
         crawler.signals.connect(spider.keep_open, signal=signals.spider_idle)
+        crawler.signals.connect(spider.opened, signal=signals.spider_opened)
         return spider
+
+    def opened(self) -> None:
+        idle_run(self.crawler)
 
     async def start(self):  # type: ignore[override]
         return
@@ -70,9 +75,21 @@ class IdleSpider(scrapy.Spider):
         raise DontCloseSpider
 
 
+def idle_run(crawler: Crawler) -> RunState:
+    """The idle crawl's RunState, its first filter finished after two pages."""
+    run = crawler.get_extension(RunState)
+    assert run is not None
+    first = next(iter(run.ledger))
+    if not first.finished:
+        first.start()
+        first.pages, first.seen_ids = 2, {"1", "2", "3"}
+        first.finish(FilterStatus.DONE, "last_page")
+    return run
+
+
 def idle_settings(**overrides: Any) -> dict[str, Any]:
     return {
-        "EXTENSIONS": {JSONRPC_EXTENSION: 500},
+        "EXTENSIONS": {RUN_STATE: -10, JSONRPC_EXTENSION: 500},
         "JSONRPC_ENABLED": True,
         "JSONRPC_PORT": 0,
         "LOG_LEVEL": "INFO",
@@ -687,7 +704,7 @@ def pages_of(status: dict[str, Any]) -> int:
 
 
 def crawler_pages(crawler: Crawler) -> int:
-    return sum(state.pages for state in crawler.spider.ledger)
+    return sum(state.pages for state in crawler.get_extension(RunState).ledger)
 
 
 @deferred_f_from_coro_f
@@ -764,7 +781,7 @@ async def test_watch_pause_resume_and_stop_a_slow_crawl(make_emulator, tmp_path,
 
     crawler = running.crawler
     assert crawler.stats.get_value("finish_reason") == "jsonrpc_stop"
-    ledger = crawler.spider.ledger
+    ledger = crawler.get_extension(RunState).ledger
     assert ledger[("civitai", "Long")].status is FilterStatus.RUNNING
     # No manifest lost: the unfinished filter keeps its previous file untouched ...
     assert (out / "civitai-Long.json").read_bytes() == old_manifest("Long")

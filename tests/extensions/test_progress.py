@@ -13,7 +13,7 @@ from scrapy.utils.test import get_crawler
 
 from manifest_crawler.extensions.progress import ProgressReporter, format_duration
 from manifest_crawler.ledger import FilterStatus
-from tests.extensions.test_jsonrpc import IdleSpider, wait_until
+from tests.extensions.test_jsonrpc import RUN_STATE, IdleSpider, idle_run, wait_until
 
 PROGRESS_EXTENSION = "manifest_crawler.extensions.progress.ProgressReporter"
 
@@ -25,7 +25,7 @@ class FakeTTY(io.StringIO):
 
 def progress_settings(**overrides):
     return {
-        "EXTENSIONS": {PROGRESS_EXTENSION: 510},
+        "EXTENSIONS": {RUN_STATE: -10, PROGRESS_EXTENSION: 510},
         "MANIFEST_PROGRESS_INTERVAL": 10,
         "MANIFEST_PROGRESS_BAR": "never",
         "LOG_LEVEL": "INFO",
@@ -35,9 +35,8 @@ def progress_settings(**overrides):
 
 def reporter_with_ledger(bar: bool = False, stream: io.StringIO | None = None) -> ProgressReporter:
     crawler = get_crawler(IdleSpider, progress_settings())
-    spider = IdleSpider.from_crawler(crawler)
     reporter = ProgressReporter(crawler, 10.0, bar, stream or io.StringIO())
-    reporter.ledger = spider.ledger
+    reporter.ledger = idle_run(crawler).ledger
     return reporter
 
 

@@ -1,0 +1,75 @@
+"""The run's state, made once and handed on: the filters file (read once per run), the filters
+the crawl selected with their Ledger, and what the writer collected.
+
+The spider says which filters it crawls as settings (``MANIFEST_SOURCES`` from its SourceAPIs,
+``MANIFEST_FILTERS`` from ``-a filters=…``), as Scrapy's docs show for spider arguments. This
+extension, built while the crawl is set up, reads FILTERS_FILE once, selects, and sends
+``signals.run_opened`` before Scrapy's scheduler opens its queue (JobResume clears or resumes
+JOBDIR then). The spider, the writer, the progress line and the JSON-RPC service get it with
+``crawler.get_extension(RunState)``. A broken file or an unknown filter name raises
+FiltersError here, before any request (``scrapy crawl`` exits 2 with one line).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Self
+
+from scrapy import Spider, signals
+from scrapy.crawler import Crawler
+from scrapy.exceptions import NotConfigured
+from twisted.python.failure import Failure
+
+from manifest_crawler import signals as manifest_signals
+from manifest_crawler.changes import Baseline
+from manifest_crawler.filters import FiltersError, FilterSet, load_filters
+from manifest_crawler.ledger import Ledger
+from manifest_crawler.manifests import CollectedModels
+
+
+class RunState:
+    def __init__(self, filter_set: FilterSet, ledger: Ledger, sources: tuple[str, ...]) -> None:
+        self.filter_set = filter_set
+        self.ledger = ledger
+        #: The sources the spider crawls, in its order.
+        self.sources = sources
+        #: The spider's name, for the run report and JSON-RPC (from spider_opened).
+        self.spider_name: str | None = None
+        #: Each filter's collected models, by (source, filter name): the writer adds to them.
+        self.models: defaultdict[tuple[str, str], CollectedModels] = defaultdict(CollectedModels)
+        #: What the site had before the run; a resumed job keeps its first process's.
+        self.baseline: Baseline | None = None
+
+    @classmethod
+    def from_crawler(cls, crawler: Crawler) -> Self:
+        settings = crawler.settings
+        sources = tuple(settings.getlist("MANIFEST_SOURCES"))
+        if not sources:
+            raise NotConfigured("no MANIFEST_SOURCES: not a manifest spider")
+        filter_set = load_filters(settings["FILTERS_FILE"])
+        names = settings.getlist("MANIFEST_FILTERS") if settings.get("MANIFEST_FILTERS") else None
+        selected = filter_set.select(sources, names)
+        if not selected:
+            raise FiltersError(f"{filter_set.path}: no filters for source(s) {', '.join(sources)}")
+        default_max = settings.getint("MANIFEST_MAX_ITEMS")
+        ledger = Ledger(
+            (f, f.max_items or (default_max if default_max > 0 else None)) for f in selected
+        )
+        run = cls(filter_set, ledger, sources)
+        crawler.signals.connect(run.spider_opened, signal=signals.spider_opened)
+        for _, result in crawler.signals.send_catch_log(manifest_signals.run_opened, run=run):
+            if isinstance(result, Failure):
+                # A JOBDIR that cannot be used must not be ignored: the crawl does not start.
+                result.raiseException()
+        return run
+
+    def spider_opened(self, spider: Spider) -> None:
+        self.spider_name = spider.name
+
+    def restore(
+        self, models: dict[tuple[str, str], list[tuple[int, Any]]], baseline: Baseline
+    ) -> None:
+        """Take over what the interrupted processes of a resumed job collected and saw."""
+        for key, entries in models.items():
+            self.models[key] = CollectedModels([*entries, *self.models.get(key, ())])
+        self.baseline = baseline
