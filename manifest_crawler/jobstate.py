@@ -44,7 +44,7 @@ def job_fingerprint(spider: str, ledger: Ledger, urls: Mapping[str, str]) -> str
             state.filter.name,
             state.filter.params,
             state.max_items,
-            state.filter.nsfw_mask,
+            state.filter.rating_mask,
         ]
         for state in ledger
     ]
