@@ -620,6 +620,13 @@ class CivitaiCatalogue:
         ids, hidden = self.ids, self.hidden
         return [ids[i] for i in self.result(query) if not hidden[i]]
 
+    def slots(self, params: RawParams) -> list[int]:
+        """Ids of every model the request's SQL sees, in order, those with no visible version
+        included: pages are cut from these, and each hidden one leaves its page an item short."""
+        query, _ = parse_civitai_params(params)
+        ids = self.ids
+        return [ids[i] for i in self.result(query)]
+
 
 def _civitai_name(rng: Random) -> str:
     rr = rng.random
