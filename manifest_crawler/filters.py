@@ -276,6 +276,12 @@ def _parse_entry(entry: Any, source: str, where: str) -> Filter:
         if key not in entry:
             raise FiltersError(f"{where}: missing {key!r}")
     unknown = [key for key in entry if key not in _REQUIRED_KEYS + _OPTIONAL_KEYS]
+    if "nsfw_levels" in unknown:
+        # Its any-bit rule let R, X and XXX models into a PG list: see README, "Ratings".
+        raise FiltersError(
+            f"{where}: 'nsfw_levels' is gone: say 'rated' (exactly one level) or "
+            f"'rated_at_most' (that level or milder), with params.nsfw \"true\""
+        )
     if unknown:
         raise FiltersError(
             f"{where}: unknown key {unknown[0]!r} "

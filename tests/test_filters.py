@@ -130,7 +130,7 @@ def test_list_params_repeat_their_key_in_order():
         (_doc(huggingface=[_entry(rated="PG")]), "'rated' applies to CivitAI filters only"),
         (_doc(civitai=[_entry(rated="R", rated_at_most="X", params=_NSFW)]), "not both"),
         (_doc(civitai=[_entry(rated_at_most="PG13")]), 'needs params.nsfw "true"'),
-        (_doc(civitai=[_entry(nsfw_levels=["PG"])]), "unknown key 'nsfw_levels'"),
+        (_doc(civitai=[_entry(nsfw_levels=["PG"])]), "'nsfw_levels' is gone: say 'rated'"),
         (_doc(civitai=[_entry(parms={})]), "unknown key 'parms'"),
         (_doc(civitai=[_entry(label=" ")]), "'label' must be a non-empty string"),
     ],
