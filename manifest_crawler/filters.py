@@ -1,6 +1,7 @@
 """Load and validate ``filters.json``, the single source of truth for every filter.
 
-Pure: no Scrapy, no reactor. Every error names the file, the entry and the field at fault.
+Pure: no Scrapy, no reactor. Every error names the file, the entry and the field at fault;
+legal but suspect definitions (two filters making one list) are ``FilterSet.warnings``.
 """
 
 from __future__ import annotations
