@@ -170,6 +170,8 @@ async def test_a_listing_nobody_is_in_is_written_named_and_fails_a_strict_build(
         "(a retired or misspelled value?)" in err.decode()
     )
     assert read_json(tmp_path / "out" / "civitai-nobody.json")["models"] == []
+    # The loader's warnings reach the log: these filters ask nsfw=false without a rating.
+    assert "civitai filter 'nobody' asks nsfw=false without a rating rule" in err.decode()
     rows = {
         row["filter"]: row for row in read_json(tmp_path / "out" / "run-report.json")["filters"]
     }
