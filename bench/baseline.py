@@ -21,7 +21,7 @@ from urllib.parse import quote, urlencode
 
 import requests
 
-from manifest_crawler.filters import Filter, load_filters
+from manifest_crawler.filters import Filter, keeps_rating, load_filters
 
 PAGE_SIZE = {"civitai": 100, "huggingface": 1000}
 
@@ -39,7 +39,7 @@ def crawl_filter(
     while True:
         remaining = None if max_items is None else max_items - len(ids)
         page_size = PAGE_SIZE[filter_.source]
-        if remaining is not None and filter_.nsfw_mask is None:
+        if remaining is not None and filter_.rating_mask is None:
             page_size = min(page_size, remaining)
         if next_url is not None:
             url = next_url
@@ -55,7 +55,9 @@ def crawl_filter(
         document: Any = json.loads(response.content, strict=False)
         items = document["items"] if filter_.source == "civitai" else document
         for item in items:
-            if filter_.nsfw_mask is not None and not (item.get("nsfwLevel", 0) & filter_.nsfw_mask):
+            if filter_.rating_mask is not None and not keeps_rating(
+                filter_.rating_mask, item.get("nsfwLevel")
+            ):
                 continue
             model_id = str(item.get("id"))
             if model_id in seen:

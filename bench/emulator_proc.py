@@ -102,7 +102,8 @@ def summary(emulator: Emulator, build_seconds: float) -> dict[str, Any]:
     # its own time to build and write the page (CivitAI pages weigh megabytes).
     service: dict[str, list[float]] = {}
     # Per listing (the request without its cursor, and without its limit, which a client may
-    # shrink on later pages): the service times of its pages, asked one after another.
+    # shrink on later pages, in any order: a chain's later pages may be built from another
+    # member's parameters): the service times of its pages, asked one after another.
     listings: dict[tuple[Any, ...], list[float]] = {}
     for record in emulator.log:
         per_api[record.api or "other"] += 1
@@ -111,7 +112,10 @@ def summary(emulator: Emulator, build_seconds: float) -> dict[str, Any]:
         if record.finished is not None:
             took = record.finished - record.time
             service.setdefault(record.api or "other", []).append(took)
-            listing = (record.api, *(p for p in record.pairs if p[0] not in ("cursor", "limit")))
+            listing = (
+                record.api,
+                *sorted(p for p in record.pairs if p[0] not in ("cursor", "limit")),
+            )
             listings.setdefault(listing, []).append(took)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return {

@@ -1,6 +1,7 @@
 """Load and validate ``filters.json``, the single source of truth for every filter.
 
-Pure: no Scrapy, no reactor. Every error names the file, the entry and the field at fault.
+Pure: no Scrapy, no reactor. Every error names the file, the entry and the field at fault;
+legal but suspect definitions (two filters making one list) are ``FilterSet.warnings``.
 """
 
 from __future__ import annotations
@@ -14,8 +15,43 @@ from typing import Any
 
 DEFAULT_SOURCES: tuple[str, ...] = ("civitai", "huggingface")
 
-#: CivitAI's per-item ``nsfwLevel`` bitmask (api-notes: PG=1, PG13=2, R=4, X=8, XXX=16).
+#: CivitAI's content levels, mildest first, and their bits in a model's ``nsfwLevel`` mask
+#: (api-notes: PG=1, PG13=2, R=4, X=8, XXX=16; 32 is Blocked, not a level).
 NSFW_LEVEL_BITS: Mapping[str, int] = {"PG": 1, "PG13": 2, "R": 4, "X": 8, "XXX": 16}
+_ALL_LEVELS = 31
+
+# CivitAI orders "Highest Rated" and "Most Liked" by the same columns (api-notes): one list.
+_SAME_LISTING_VALUES: Mapping[str, Mapping[str, Mapping[str, str]]] = {
+    "civitai": {"sort": {"Most Liked": "Highest Rated"}},
+}
+# What the API assumes for a parameter a filter leaves out (api-notes).
+_DEFAULT_PARAMS: Mapping[str, Mapping[str, str]] = {
+    "civitai": {"sort": "Highest Rated", "period": "AllTime", "nsfw": "false"},
+    "huggingface": {"sort": "trendingScore"},
+}
+
+
+def rating(nsfw_level: int) -> str | None:
+    """A CivitAI model's rating: the highest content level in its ``nsfwLevel`` mask.
+
+    The mask is the bit-or of every image's level, so a model rated R may also show PG and
+    PG-13 images, never X or XXX. The Blocked bit (32) is no level and does not count; a mask
+    without any level bit has no rating.
+    """
+    levels = nsfw_level & _ALL_LEVELS
+    if levels <= 0:
+        return None
+    highest = 1 << (levels.bit_length() - 1)
+    return next(name for name, bit in NSFW_LEVEL_BITS.items() if bit == highest)
+
+
+def keeps_rating(rating_mask: int, nsfw_level: object) -> bool:
+    """Whether a filter keeping the ratings of ``rating_mask`` keeps a model of this mask."""
+    if not isinstance(nsfw_level, int) or isinstance(nsfw_level, bool):
+        return False
+    name = rating(nsfw_level)
+    return name is not None and bool(NSFW_LEVEL_BITS[name] & rating_mask)
+
 
 # One path segment of a filter name: starts with a letter or digit so that no name can make a
 # hidden file, a ``..`` traversal or an absolute path once ``/`` becomes ``-``.
@@ -23,7 +59,7 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*
 _MAX_NAME_LENGTH = 150
 
 _REQUIRED_KEYS = ("name", "label", "params")
-_OPTIONAL_KEYS = ("max_items", "nsfw_levels", "description")
+_OPTIONAL_KEYS = ("max_items", "rated", "rated_at_most", "description")
 
 # Parameters the crawler owns: a filter that set them would break pagination or page sizing.
 _RESERVED_PARAMS: Mapping[str, Mapping[str, str]] = {
@@ -31,7 +67,7 @@ _RESERVED_PARAMS: Mapping[str, Mapping[str, str]] = {
         "limit": "page size is derived from max_items",
         "cursor": "the crawler paginates by cursor itself",
         "page": "page-based paging does not move through results on CivitAI; use max_items",
-        "browsingLevel": "CivitAI rejects it publicly (400); use nsfw=true with nsfw_levels",
+        "browsingLevel": "CivitAI rejects it publicly (400); use nsfw=true and a rating rule",
         "token": "put API tokens in the CIVITAI_API_TOKEN environment variable",
     },
     "huggingface": {
@@ -57,9 +93,9 @@ class Filter:
     label: str
     params: tuple[tuple[str, ParamValue], ...]
     max_items: int | None = None
-    #: CivitAI only: keep items whose ``nsfwLevel`` has any of these bits (the API has no
-    #: per-level parameter), as a bitmask of NSFW_LEVEL_BITS; None keeps every item.
-    nsfw_mask: int | None = None
+    #: CivitAI only: keep the items whose rating (see rating()) is one of these levels, as a
+    #: bitmask of NSFW_LEVEL_BITS (the API has no rating parameter); None keeps every item.
+    rating_mask: int | None = None
     description: str = ""
 
     @property
@@ -89,6 +125,8 @@ class FilterSet:
 
     path: str
     by_source: Mapping[str, tuple[Filter, ...]] = field(default_factory=dict)
+    #: Legal but suspect definitions (two filters making one list, ...), one line each.
+    warnings: tuple[str, ...] = ()
 
     def __iter__(self) -> Iterator[Filter]:
         for filters in self.by_source.values():
@@ -150,12 +188,53 @@ def parse_filters(text: str, path: str, sources: Collection[str] = DEFAULT_SOURC
             f"(known sources: {', '.join(sorted(sources))})"
         )
     by_source: dict[str, tuple[Filter, ...]] = {}
+    warnings: list[str] = []
     for source in sources:
         entries = document.get(source, [])
         if not isinstance(entries, list):
             raise FiltersError(f"{path}: {source!r} must be a list of filter objects")
         by_source[source] = _parse_source(entries, source, path)
-    return FilterSet(path=path, by_source=by_source)
+        warnings.extend(_same_lists(by_source[source], path))
+        warnings.extend(_unsafe_listings(by_source[source], path))
+    return FilterSet(path=path, by_source=by_source, warnings=tuple(warnings))
+
+
+def listing_key(filter_: Filter) -> tuple[tuple[str, str], ...]:
+    """The listing the API answers ``filter_`` with, as sorted (parameter, value) pairs, once
+    defaults are filled in and values the API treats alike are made one."""
+    same = _SAME_LISTING_VALUES.get(filter_.source, {})
+    pairs = {(key, same.get(key, {}).get(value, value)) for key, value in filter_.query_pairs()}
+    given = {key for key, _ in pairs}
+    pairs.update(
+        (key, value)
+        for key, value in _DEFAULT_PARAMS.get(filter_.source, {}).items()
+        if key not in given
+    )
+    return tuple(sorted(pairs))
+
+
+def _same_lists(filters: Iterable[Filter], path: str) -> Iterator[str]:
+    """One warning per filter that would make the same list as an earlier one."""
+    seen: dict[tuple[Any, ...], Filter] = {}
+    for filter_ in filters:
+        key = (listing_key(filter_), filter_.rating_mask, filter_.max_items)
+        first = seen.setdefault(key, filter_)
+        if first is not filter_:
+            yield (
+                f"{path}: {filter_.source} filters {first.name!r} and {filter_.name!r} make "
+                f"the same list (same listing upstream, same rules, same max_items)"
+            )
+
+
+def _unsafe_listings(filters: Iterable[Filter], path: str) -> Iterator[str]:
+    for filter_ in filters:
+        unrated = filter_.source == "civitai" and filter_.rating_mask is None
+        if unrated and ("nsfw", "false") in listing_key(filter_):
+            yield (
+                f"{path}: civitai filter {filter_.name!r} asks nsfw=false without a rating "
+                f"rule: CivitAI then lists every model with any PG content, R, X and XXX "
+                f"ones too; say rated_at_most (and nsfw=true) to keep a rating"
+            )
 
 
 def filter_file_stem(name: str) -> str:
@@ -198,6 +277,12 @@ def _parse_entry(entry: Any, source: str, where: str) -> Filter:
         if key not in entry:
             raise FiltersError(f"{where}: missing {key!r}")
     unknown = [key for key in entry if key not in _REQUIRED_KEYS + _OPTIONAL_KEYS]
+    if "nsfw_levels" in unknown:
+        # Its any-bit rule let R, X and XXX models into a PG list: see README, "Ratings".
+        raise FiltersError(
+            f"{where}: 'nsfw_levels' is gone: say 'rated' (exactly one level) or "
+            f"'rated_at_most' (that level or milder), with params.nsfw \"true\""
+        )
     if unknown:
         raise FiltersError(
             f"{where}: unknown key {unknown[0]!r} "
@@ -221,7 +306,7 @@ def _parse_entry(entry: Any, source: str, where: str) -> Filter:
         label=label,
         params=_parse_params(entry["params"], source, where),
         max_items=_parse_max_items(entry.get("max_items"), where),
-        nsfw_mask=_parse_nsfw_levels(entry.get("nsfw_levels"), source, where),
+        rating_mask=_parse_rating(entry, source, where),
         description=description,
     )
 
@@ -256,18 +341,27 @@ def _parse_max_items(value: Any, where: str) -> int | None:
     return value
 
 
-def _parse_nsfw_levels(value: Any, source: str, where: str) -> int | None:
-    if value is None:
+def _parse_rating(entry: Mapping[str, Any], source: str, where: str) -> int | None:
+    """The ratings ``rated`` (exactly one level) or ``rated_at_most`` (it and milder ones)
+    keep, as a bitmask of NSFW_LEVEL_BITS."""
+    given = [key for key in ("rated", "rated_at_most") if key in entry]
+    if not given:
         return None
     if source != "civitai":
-        raise FiltersError(f"{where}: 'nsfw_levels' applies to CivitAI filters only")
-    if not isinstance(value, list) or not value:
-        raise FiltersError(f"{where}: 'nsfw_levels' must be a non-empty list of level names")
-    mask = 0
-    for level in value:
-        if level not in NSFW_LEVEL_BITS:
-            raise FiltersError(
-                f"{where}: unknown nsfw level {level!r} (known: {', '.join(NSFW_LEVEL_BITS)})"
-            )
-        mask |= NSFW_LEVEL_BITS[level]
-    return mask
+        raise FiltersError(f"{where}: {given[0]!r} applies to CivitAI filters only")
+    if len(given) > 1:
+        raise FiltersError(f"{where}: give 'rated' or 'rated_at_most', not both")
+    key = given[0]
+    level = entry[key]
+    if not isinstance(level, str) or level not in NSFW_LEVEL_BITS:
+        raise FiltersError(
+            f"{where}: {key!r} must be one of {', '.join(NSFW_LEVEL_BITS)}, got {level!r}"
+        )
+    if entry["params"].get("nsfw") != "true":
+        # nsfw=false lists only models with a PG bit: a PG-13-only model would be missing.
+        raise FiltersError(
+            f'{where}: {key!r} needs params.nsfw "true": only the nsfw=true listing holds '
+            f"every model, whatever its rating"
+        )
+    bit = NSFW_LEVEL_BITS[level]
+    return bit if key == "rated" else (bit << 1) - 1

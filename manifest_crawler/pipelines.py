@@ -47,6 +47,7 @@ from manifest_crawler.runreport import (
     FilterVerdict,
     Verdict,
     build_report,
+    empty_listing_note,
     exit_status,
     judge_filter,
 )
@@ -140,8 +141,24 @@ class ManifestWriterPipeline:
                 row, outcome = self._judge_and_stage(state, baseline, timestamp, files, written)
                 rows.append(row)
                 outcomes.append(outcome)
+        empty = [(row, state) for row, state in zip(rows, ledger, strict=True) if row["empty"]]
+        if empty:
+            # Written all the same (an empty week is legitimate), but never silently.
+            logger.warning(
+                "%d filter(s) hold no model:\n%s",
+                len(empty),
+                "\n".join(
+                    f"  {state.filter.source}:{state.filter.name}: "
+                    f"{empty_listing_note(state.excluded)}"
+                    for _, state in empty
+                ),
+            )
+            self.stats.set_value("manifest/filters/empty", len(empty))
         exit_code = exit_status(
-            [Verdict(row["status"]) for row in rows], strict=self.strict, fetched_any=fetched_any
+            [Verdict(row["status"]) for row in rows],
+            strict=self.strict,
+            fetched_any=fetched_any,
+            empty=len(empty),
         )
         if fetched_any and not self._write_all_models(timestamp, outcomes, baseline, written):
             exit_code = EXIT_FAILED
@@ -212,6 +229,7 @@ class ManifestWriterPipeline:
             "reason": verdict.reason,
             "file": path.name,
             "manifest_models": len(ranked) if verdict.verdict is Verdict.FRESH else previous,
+            "empty": state.status is FilterStatus.DONE and not ranked,
         }
         outcome = FilterOutcome(
             source=state.filter.source,

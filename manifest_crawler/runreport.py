@@ -62,16 +62,27 @@ def judge_filter(
     return FilterVerdict(Verdict.FRESH, crawl_reason)
 
 
-def exit_status(verdicts: Sequence[Verdict], *, strict: bool, fetched_any: bool) -> int:
+def exit_status(
+    verdicts: Sequence[Verdict], *, strict: bool, fetched_any: bool, empty: int = 0
+) -> int:
     """Non-zero when a filter has nothing on disk, when nothing was fetched at all, or, under
-    MANIFEST_STRICT, when any filter is not fresh."""
+    MANIFEST_STRICT, when any filter is not fresh or ``empty`` filters listed no model."""
     if not fetched_any:
         return EXIT_FAILED
     if Verdict.FAILED in verdicts:
         return EXIT_FAILED
-    if strict and any(v is not Verdict.FRESH for v in verdicts):
+    if strict and (empty or any(v is not Verdict.FRESH for v in verdicts)):
         return EXIT_FAILED
     return EXIT_OK
+
+
+def empty_listing_note(excluded: int) -> str:
+    """Why a filter fetched to its end holds no model, for the warning naming it."""
+    if excluded:
+        return f"its rating rule kept none of the {excluded} models listed"
+    # baseModels, tag and username are free text upstream: a retired or misspelled value
+    # answers an empty list, not an error (api-notes).
+    return "the API listed no model (a retired or misspelled value?)"
 
 
 def build_report(

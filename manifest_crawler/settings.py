@@ -30,7 +30,8 @@ MANIFEST_OFFLINE = False
 # A fresh result that lost more than this fraction of the previous manifest's models is
 # suspect: the previous manifest is kept and the filter reported stale. 1.0 allows any shrink.
 MANIFEST_MAX_SHRINK = 0.5
-# Exit non-zero when any filter is not fresh (by default only when one has no manifest at all).
+# Exit non-zero when any filter is not fresh or holds no model (by default only when one has
+# no manifest at all; an empty one is only warned about).
 MANIFEST_STRICT = False
 # Attempts after the first one, for HTTP errors, connection errors and unparsable bodies alike.
 MANIFEST_RETRY_TIMES = 5

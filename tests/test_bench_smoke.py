@@ -15,7 +15,7 @@ from tests.crawl import REPO_FILTERS, ROOT
 
 def _small_filters(path: Path) -> Path:
     filters = json.loads(REPO_FILTERS.read_text(encoding="utf-8"))
-    civitai = filters["civitai"][:2] + [f for f in filters["civitai"] if "nsfw_levels" in f][:1]
+    civitai = filters["civitai"][:2] + [f for f in filters["civitai"] if "rated" in f][:1]
     path.write_text(json.dumps({"civitai": civitai, "huggingface": filters["huggingface"][:2]}))
     return path
 

@@ -9,8 +9,10 @@ from manifest_crawler.filters import (
     NSFW_LEVEL_BITS,
     FiltersError,
     filter_file_stem,
+    keeps_rating,
     load_filters,
     parse_filters,
+    rating,
 )
 
 REPO_FILTERS = Path(__file__).resolve().parent.parent / "filters.json"
@@ -18,6 +20,9 @@ REPO_FILTERS = Path(__file__).resolve().parent.parent / "filters.json"
 
 def _doc(civitai=None, huggingface=None):
     return json.dumps({"civitai": civitai or [], "huggingface": huggingface or []})
+
+
+_NSFW = {"nsfw": "true", "sort": "Most Downloaded"}
 
 
 def _entry(name="x", **extra):
@@ -78,7 +83,7 @@ def test_repo_filters_file_is_valid_and_complete():
     assert hf["gpl"].param_values("filter") == ("license:gpl-3.0",)
     assert civitai["filter/loras"].param_values("types") == ("LORA",)
     assert civitai["filter/week/checkpoints/sdxl"].param_values("period") == ("Week",)
-    assert civitai["filter/r"].nsfw_mask == NSFW_LEVEL_BITS["R"]
+    assert civitai["filter/r"].rating_mask == NSFW_LEVEL_BITS["R"]
     assert civitai["filter/r"].param_values("nsfw") == ("true",)
     for f in filters:
         assert "page" not in dict(f.params)
@@ -120,8 +125,12 @@ def test_list_params_repeat_their_key_in_order():
         (_doc(civitai=[_entry(params={"types": []})]), "params.types must be a string"),
         (_doc(civitai=[_entry(max_items=0)]), "'max_items' must be a positive integer"),
         (_doc(civitai=[_entry(max_items=True)]), "'max_items' must be a positive integer"),
-        (_doc(civitai=[_entry(nsfw_levels=["PG", "NC17"])]), "unknown nsfw level 'NC17'"),
-        (_doc(huggingface=[_entry(nsfw_levels=["PG"])]), "applies to CivitAI filters only"),
+        (_doc(civitai=[_entry(rated="NC17", params=_NSFW)]), "'rated' must be one of PG, PG13"),
+        (_doc(civitai=[_entry(rated_at_most=["PG"], params=_NSFW)]), "'rated_at_most' must be"),
+        (_doc(huggingface=[_entry(rated="PG")]), "'rated' applies to CivitAI filters only"),
+        (_doc(civitai=[_entry(rated="R", rated_at_most="X", params=_NSFW)]), "not both"),
+        (_doc(civitai=[_entry(rated_at_most="PG13")]), 'needs params.nsfw "true"'),
+        (_doc(civitai=[_entry(nsfw_levels=["PG"])]), "'nsfw_levels' is gone: say 'rated'"),
         (_doc(civitai=[_entry(parms={})]), "unknown key 'parms'"),
         (_doc(civitai=[_entry(label=" ")]), "'label' must be a non-empty string"),
     ],
@@ -178,3 +187,95 @@ def test_any_name_is_either_refused_or_safe(name):
     stem = filter_file_stem(fs.for_source("civitai")[0].name)
     assert stem and "/" not in stem and "\\" not in stem and not stem.startswith(".")
     assert all(c.isascii() and (c.isalnum() or c in "._-") for c in stem)
+
+
+# -- ratings ------------------------------------------------------------------------------
+
+_LEVELS = ("PG", "PG13", "R", "X", "XXX")
+
+
+@pytest.mark.parametrize("mask", range(1, 32))
+def test_rating_is_the_highest_level_of_every_mask(mask):
+    expected = next(name for bit, name in reversed(list(enumerate(_LEVELS))) if mask >> bit & 1)
+    assert rating(mask) == expected
+    # Rated exactly L: the rating's bit only; rated at most L: it and every milder one.
+    for index, level in enumerate(_LEVELS):
+        assert keeps_rating(1 << index, mask) is (expected == level)
+        at_most = (1 << (index + 1)) - 1
+        assert keeps_rating(at_most, mask) is (_LEVELS.index(expected) <= index)
+
+
+def test_rating_of_the_real_top_page_and_of_flagged_and_blocked_masks():
+    # api-notes: a real top-10 Checkpoint page; 60 is a model flagged nsfw; 32 is Blocked.
+    assert [rating(m) for m in (31, 15, 7, 15, 31, 23, 15, 31, 7, 31)] == [
+        "XXX", "X", "R", "X", "XXX", "XXX", "X", "XXX", "R", "XXX"
+    ]  # fmt: skip
+    assert rating(60) == "XXX"
+    assert rating(32) is None
+    assert rating(33) == "PG"
+    assert not keeps_rating(31, 32)
+    assert not keeps_rating(3, "7")
+    assert not keeps_rating(3, None)
+    assert not keeps_rating(3, True)
+
+
+@given(st.integers(min_value=1, max_value=63), st.integers(min_value=1, max_value=31))
+def test_a_model_is_kept_by_exactly_one_exact_rating(mask, rating_mask):
+    kept_by = [level for index, level in enumerate(_LEVELS) if keeps_rating(1 << index, mask)]
+    assert len(kept_by) == (1 if mask & 31 else 0)
+    # A rule keeps a model exactly when it keeps the model's rating: blocked bits never count.
+    assert keeps_rating(rating_mask, mask) == keeps_rating(rating_mask, mask & 31)
+
+
+def test_rated_keys_become_a_mask_of_ratings():
+    fs = parse_filters(
+        _doc(
+            civitai=[
+                _entry("exact", rated="R", params=_NSFW),
+                _entry("at-most", rated_at_most="PG13", params=_NSFW),
+                _entry("xxx", rated_at_most="XXX", params=_NSFW),
+            ]
+        ),
+        "f",
+    )
+    assert [f.rating_mask for f in fs.for_source("civitai")] == [4, 3, 31]
+
+
+# -- lists that come out the same --------------------------------------------------------
+
+
+def test_two_filters_making_the_same_list_are_warned_about():
+    liked = {"sort": "Most Liked", "nsfw": "true", "period": "AllTime"}
+    rated = {"sort": "Highest Rated", "nsfw": "true"}  # period AllTime is the default
+    fs = parse_filters(
+        _doc(
+            civitai=[
+                _entry("liked", params=liked, rated_at_most="PG13"),
+                _entry("rated", params=rated, rated_at_most="PG13"),
+                # Not the same list: another rule, or another size.
+                _entry("rated-pg", params=rated, rated="PG"),
+                _entry("rated-50", params=rated, rated_at_most="PG13", max_items=50),
+            ],
+            huggingface=[
+                _entry("trending", params={"sort": "trendingScore"}),
+                _entry("default", params={}),
+            ],
+        ),
+        "f.json",
+    )
+    assert list(fs.warnings) == [
+        "f.json: civitai filters 'liked' and 'rated' make the same list (same listing "
+        "upstream, same rules, same max_items)",
+        "f.json: huggingface filters 'trending' and 'default' make the same list (same "
+        "listing upstream, same rules, same max_items)",
+    ]
+
+
+def test_nsfw_false_without_a_rating_rule_is_warned_about():
+    fs = parse_filters(_doc(civitai=[_entry("safe", params={"sort": "Newest"})]), "f.json")
+    (warning,) = fs.warnings
+    assert "'safe' asks nsfw=false without a rating rule" in warning
+
+
+def test_repo_filters_file_has_no_warning():
+    assert load_filters(REPO_FILTERS).warnings == ()

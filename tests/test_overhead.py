@@ -69,12 +69,12 @@ def test_startup_imports_no_module_of_the_json_rpc_service_unless_enabled(tmp_pa
 
 
 @pytest.mark.parametrize(
-    ("max_items", "nsfw_mask", "reserves"),
+    ("max_items", "rating_mask", "reserves"),
     [(100, 0b100, True), (None, 0b1000, True), (None, None, False), (5000, None, False)],
 )
-def test_only_the_longest_chains_keep_their_place(max_items, nsfw_mask, reserves):
-    """Filters kept client-side (nsfw_levels) need the most pages, one after another."""
-    filter_ = Filter("civitai", "f", "F", (("sort", "Newest"),), max_items, nsfw_mask)
+def test_only_the_longest_chains_keep_their_place(max_items, rating_mask, reserves):
+    """Filters kept client-side (by rating) need the most pages, one after another."""
+    filter_ = Filter("civitai", "f", "F", (("sort", "Newest"),), max_items, rating_mask)
     state = FilterState(filter_, max_items)
     state.start()
     spider = CivitaiSpider.__new__(CivitaiSpider)

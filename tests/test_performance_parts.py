@@ -96,9 +96,9 @@ def test_civitai_odd_pages_parse_as_before(body: bytes) -> None:
     _assert_same_page(body)
 
 
-def _filter(source: str, name: str, nsfw_mask: int | None = None, **params: object) -> Filter:
+def _filter(source: str, name: str, rating_mask: int | None = None, **params: object) -> Filter:
     pairs = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items())
-    return Filter(source, name, name, pairs, nsfw_mask=nsfw_mask)  # type: ignore[arg-type]
+    return Filter(source, name, name, pairs, rating_mask=rating_mask)  # type: ignore[arg-type]
 
 
 def test_hub_pages_ask_only_for_the_fields_the_crawler_reads() -> None:
@@ -117,7 +117,7 @@ def test_first_pages_alternate_sources_and_client_side_filters_go_first() -> Non
     states = [
         FilterState(_filter("civitai", "c1"), 10),
         FilterState(_filter("civitai", "c2"), 10),
-        FilterState(_filter("civitai", "nsfw", nsfw_mask=4), 10),
+        FilterState(_filter("civitai", "nsfw", rating_mask=4), 10),
         FilterState(_filter("huggingface", "h1"), 10),
     ]
     assert [s.filter.name for s in start_order(states)] == ["nsfw", "h1", "c1", "c2"]
@@ -125,9 +125,9 @@ def test_first_pages_alternate_sources_and_client_side_filters_go_first() -> Non
 
 def test_filters_asking_for_one_listing_form_one_chain() -> None:
     def state(
-        source: str, name: str, nsfw_mask: int | None = None, **params: object
+        source: str, name: str, rating_mask: int | None = None, **params: object
     ) -> FilterState:
-        return FilterState(_filter(source, name, nsfw_mask, **params), 10)
+        return FilterState(_filter(source, name, rating_mask, **params), 10)
 
     pg = state("civitai", "pg", 1, nsfw="true", sort="Most Downloaded")
     x = state("civitai", "x", 16, sort="Most Downloaded", nsfw="true")  # order does not matter

@@ -86,6 +86,7 @@ def _examples():
         "reason": "last_page",
         "file": "civitai-filter-x.json",
         "manifest_models": 2,
+        "empty": False,
     }
     report = build_report(
         spider="all", started=TS, finished=TS, exit_code=0, wrote_manifests=True, filters=[row]

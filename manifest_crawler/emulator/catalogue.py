@@ -32,12 +32,15 @@ from .paging import QueryResult
 from .vocabulary import (
     BASE_MODELS,
     BASE_WEIGHTS,
+    BROWSING_ALL,
+    BROWSING_SFW,
     CHECKPOINT_TYPES,
     CIVITAI_SORTS,
     CIVITAI_STATS,
     CIVITAI_TAGS,
     CIVITAI_TYPES,
     DUPLICATE_NAMES,
+    FLAGGED_NSFW_LEVEL,
     HF_EXPAND_PROPERTIES,
     HF_FAMILIES,
     HF_FAMOUS_OWNERS,
@@ -168,7 +171,16 @@ _PUBLISHED_BANDS = (
     (0.55, 30 * DAY, 365 * DAY),
     (1.00, 365 * DAY, 3 * 365 * DAY),
 )
-_NSFW_COMBOS = (3, 6, 12, 24, 28, 31, 15)
+# A model's nsfwLevel is the bit-or of its versions' (each the bit-or of its images'), so the
+# more a model is used, the more levels its images span: a real top-10 page held 31, 15, 7,
+# 15, 31, 23, 15, 31, 7, 31 (api-notes). 60 is a model flagged nsfw.
+_POPULAR_DOWNLOADS = 20_000
+_POPULAR_LEVELS = (31, 15, 7, 23, 3, 1, 11, 27, 13, FLAGGED_NSFW_LEVEL)
+_POPULAR_CUM, _POPULAR_TOTAL = _cumulative((25, 22, 20, 8, 8, 5, 3, 3, 2, 4))
+_OTHER_LEVELS = (1, 3, 7, 15, 31, 23, 5, 2, 6, 4, 12, 8, 24, 16, 28, FLAGGED_NSFW_LEVEL)
+_OTHER_CUM, _OTHER_TOTAL = _cumulative((28, 14, 10, 6, 4, 2, 3, 5, 2, 5, 3, 5, 3, 4, 2, 4))
+# Share of models with no visible version: the API drops them after its SQL LIMIT.
+_HIDDEN_SHARE = 0.02
 
 
 def _published_offset(rr: Callable[[], float]) -> int:
@@ -179,19 +191,10 @@ def _published_offset(rr: Callable[[], float]) -> int:
     return 3 * 365 * DAY - 1
 
 
-def _nsfw_level(rr: Callable[[], float]) -> int:
-    u = rr()
-    if u < 0.55:
-        return 1
-    if u < 0.70:
-        return 2
-    if u < 0.80:
-        return 4
-    if u < 0.90:
-        return 8
-    if u < 0.96:
-        return 16
-    return _NSFW_COMBOS[int(rr() * len(_NSFW_COMBOS))]
+def _nsfw_level(rr: Callable[[], float], downloads: int) -> int:
+    if downloads >= _POPULAR_DOWNLOADS:
+        return _POPULAR_LEVELS[bisect(_POPULAR_CUM, rr() * _POPULAR_TOTAL)]
+    return _OTHER_LEVELS[bisect(_OTHER_CUM, rr() * _OTHER_TOTAL)]
 
 
 # --------------------------------------------------------------------------------------
@@ -364,7 +367,8 @@ class CivitaiRecord:
 
     @property
     def nsfw(self) -> bool:
-        return bool(self.nsfw_level & ~3)
+        """The model's own nsfw flag (a flagged model's level is 60)."""
+        return self.nsfw_level == FLAGGED_NSFW_LEVEL
 
 
 class CivitaiCatalogue:
@@ -378,7 +382,7 @@ class CivitaiCatalogue:
         self.names: list[str] = []
         self.names_lower: list[str] = []
         self.type: array[int] = array("B")
-        self.base_mask: array[int] = array("H")
+        self.base_mask: array[int] = array("Q")
         self.versions: array[int] = array("B")
         self.published: array[int] = array("q")
         # Stats in CIVITAI_STATS order; a null stat is stored as 0 (how it sorts) with its
@@ -391,6 +395,8 @@ class CivitaiCatalogue:
         self.mode: array[int] = array("B")
         self.checkpoint_type: array[int] = array("B")
         self.alive = bytearray()
+        #: 1 for a model with no visible version: counted by a page's LIMIT, then dropped.
+        self.hidden = bytearray()
         self.index_of_id: dict[int, int] = {}
 
         rng = Random(stable_seed(seed, 1))
@@ -405,7 +411,6 @@ class CivitaiCatalogue:
             self._apply_revision(rev)
 
         self._orders: dict[str, array[int]] = {}
-        self._rating: array[int] | None = None
         self._cache = _answer_cache()
 
     def __len__(self) -> int:
@@ -464,7 +469,8 @@ class CivitaiCatalogue:
         self.versions.append(versions)
         self.published.append(REFERENCE_EPOCH - _published_offset(rr))
         self.null_mask.append(null_mask)
-        self.nsfw_level.append(_nsfw_level(rr))
+        self.nsfw_level.append(_nsfw_level(rr, downloads))
+        self.hidden.append(rr() < _HIDDEN_SHARE)
         self.tag_mask.append(tags)
         # Squaring skews authorship: a few prolific creators, a long tail.
         self.creator.append(int(len(self.creators) * rr() * rr()))
@@ -527,12 +533,9 @@ class CivitaiCatalogue:
         """The per-model value a sort orders by (nulls count as 0)."""
         if sort in ("Newest", "Oldest"):
             return self.published
-        if sort == "Highest Rated":
-            if self._rating is None:
-                up, down = self.stats[1], self.stats[2]
-                self._rating = array("q", (u - d for u, d in zip(up, down, strict=True)))
-            return self._rating
         column = {
+            # One ORDER BY upstream for both (thumbsUp, downloads, id: api-notes).
+            "Highest Rated": 1,
             "Most Downloaded": 0,
             "Most Liked": 1,
             "Most Discussed": 3,
@@ -582,9 +585,10 @@ class CivitaiCatalogue:
         if q.types is not None:
             mtype, types = self.type, q.types
             preds.append(lambda i: mtype[i] in types)
-        if not q.nsfw:
-            level = self.nsfw_level
-            preds.append(lambda i: level[i] == 1)
+        # Any shared bit (api-notes): nsfw=false is browsing level PG, so every model with
+        # some PG content is listed, whatever else it shows.
+        level, browsing = self.nsfw_level, BROWSING_ALL if q.nsfw else BROWSING_SFW
+        preds.append(lambda i: level[i] & browsing)
         if q.base_mask is not None:
             base, mask = self.base_mask, q.base_mask
             preds.append(lambda i: base[i] & mask)
@@ -614,6 +618,13 @@ class CivitaiCatalogue:
 
     def query(self, params: RawParams) -> list[int]:
         """Ids of every model a CivitAI request with ``params`` lists, across all pages."""
+        query, _ = parse_civitai_params(params)
+        ids, hidden = self.ids, self.hidden
+        return [ids[i] for i in self.result(query) if not hidden[i]]
+
+    def slots(self, params: RawParams) -> list[int]:
+        """Ids of every model the request's SQL sees, in order, those with no visible version
+        included: pages are cut from these, and each hidden one leaves its page an item short."""
         query, _ = parse_civitai_params(params)
         ids = self.ids
         return [ids[i] for i in self.result(query)]

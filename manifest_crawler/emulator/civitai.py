@@ -138,7 +138,14 @@ class CivitaiApi:
     ) -> ApiResponse:
         control = self.faults.control_chars
         encoded = self.items.get
-        items = [encoded(i, primary_file_only=primary_only, control_chars=control) for i in indices]
+        hidden = self.catalogue.hidden
+        # Models with no visible version are dropped after the SQL LIMIT (api-notes): a page
+        # can be shorter than limit, even empty, and still carry a cursor.
+        items = [
+            encoded(i, primary_file_only=primary_only, control_chars=control)
+            for i in indices
+            if not hidden[i]
+        ]
         metadata: dict[str, str | int] = {}
         if next_cursor is not None:
             metadata["nextCursor"] = next_cursor

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Callable
 from random import Random
 from typing import Any
 
@@ -18,10 +19,12 @@ from .vocabulary import (
     CIVITAI_STATS,
     CIVITAI_TAGS,
     CIVITAI_TYPES,
+    FLAGGED_NSFW_LEVEL,
     HF_FAMILIES,
     HF_LIBRARIES,
     HF_PIPELINES,
     MODES,
+    NSFW_LEVELS,
     words,
 )
 
@@ -97,6 +100,14 @@ _AIR_ECOSYSTEM = {
     "Wan Video": "wanvideo",
     "Other": "other",
 }
+# A family's other names share its ecosystem (Pony V7 excepted: AuraFlow-based).
+_AIR_ECOSYSTEM.update(
+    {name: "sd1" for name in ("SD 1.5 LCM", "SD 1.5 Hyper")}
+    | {name: "sdxl" for name in ("SDXL Lightning", "SDXL Hyper", "SDXL Turbo")}
+    | {"Pony V7": "auraflow", "Flux.1 Krea": "flux1", "Flux.1 Kontext": "flux1"}
+    | {name: "sd3" for name in BASE_MODELS if name.startswith("SD 3.5")}
+    | {name: "wanvideo" for name in BASE_MODELS if name.startswith("Wan Video")}
+)
 
 _IMAGE_HOST = "https://image.civitai.com/xG1nkqKTMzGDvpLrqFT7WA"
 _GGUF_QUANTS = ("Q2_K", "Q3_K_M", "Q4_0", "Q4_K_M", "Q4_K_S", "Q5_K_M", "Q6_K", "Q8_0", "f16")
@@ -153,6 +164,7 @@ def civitai_item(
     bases = [b for bit, b in enumerate(BASE_MODELS) if base_mask >> bit & 1]
     n_versions = cat.versions[index]
     published = cat.published[index]
+    version_levels = _version_levels(rr, level, n_versions)
     versions = []
     for v in range(n_versions):
         # The newest version comes first and carries the model's latest publication date.
@@ -166,7 +178,7 @@ def civitai_item(
                 mtype,
                 bases[v % len(bases)],
                 version_published,
-                level,
+                version_levels[v],
                 mode,
                 primary_file_only,
             )
@@ -184,7 +196,7 @@ def civitai_item(
         "minor": False,
         "sfwOnly": level == 1 and rr() < 0.1,
         "poi": False,
-        "nsfw": bool(level & ~3),
+        "nsfw": level == FLAGGED_NSFW_LEVEL,
         "nsfwLevel": level,
         "availability": "Public",
         "cosmetic": None,
@@ -205,6 +217,19 @@ def civitai_item(
     item["tags"] = [t for bit, t in enumerate(CIVITAI_TAGS) if tags >> bit & 1]
     item["modelVersions"] = versions
     return item
+
+
+def _version_levels(rr: Callable[[], float], level: int, n_versions: int) -> list[int]:
+    """Each version's nsfwLevel, whose bit-or is the model's ``level`` (a flagged model's 60
+    keeps its R, X and XXX bits: Blocked is no image's level)."""
+    bits = [bit for bit in NSFW_LEVELS.values() if level & bit]
+    levels = [0] * n_versions
+    for bit in bits:
+        levels[int(rr() * n_versions)] |= bit
+    for v, version_level in enumerate(levels):
+        if not version_level or rr() < 0.3:
+            levels[v] |= bits[int(rr() * len(bits))]
+    return levels
 
 
 def _civitai_version(
@@ -265,7 +290,10 @@ def _civitai_version(
     images = []
     if mode != "TakenDown":
         low, high = (6, 18) if checkpoint else (2, 8)
-        for n in range(min(20, low + int(rr() * (high - low + 1)))):
+        # Each image shows one level; together they show every level of the version.
+        image_levels = [bit for bit in NSFW_LEVELS.values() if level & bit]
+        count = max(len(image_levels), min(20, low + int(rr() * (high - low + 1))))
+        for n in range(count):
             width, height = _SIZES[int(rr() * len(_SIZES))]
             image_id = version_id * 32 + n
             meta = None
@@ -281,7 +309,11 @@ def _civitai_version(
                     "Size": f"{width}x{height}",
                     "Model": f"model{model_id}",
                 }
-            image_level = level if rr() < 0.7 else 1
+            image_level = (
+                image_levels[n]
+                if n < len(image_levels)
+                else image_levels[int(rr() * len(image_levels))]
+            )
             images.append(
                 {
                     "id": image_id,
@@ -290,7 +322,7 @@ def _civitai_version(
                         f"{_HEX[image_id % 511][:4].lower()}-{_HEX[image_id % 509][:12].lower()}"
                         f"/width={width}/{image_id}.jpeg"
                     ),
-                    "nsfwLevel": image_level & -image_level,
+                    "nsfwLevel": image_level,
                     "width": width,
                     "height": height,
                     "hash": _BLURHASHES[image_id % len(_BLURHASHES)],

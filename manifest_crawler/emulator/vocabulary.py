@@ -32,8 +32,40 @@ CIVITAI_TYPES: tuple[str, ...] = (
     "Workflows",
     "Detection",
     "Other",
+    # Newer types, appended so that the positions above keep their meaning.
+    "TextEncoder",
+    "UNet",
+    "CLIPVision",
+    "ComfyWorkflows",
+    "VisionLanguage",
+    "CLIP",
+    "LLM",
 )
-TYPE_WEIGHTS = (18, 8, 1.5, 0.5, 45, 5, 2, 3, 1.5, 1, 2, 2, 2, 4, 1.5, 3)
+TYPE_WEIGHTS = (
+    18,
+    8,
+    1.5,
+    0.5,
+    45,
+    5,
+    2,
+    3,
+    1.5,
+    1,
+    2,
+    2,
+    2,
+    4,
+    1.5,
+    3,
+    0.5,
+    0.5,
+    0.3,
+    1,
+    0.3,
+    0.3,
+    0.3,
+)
 
 BASE_MODELS: tuple[str, ...] = (
     "SD 1.5",
@@ -48,8 +80,38 @@ BASE_MODELS: tuple[str, ...] = (
     "Hunyuan Video",
     "Wan Video",
     "Other",
+    # Each family's other current names (basemodel.constants.ts), appended.
+    "SD 1.5 LCM",
+    "SD 1.5 Hyper",
+    "SDXL Lightning",
+    "SDXL Hyper",
+    "SDXL Turbo",
+    "Pony V7",
+    "Flux.1 Krea",
+    "Flux.1 Kontext",
+    "SD 3.5 Large",
+    "SD 3.5 Medium",
+    "SD 3.5 Large Turbo",
+    "Wan Video 14B t2v",
+    "Wan Video 14B i2v 480p",
+    "Wan Video 14B i2v 720p",
+    "Wan Video 1.3B t2v",
+    "Wan Video 2.2 TI2V-5B",
+    "Wan Video 2.2 I2V-A14B",
+    "Wan Video 2.2 T2V-A14B",
+    "Wan Video 2.5 T2V",
+    "Wan Video 2.5 I2V",
 )
-BASE_WEIGHTS = (25, 20, 15, 15, 10, 2, 2, 2, 4, 1.5, 2, 1.5)
+#: Hidden legacy names (api-notes): only models made before their successors carry them, so
+#: they are rare; "SD 3.5" and "Wan Video" above.
+LEGACY_BASE_MODELS: frozenset[str] = frozenset(("SD 3.5", "Wan Video"))
+BASE_WEIGHTS = (
+    *(25, 20, 15, 15, 10, 2, 0.3, 2, 4, 1.5, 0.3, 1.5),
+    *(1, 1, 1.5, 1, 1),  # SD 1.5 and SDXL variants
+    *(1, 1.5, 1.5),  # Pony V7, Flux.1 Krea and Kontext
+    *(0.8, 0.8, 0.5),  # SD 3.5 Large, Medium, Large Turbo
+    *(0.4, 0.3, 0.3, 0.3, 0.5, 0.5, 0.5, 0.3, 0.3),  # Wan Video
+)
 
 CIVITAI_SORTS: tuple[str, ...] = (
     "Highest Rated",
@@ -62,6 +124,11 @@ CIVITAI_SORTS: tuple[str, ...] = (
     "Oldest",
 )
 NSFW_LEVELS: dict[str, int] = {"PG": 1, "PG13": 2, "R": 4, "X": 8, "XXX": 16}
+#: The nsfwLevel of every model its owner or a moderator flagged nsfw: R|X|XXX|Blocked.
+FLAGGED_NSFW_LEVEL = 60
+#: The browsing levels `nsfw` stands for: false is PG, true every level (api-notes).
+BROWSING_SFW = 1
+BROWSING_ALL = 31
 CHECKPOINT_TYPES: tuple[str, ...] = ("", "Trained", "Merge")
 MODES: tuple[str | None, ...] = (None, "Archived", "TakenDown")
 CIVITAI_STATS: tuple[str, ...] = (
@@ -144,7 +211,7 @@ TEXT_PIPELINES = frozenset((*range(10), 18, 19))
 HF_LIBRARIES: tuple[str, ...] = (
     "transformers",
     "pytorch",
-    "tensorflow",
+    "tf",  # TensorFlow weights: the Hub tags them tf (api-notes)
     "jax",
     "diffusers",
     "gguf",

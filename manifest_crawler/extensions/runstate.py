@@ -12,6 +12,7 @@ FiltersError here, before any request (``scrapy crawl`` exits 2 with one line).
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from typing import Any, Self
 
@@ -25,6 +26,8 @@ from manifest_crawler.changes import Baseline
 from manifest_crawler.filters import FiltersError, FilterSet, load_filters
 from manifest_crawler.ledger import Ledger
 from manifest_crawler.manifests import CollectedModels
+
+logger = logging.getLogger(__name__)
 
 
 class RunState:
@@ -47,6 +50,8 @@ class RunState:
         if not sources:
             raise NotConfigured("no MANIFEST_SOURCES: not a manifest spider")
         filter_set = load_filters(settings["FILTERS_FILE"])
+        for warning in filter_set.warnings:
+            logger.warning("%s", warning)
         names = settings.getlist("MANIFEST_FILTERS") if settings.get("MANIFEST_FILTERS") else None
         selected = filter_set.select(sources, names)
         if not selected:

@@ -112,7 +112,7 @@ def query_value(url: str, key: str) -> str | None:
 
 def start_order(states: Iterable[FilterState]) -> list[FilterState]:
     """The order in which filters send their first page: every source's filters in turn, and
-    within a source those that keep items client-side (nsfw_levels) first.
+    within a source those that keep items client-side (by rating) first.
 
     Scrapy sends start requests as they come while its downloader has room, so in file order
     one source would fill it before the other got a request. A client-side filter needs the
@@ -123,7 +123,7 @@ def start_order(states: Iterable[FilterState]) -> list[FilterState]:
     for state in states:
         by_source.setdefault(state.filter.source, []).append(state)
     queues = [
-        sorted(group, key=lambda state: state.filter.nsfw_mask is None)
+        sorted(group, key=lambda state: state.filter.rating_mask is None)
         for group in by_source.values()
     ]
     return [state for turn in zip_longest(*queues) for state in turn if state is not None]
@@ -262,7 +262,7 @@ class ManifestSpider(scrapy.Spider):
         lead = states[0]
         api = self.apis[lead.filter.source]
         wanted = [state.remaining for state in states]
-        client_side = any(state.filter.nsfw_mask is not None for state in states)
+        client_side = any(state.filter.rating_mask is not None for state in states)
         # A filter whose items are kept client-side cannot know how many a page will keep.
         page_size = api.max_page_size
         if not client_side:

@@ -7,7 +7,7 @@ from typing import Annotated, Any, ClassVar, TypedDict
 
 from scrapy.http import Response
 
-from manifest_crawler.filters import Filter
+from manifest_crawler.filters import Filter, keeps_rating
 from manifest_crawler.spiders.base import (
     ManifestSpider,
     Page,
@@ -84,10 +84,9 @@ class CivitaiAPI(SourceAPI):
         return item.get("name")
 
     def keep(self, filter_: Filter, item: Mapping[str, Any]) -> bool:
-        if filter_.nsfw_mask is None:
+        if filter_.rating_mask is None:
             return True
-        level = item.get("nsfwLevel")
-        return isinstance(level, int) and bool(level & filter_.nsfw_mask)
+        return keeps_rating(filter_.rating_mask, item.get("nsfwLevel"))
 
     def mismatch(self, filter_: Filter, item: Mapping[str, Any]) -> str | None:
         types = filter_.param_values("types")

@@ -90,3 +90,39 @@ async def test_offline_quickstart_writes_every_manifest(tmp_path):
     assert all_models["totalModels"] == len(union)
     assert all_models["civitai"] + all_models["huggingface"] == len(union)
     assert "Offline mode: crawling the bundled emulator at http://127.0.0.1:" in err.decode()
+
+
+@deferred_f_from_coro_f
+async def test_a_listing_nobody_is_in_is_written_named_and_fails_a_strict_build(tmp_path, emulator):
+    # baseModels is free text upstream (api-notes): a name no model carries lists nothing.
+    filters = write_filters(
+        tmp_path / "filters.json",
+        civitai=[
+            {"name": "sdxl", "label": "SDXL", "params": {"baseModels": ["SDXL 1.0"]}},
+            {"name": "nobody", "label": "Nobody", "params": {"baseModels": ["SD 9 Ultra"]}},
+        ],
+    )
+    common = setting_args(
+        FILTERS_FILE=filters,
+        CIVITAI_API_URL=emulator.civitai_url,
+        MANIFEST_DIR=tmp_path / "out",
+        MANIFEST_MAX_ITEMS=20,
+    )
+    _, err, code = await scrapy_crawl("civitai", *common)
+    assert code == 0, err.decode()[-2000:]
+    assert (
+        "1 filter(s) hold no model:\n  civitai:nobody: the API listed no model "
+        "(a retired or misspelled value?)" in err.decode()
+    )
+    assert read_json(tmp_path / "out" / "civitai-nobody.json")["models"] == []
+    # The loader's warnings reach the log: these filters ask nsfw=false without a rating.
+    assert "civitai filter 'nobody' asks nsfw=false without a rating rule" in err.decode()
+    rows = {
+        row["filter"]: row for row in read_json(tmp_path / "out" / "run-report.json")["filters"]
+    }
+    assert (rows["nobody"]["empty"], rows["sdxl"]["empty"]) == (True, False)
+    assert (rows["nobody"]["status"], rows["sdxl"]["manifest_models"]) == ("fresh", 20)
+
+    _, err, code = await scrapy_crawl("civitai", *common, "-s", "MANIFEST_STRICT=true")
+    assert code == 1, err.decode()[-2000:]
+    assert "civitai:nobody: the API listed no model" in err.decode()

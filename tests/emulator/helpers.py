@@ -134,3 +134,10 @@ async def crawl_hf(url: str, max_pages: int = 500) -> tuple[list[str], list[Repl
         replies.append(reply)
         next_url = link_next(reply)
     return ids, replies
+
+
+def civitai_page(emulator: Any, params: dict[str, Any], limit: int) -> list[int]:
+    """The ids of a first page: ``limit`` slots of the listing, less the hidden models
+    (api-notes: items with no visible version are dropped after the SQL LIMIT)."""
+    cat = emulator.catalogue.civitai
+    return [i for i in cat.slots(params)[:limit] if not cat.hidden[cat.index_of_id[i]]]

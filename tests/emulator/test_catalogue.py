@@ -79,15 +79,86 @@ def test_civitai_names_creators_modes_and_stats_are_varied(cat: Catalogue) -> No
     assert any(None in r.stats.values() for r in records)
 
 
-def test_civitai_nsfw_levels(cat: Catalogue) -> None:
-    levels = Counter(cat.civitai.nsfw_level)
-    total = len(cat.civitai)
-    assert levels[1] / total > 0.45
-    for level in (2, 4, 8, 16):
-        assert levels[level] / total > 0.04
-    pg_only = cat.query_civitai({})
-    assert all(cat.civitai.record_for_id(i).nsfw_level == 1 for i in pg_only)
-    assert len(cat.query_civitai({"nsfw": "true"})) == total
+def test_civitai_nsfw_levels_are_masks_of_several_levels(cat: Catalogue) -> None:
+    civitai = cat.civitai
+    levels = Counter(civitai.nsfw_level)
+    # api-notes: PG=1 ... XXX=16, Blocked=32; a model flagged nsfw gets 60. Every other mask
+    # is the bit-or of its images' levels, so it is a non-empty mix of the five levels.
+    assert set(levels) <= set(range(1, 32)) | {60}
+    assert levels[60] > 0 and civitai.record(civitai.nsfw_level.index(60)).nsfw
+    assert sum(n for mask, n in levels.items() if mask.bit_count() > 1) > len(civitai) / 2
+    for single in (1, 2, 4, 8, 16):
+        assert levels[single] > 0
+    # api-notes: the top models mostly carry 7, 15, 23 or 31 (a real top-10 page: 31, 15, 7,
+    # 15, 31, 23, 15, 31, 7, 31).
+    top = [civitai.nsfw_level[i] for i in civitai.order("Highest Rated")[:50]]
+    assert sum(mask in (7, 15, 23, 31) for mask in top) > 25
+
+
+def test_civitai_nsfw_is_the_any_shared_bit_rule(cat: Catalogue) -> None:
+    civitai = cat.civitai
+    listed = [i for i in range(len(civitai)) if civitai.alive[i] and not civitai.hidden[i]]
+    # api-notes: nsfw=false is browsing level PG (1), true is PG|PG13|R|X|XXX (31); a model
+    # is listed when nsfwLevel & browsingLevel != 0.
+    for flag, browsing in (("false", 1), ("true", 31)):
+        expected = {civitai.ids[i] for i in listed if civitai.nsfw_level[i] & browsing}
+        assert set(cat.query_civitai({"nsfw": flag})) == expected
+    assert set(cat.query_civitai({})) == set(cat.query_civitai({"nsfw": "false"}))
+    # So nsfw=false lists mature models (any PG image will do) and misses PG-13-only ones.
+    safe_listing = [civitai.record_for_id(i).nsfw_level for i in cat.query_civitai({})]
+    assert any(mask & 28 for mask in safe_listing)
+    assert 2 in civitai.nsfw_level and 2 not in safe_listing
+
+
+def test_every_real_type_and_base_model_name_is_listed(cat: Catalogue) -> None:
+    # api-notes: the 23 ModelType values; current and hidden legacy base-model names.
+    types = [
+        "Checkpoint",
+        "TextualInversion",
+        "Hypernetwork",
+        "AestheticGradient",
+        "LORA",
+        "LoCon",
+        "DoRA",
+        "Controlnet",
+        "Upscaler",
+        "MotionModule",
+        "VAE",
+        "TextEncoder",
+        "UNet",
+        "CLIPVision",
+        "Poses",
+        "Wildcards",
+        "Workflows",
+        "ComfyWorkflows",
+        "Detection",
+        "VisionLanguage",
+        "CLIP",
+        "LLM",
+        "Other",
+    ]
+    for model_type in types:
+        assert cat.query_civitai({"types": model_type, "nsfw": "true"}), model_type
+    names = [
+        *("SD 3.5 Large", "SD 3.5 Medium", "SD 3.5 Large Turbo", "SD 3.5"),
+        *("Wan Video 14B t2v", "Wan Video 14B i2v 480p", "Wan Video 14B i2v 720p"),
+        *("Wan Video 1.3B t2v", "Wan Video", "Flux.1 D", "Flux.1 S", "Flux.1 Krea"),
+        *("Flux.1 Kontext", "Pony", "Pony V7", "SD 1.5", "SD 1.5 LCM", "SD 1.5 Hyper"),
+        *("SDXL 1.0", "SDXL Lightning", "SDXL Hyper", "SDXL Turbo", "Illustrious", "NoobAI"),
+    ]
+    counts = {name: len(cat.query_civitai({"baseModels": name, "nsfw": "true"})) for name in names}
+    assert all(counts.values()), counts
+    # The legacy names are rare: only models made before their successors carry them.
+    assert counts["SD 3.5"] < counts["SD 3.5 Large"]
+    assert counts["Wan Video"] < sum(n for name, n in counts.items() if name.startswith("Wan"))
+
+
+def test_highest_rated_and_most_liked_are_one_order(cat: Catalogue) -> None:
+    # api-notes: both ORDER BY thumbsUp, downloads, id.
+    params = {"nsfw": "true", "types": "Checkpoint"}
+    assert cat.query_civitai({**params, "sort": "Highest Rated"}) == cat.query_civitai(
+        {**params, "sort": "Most Liked"}
+    )
 
 
 @pytest.mark.parametrize("period", ["Day", "Week", "Month", "Year"])
@@ -106,14 +177,14 @@ def test_published_dates_are_within_three_years_of_the_reference(cat: Catalogue)
 
 def naive_civitai(cat: CivitaiCatalogue, params: dict) -> list[int]:
     """An independent, slow re-implementation of the filters, for comparison."""
-    records = [cat.record(i) for i in range(len(cat)) if cat.alive[i]]
+    records = [cat.record(i) for i in range(len(cat)) if cat.alive[i] and not cat.hidden[i]]
     out = []
     for r in records:
         if "types" in params and r.type not in params["types"]:
             continue
         if "baseModels" in params and not set(r.base_models) & set(params["baseModels"]):
             continue
-        if params.get("nsfw") != "true" and r.nsfw_level != 1:
+        if not r.nsfw_level & (31 if params.get("nsfw") == "true" else 1):
             continue
         span = PERIODS[params.get("period", "AllTime")]
         if span and r.published_at < REFERENCE_EPOCH - span:
@@ -130,7 +201,7 @@ def naive_civitai(cat: CivitaiCatalogue, params: dict) -> list[int]:
         s = r.stats
         sort = params.get("sort", "Highest Rated")
         return {
-            "Highest Rated": (s["thumbsUpCount"] or 0) - (s["thumbsDownCount"] or 0),
+            "Highest Rated": s["thumbsUpCount"] or 0,
             "Most Downloaded": s["downloadCount"] or 0,
             "Most Liked": s["thumbsUpCount"] or 0,
             "Most Discussed": s["commentCount"] or 0,

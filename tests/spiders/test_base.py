@@ -133,30 +133,27 @@ async def test_repeated_cursor_ends_the_filter(tmp_path, scripted, caplog):
 
 
 @deferred_f_from_coro_f
-async def test_nsfw_levels_keep_items_by_bitmask(tmp_path, scripted):
-    api, url = scripted(
-        {
-            "": Reply(
-                _page(
-                    [
-                        _civitai_item(1, level=1),
-                        _civitai_item(2, level=4),
-                        _civitai_item(3, level=5),
-                        _civitai_item(4, level=8),
-                        {"id": 5, "name": "no level"},
-                    ]
-                )
-            )
-        }
-    )
+async def test_rating_rules_keep_items_by_the_highest_level_of_their_mask(tmp_path, scripted):
+    levels = [1, 4, 5, 8, None, 7, 3, 60, 12, 2, 32]
+    items = [
+        _civitai_item(n, level=level) if level is not None else {"id": n, "name": "no level"}
+        for n, level in enumerate(levels, 1)
+    ]
+    api, url = scripted({"": Reply(_page(items))})
+    params = {"nsfw": "true"}
     filters = {
         "civitai": [
-            {"name": "r", "label": "R", "params": {"nsfw": "true"}, "nsfw_levels": ["R"]},
+            {"name": "r", "label": "R", "params": params, "rated": "R"},
+            {"name": "safe", "label": "Safe", "params": params, "rated_at_most": "PG13"},
         ]
     }
     await crawl(CivitaiSpider, _settings(tmp_path, filters, CIVITAI_API_URL=url))
-    assert _models(tmp_path, "civitai-r.json") == ["civitai-2", "civitai-3"]
-    # Items are kept client-side, so the crawler asks for full pages.
+    # R: masks 4, 5, 7 (no X or XXX bit); at most PG-13: 1, 3, 2. Flagged 60 is XXX, and 32
+    # (Blocked alone) has no rating: no rule keeps it.
+    assert _models(tmp_path, "civitai-r.json") == ["civitai-2", "civitai-3", "civitai-6"]
+    assert _models(tmp_path, "civitai-safe.json") == ["civitai-1", "civitai-7", "civitai-10"]
+    # Items are kept client-side, so the crawler asks for full pages, once for both filters.
+    assert len(api.requests) == 1
     assert api.requests[0]["limit"] == ["100"] and api.requests[0]["nsfw"] == ["true"]
 
 
@@ -286,7 +283,7 @@ _SHARED = {"nsfw": "true", "sort": "Most Downloaded"}
 def _shared_filters(**max_items):
     return {
         "civitai": [
-            {"name": name, "label": name, "params": _SHARED, "nsfw_levels": [level]}
+            {"name": name, "label": name, "params": _SHARED, "rated": level}
             | ({"max_items": max_items[name]} if name in max_items else {})
             for name, level in (("pg", "PG"), ("r", "R"), ("x", "X"))
         ]

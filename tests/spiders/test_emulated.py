@@ -7,7 +7,7 @@ import pytest
 from scrapy.utils.defer import deferred_f_from_coro_f, maybe_deferred_to_future
 from twisted.internet.threads import deferToThread
 
-from manifest_crawler.filters import Filter, load_filters
+from manifest_crawler.filters import Filter, keeps_rating, load_filters
 from manifest_crawler.manifests import manifest_filename
 from manifest_crawler.spiders.all import AllSpider
 from manifest_crawler.spiders.huggingface import HuggingFaceSpider
@@ -16,6 +16,10 @@ from tests.crawl import REPO_FILTERS, crawl, crawl_settings, read_json
 
 def _params(filter_: Filter) -> Mapping[str, str | list[str]]:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in filter_.params}
+
+
+def _mask(emulator, model_id: str) -> int:
+    return emulator.catalogue.civitai.record_for_id(int(model_id.split("-")[1])).nsfw_level
 
 
 def expected_models(emulator, filter_: Filter, max_items: int) -> list[dict[str, str]]:
@@ -27,7 +31,9 @@ def expected_models(emulator, filter_: Filter, max_items: int) -> list[dict[str,
     models = []
     for model_id in emulator.query_civitai(_params(filter_)):
         record = catalogue.record_for_id(model_id)
-        if filter_.nsfw_mask is not None and not record.nsfw_level & filter_.nsfw_mask:
+        if filter_.rating_mask is not None and not keeps_rating(
+            filter_.rating_mask, record.nsfw_level
+        ):
             continue
         models.append(
             {
@@ -51,6 +57,11 @@ async def test_every_filter_is_exactly_the_api_answer(emulator, tmp_path):
         manifest = read_json(tmp_path / manifest_filename(filter_.source, filter_.name))
         assert manifest["filter"] == filter_.name
         assert manifest["models"] == expected, f"{filter_.source}:{filter_.name}"
+        if filter_.source == "civitai" and "Rated" not in filter_.label:
+            # Independently of the rule's code: a list not announced as mature holds no model
+            # with any R (4), X (8) or XXX (16) content.
+            masks = [_mask(emulator, model["id"]) for model in manifest["models"]]
+            assert not any(mask & 28 for mask in masks), filter_.name
         for model in expected:
             union.setdefault(model["id"], {**model, "source": filter_.source})
     all_models = read_json(tmp_path / "all-models.json")
@@ -65,13 +76,21 @@ async def test_every_filter_is_exactly_the_api_answer(emulator, tmp_path):
     for api in ("civitai", "huggingface"):
         uris = [r.uri for r in emulator.requests(api)]
         assert len(uris) == len(set(uris)), api
-    nsfw_listing = [r for r in emulator.requests("civitai") if r.query.get("nsfw") == ["true"]]
-    assert nsfw_listing and len({r.query.get("cursor", [""])[0] for r in nsfw_listing}) == len(
-        nsfw_listing
-    )
+    # AllTime/All/All/downloads/Soft and filter/pg ... filter/xxx read one listing: one chain.
+    listing = {"period": ["AllTime"], "sort": ["Most Downloaded"], "nsfw": ["true"]}
+    shared = [
+        r.query.get("cursor", [""])[0]
+        for r in emulator.requests("civitai")
+        if {k: v for k, v in r.query.items() if k not in ("limit", "cursor")} == listing
+    ]
+    assert shared and len(set(shared)) == len(shared)
     # Never page= on CivitAI, never full= on Hugging Face.
     assert not any("page" in r.query for r in emulator.requests("civitai"))
     assert not any("full" in r.query for r in emulator.requests("huggingface"))
+
+
+def _filter(names: str, index: int) -> Filter:
+    return load_filters(REPO_FILTERS).select(["civitai", "huggingface"], names.split(","))[index]
 
 
 @deferred_f_from_coro_f
@@ -88,10 +107,12 @@ async def test_deep_filters_page_with_sizes_that_waste_nothing(make_emulator, tm
         for r in emulator.requests("civitai")
         if r.query.get("sort") == ["Most Downloaded"] and "types" not in r.query
     ]
-    # Fewer PG models than wanted: full pages of 100 to the end of the chain, and no more.
-    available = len(emulator.query_civitai({"period": "AllTime", "sort": "Most Downloaded"}))
-    assert available < 2500
-    assert civitai_limits == ["100"] * -(-available // 100)
+    # Fewer models rated at most PG-13 than wanted: full pages of 100 to the end of the
+    # nsfw=true listing (hidden models take their place in a page), and no more.
+    listing = {"period": "AllTime", "sort": "Most Downloaded", "nsfw": "true"}
+    assert len(expected_models(emulator, _filter(names, 0), 2500)) < 2500
+    slots = emulator.catalogue.civitai.slots(listing)
+    assert civitai_limits == ["100"] * -(-len(slots) // 100)
     hf_limits = [
         r.query["limit"][0]
         for r in emulator.requests("huggingface")
