@@ -110,7 +110,7 @@ class JobResume:
         job = JobState(
             fingerprint=self.fingerprint,
             ledger=run.ledger.snapshot(),
-            models=dict(run.models),
+            models={key: list(pairs) for key, pairs in run.models.items()},
             baseline=run.baseline,
         )
         write_atomic(self.jobdir / JOB_FILE, encode_job(job))
