@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -105,6 +106,9 @@ class ManifestWriterPipeline:
         self.filters_file = settings["FILTERS_FILE"]
         self.max_shrink = settings.getfloat("MANIFEST_MAX_SHRINK")
         self.strict = settings.getbool("MANIFEST_STRICT")
+        # Scrapyd names each job in its process's environment and keeps no exit status: the
+        # report carries the id, so a job's outcome can be read back from the files.
+        self.job = os.environ.get("SCRAPY_JOB")
         self.models: defaultdict[tuple[str, str], CollectedModels] = defaultdict(CollectedModels)
         #: One model object per distinct model not kept as its id alone, shared by the filters
         #: that list it.
@@ -177,6 +181,7 @@ class ManifestWriterPipeline:
             exit_code=exit_code,
             wrote_manifests=fetched_any,
             filters=rows,
+            job=self.job,
         )
         if fetched_any:
             if not self._write_checked(RUN_REPORT_SCHEMA, RUN_REPORT_FILE, report):
