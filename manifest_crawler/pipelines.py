@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -106,9 +105,9 @@ class ManifestWriterPipeline:
         self.filters_file = settings["FILTERS_FILE"]
         self.max_shrink = settings.getfloat("MANIFEST_MAX_SHRINK")
         self.strict = settings.getbool("MANIFEST_STRICT")
-        # Scrapyd names each job in its process's environment and keeps no exit status: the
-        # report carries the id, so a job's outcome can be read back from the files.
-        self.job = os.environ.get("SCRAPY_JOB")
+        # Scrapyd keeps no exit status: the report names the job, so that its outcome can be
+        # read back from the files.
+        self.job: str | None = settings.get("MANIFEST_JOB") or None
         self.models: defaultdict[tuple[str, str], CollectedModels] = defaultdict(CollectedModels)
         #: One model object per distinct model not kept as its id alone, shared by the filters
         #: that list it.

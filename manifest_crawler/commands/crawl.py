@@ -42,6 +42,10 @@ class Command(ScrapyCrawlCommand):
         except KeyError as exc:
             raise UsageError(str(exc.args[0]) if exc.args else "unknown spider") from None
         crawler = self._create_crawler(args[0])
+        # Scrapyd names the job with a spider argument; the run report reads settings only.
+        job = opts.spargs.get("_job")
+        if job and not crawler.settings.get("MANIFEST_JOB"):
+            crawler.settings.set("MANIFEST_JOB", job, priority="cmdline")
         self.crawler_process.crawl(crawler, **opts.spargs)
         # What exists by now (modules, classes, settings: most of the process's objects) lives
         # as long as the process. Frozen, no collection visits it again: neither the crawl's
