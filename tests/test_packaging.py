@@ -36,7 +36,9 @@ from manifest_crawler.schemas import (
 from tests.crawl import REPO_FILTERS, ROOT, read_json
 
 #: The command in requirements.txt's header, run again by the test below.
-COMPILE_COMMAND = "uv pip compile pyproject.toml --universal --python-version 3.11 -o requirements.txt"
+COMPILE_COMMAND = (
+    "uv pip compile pyproject.toml --universal --python-version 3.11 -o requirements.txt"
+)
 #: Distributions of the test extra that must not come with the wheel (nor through its deps).
 TEST_TOOLS = {
     "pytest",
@@ -123,20 +125,15 @@ def test_requirements_txt_is_generated_from_pyproject(tmp_path):
     assert header[1] == f"#    {COMPILE_COMMAND}"
     compiled = tmp_path / "requirements.txt"
     shutil.copy(ROOT / "requirements.txt", compiled)
+    args = COMPILE_COMMAND.split()[1:-1]  # the command, but its output file
     run(
         [
             sys.executable,
             "-m",
             "uv",
-            "pip",
-            "compile",
-            "pyproject.toml",
-            "--universal",
-            "--python-version",
-            "3.11",
-            "--quiet",
-            "-o",
+            *args,
             compiled,
+            "--quiet",
             "--custom-compile-command",
             COMPILE_COMMAND,
         ]
