@@ -274,3 +274,13 @@ def test_a_scrapyd_job_writes_the_manifests(tmp_path, scrapyd):
     report = check_site_files(manifest_dir, REPO_FILTERS)
     # Scrapyd keeps no exit status: the run report says how this job ended.
     assert report["job"] == job, log.read_text()[-3000:]
+
+
+def test_ci_runs_exactly_the_readme_set_up_commands():
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("## Quickstart", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
+    documented = [line.split("   #", 1)[0].strip() for line in block.splitlines()]
+    script = (ROOT / ".ci" / "run").read_text().splitlines()
+    commands = script[script.index('cd "$(dirname "$0")/.."') + 1 :]
+    assert documented == [line for line in commands if line.strip()]
+    assert documented[0].startswith("python3 -m venv .venv && . .venv/bin/activate && ")
