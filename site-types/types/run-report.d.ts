@@ -13,7 +13,7 @@ export type Source = "civitai" | "huggingface";
 export interface RunReport {
   spider: string;
   /**
-   * MANIFEST_JOB: the run's name; under Scrapyd, by default, the job id. null when unset. Scrapyd keeps no exit status: exit_code here is the job's, and a job whose id is not in run-report.json once it ended fetched nothing and changed no file (exit 1).
+   * MANIFEST_JOB: the run's name; under Scrapyd, by default, the job id. null when unset. Scrapyd keeps no exit status: exit_code here is the job's; a job whose id is not in run-report.json once it ended failed.
    */
   job: string | null;
   started: Timestamp;
