@@ -199,15 +199,17 @@ def scrapyd(tmp_path):
         "max_proc = 1\n"
         "poll_interval = 0.2\n"
     )
-    # Its cwd holds its scrapyd.conf; the checkout is not on its path, so a job runs the egg.
-    server = subprocess.Popen(
-        [sys.executable, "-m", "scrapyd"],
-        cwd=home,
-        env=clean_env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=(home / "scrapyd.err").open("w"),
-    )
+    # Its cwd holds its scrapyd.conf. The checkout is not on its path: a job imports the egg
+    # (sys.path comes before an editable install's finder).
+    with (home / "scrapyd.err").open("w") as errors:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "scrapyd"],
+            cwd=home,
+            env=clean_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=errors,
+        )
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 60
     while True:
