@@ -153,6 +153,7 @@ def test_an_installed_wheel_crawls_outside_the_repository(tmp_path):
     python = venv / "bin" / "python"
     env = clean_env(PATH=f"{venv / 'bin'}{os.pathsep}{os.environ['PATH']}")
     run([python, "-m", "pip", "install", "--quiet", wheel], env=env)
+    run([python, "-m", "pip", "check"], env=env)
 
     installed = {
         entry["name"].lower().replace("_", "-")
