@@ -84,6 +84,9 @@ class ManifestWriterPipeline:
         self.manifest_dir = Path(settings["MANIFEST_DIR"])
         self.max_shrink = settings.getfloat("MANIFEST_MAX_SHRINK")
         self.strict = settings.getbool("MANIFEST_STRICT")
+        # Scrapyd keeps no exit status: the report names the job, so that its outcome can be
+        # read back from the files.
+        self.job: str | None = settings.get("MANIFEST_JOB") or None
         self.models = run.models
         #: One model object per distinct model not kept as its id alone, shared by the filters
         #: that list it.
@@ -170,6 +173,7 @@ class ManifestWriterPipeline:
             exit_code=exit_code,
             wrote_manifests=fetched_any,
             filters=rows,
+            job=self.job,
         )
         if fetched_any:
             if not self._write_checked(RUN_REPORT_SCHEMA, RUN_REPORT_FILE, report):

@@ -93,6 +93,7 @@ def build_report(
     exit_code: int,
     wrote_manifests: bool,
     filters: Iterable[dict[str, Any]],
+    job: str | None = None,
 ) -> dict[str, Any]:
     filters = list(filters)
     totals = {str(v): 0 for v in Verdict}
@@ -100,6 +101,7 @@ def build_report(
         totals[entry["status"]] += 1
     return {
         "spider": spider,
+        "job": job,
         "started": started,
         "finished": finished,
         "exit_code": exit_code,

@@ -1,8 +1,8 @@
 """The JSON Schemas (draft 2020-12) of every JSON file the crawler writes, and their validation.
 
-The schemas live in the repository's ``schemas/`` folder, one level above this package, where
-the site's build finds them too (to generate TypeScript types); the project is installed
-editable (``-e .`` in requirements.txt), so that path is the checkout's.
+The schemas are package data, in ``manifest_crawler/data/schemas/``, read through
+importlib.resources: from a checkout, an installed wheel and a zipped Scrapyd egg alike. The
+site's TypeScript types are generated from the same files (site-types/).
 
 Validation runs through jsonschema-rs, a complete draft 2020-12 implementation: for an
 all-models.json of 1,000,000 models the pure-Python ``jsonschema`` needs about 84 s,
@@ -14,7 +14,8 @@ Pure: no Scrapy.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
-from pathlib import Path
+from importlib.resources import files
+from importlib.resources.abc import Traversable
 from typing import Any
 
 import jsonschema_rs
@@ -27,7 +28,8 @@ from manifest_crawler.jsonstream import (
     skeleton,
 )
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+#: A folder on disk, or inside a zipped egg (hence Traversable, read as bytes, never by path).
+SCHEMA_DIR: Traversable = files("manifest_crawler") / "data" / "schemas"
 
 MANIFEST_SCHEMA = "manifest.schema.json"
 ALL_MODELS_SCHEMA = "all-models.schema.json"
@@ -52,19 +54,23 @@ class SchemaError(ValueError):
     """A document does not match its schema; the message names the file and the first error."""
 
 
-def schema_path(name: str, directory: Path | None = None) -> Path:
+def schema_path(name: str, directory: Traversable | None = None) -> Traversable:
     return (directory or SCHEMA_DIR) / name
 
 
-def load_schema(name: str, directory: Path | None = None) -> dict[str, Any]:
+def schema_bytes(name: str, directory: Traversable | None = None) -> bytes:
     path = schema_path(name, directory)
     try:
-        return orjson.loads(path.read_bytes())
+        return path.read_bytes()
     except FileNotFoundError:
         raise FileNotFoundError(
-            f"{path}: schema not found; the crawler reads its schemas from the checkout's "
-            f"schemas/ folder (install the project editable: pip install -e .)"
+            f"{path}: schema not found; the schemas are the package data of manifest_crawler "
+            f"(data/schemas/): reinstall the package"
         ) from None
+
+
+def load_schema(name: str, directory: Traversable | None = None) -> dict[str, Any]:
+    return orjson.loads(schema_bytes(name, directory))
 
 
 class Validators:
@@ -75,7 +81,9 @@ class Validators:
     that array, so that a million-model document is never held as Python objects.
     """
 
-    def __init__(self, directory: Path | None = None, names: Iterable[str] = JSON_SCHEMAS) -> None:
+    def __init__(
+        self, directory: Traversable | None = None, names: Iterable[str] = JSON_SCHEMAS
+    ) -> None:
         self._schemas: dict[str, dict[str, Any]] = {
             name: load_schema(name, directory) for name in names
         }

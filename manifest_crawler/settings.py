@@ -25,6 +25,9 @@ MANIFEST_MAX_ITEMS = 100
 MANIFEST_MAX_EMPTY_PAGES = 10
 # Serve the bundled API emulator in-process on a loopback port and crawl it instead.
 MANIFEST_OFFLINE = False
+# A name for the run, written as run-report.json's "job"; under Scrapyd, unset, the job's id
+# (its _job argument): Scrapyd keeps no exit status, the report says how the job ended.
+MANIFEST_JOB = None
 
 # --- Failure semantics --------------------------------------------------------------------
 # A fresh result that lost more than this fraction of the previous manifest's models is

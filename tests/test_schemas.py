@@ -143,8 +143,9 @@ def test_shared_definitions_are_the_same_in_every_schema():
             assert seen.setdefault(key, definition) == definition, (name, key)
 
 
-def test_the_schemas_live_in_the_repository_root():
-    assert SCHEMA_DIR == ROOT / "schemas"
+def test_the_schemas_are_the_package_data_of_the_checkout():
+    # tests/test_packaging.py checks that an installed wheel carries them.
+    assert SCHEMA_DIR == ROOT / "manifest_crawler" / "data" / "schemas"
     assert sorted(p.name for p in SCHEMA_DIR.glob("*.schema.json")) == sorted(JSON_SCHEMAS)
 
 

@@ -4,7 +4,7 @@ import pytest
 from lxml import etree
 from scrapy.utils.defer import deferred_f_from_coro_f
 
-from manifest_crawler.schemas import SITEMAP_XSD, schema_path
+from manifest_crawler.schemas import SITEMAP_XSD, schema_bytes
 from manifest_crawler.sitemap import (
     MAX_URLS,
     SITEMAP_NS,
@@ -20,7 +20,7 @@ from tests.crawl import crawl, crawl_settings, project_settings_dict, read_json,
 from tests.scripted import Reply
 
 NS = {"s": SITEMAP_NS}
-XSD = etree.XMLSchema(etree.parse(str(schema_path(SITEMAP_XSD))))
+XSD = etree.XMLSchema(etree.fromstring(schema_bytes(SITEMAP_XSD)))
 PARSER = etree.XMLParser(huge_tree=True, resolve_entities=False)
 
 

@@ -33,6 +33,10 @@ class Command(ScrapyCrawlCommand):
             crawler = self._create_crawler(args[0])
         except KeyError as exc:
             raise UsageError(str(exc.args[0]) if exc.args else "unknown spider") from None
+        # Scrapyd names the job with a spider argument; the run report reads settings only.
+        job = opts.spargs.get("_job")
+        if job and not crawler.settings.get("MANIFEST_JOB"):
+            crawler.settings.set("MANIFEST_JOB", job, priority="cmdline")
         crawling = self.crawler_process.crawl(crawler, **opts.spargs)
         filters_error = _filters_error(crawling)
         self.crawler_process.start()

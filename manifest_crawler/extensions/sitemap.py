@@ -2,7 +2,7 @@
 
 Off unless MANIFEST_SITEMAP_URL is set. It listens to the writer's ``all_models_written``
 signal, so it sees exactly the document the writer validated and wrote, and writes nothing in
-a run that changed nothing. Each file is checked against ``schemas/sitemap.xsd`` before it
+a run that changed nothing. Each file is checked against the package's ``sitemap.xsd`` before it
 replaces the old one; children are written before the index that names them.
 """
 
@@ -21,7 +21,7 @@ from scrapy.exceptions import NotConfigured
 from manifest_crawler import signals
 from manifest_crawler.filters import DEFAULT_SOURCES
 from manifest_crawler.manifests import AtomicFiles
-from manifest_crawler.schemas import SITEMAP_XSD, schema_path
+from manifest_crawler.schemas import SITEMAP_XSD, schema_bytes
 from manifest_crawler.sitemap import (
     SitemapError,
     UrlPattern,
@@ -41,7 +41,7 @@ class SitemapWriter:
         self.patterns = patterns
         self.file = file
         self.base_url = base_url
-        self.xsd = etree.XMLSchema(etree.parse(str(schema_path(SITEMAP_XSD))))
+        self.xsd = etree.XMLSchema(etree.fromstring(schema_bytes(SITEMAP_XSD)))
         # A sitemap of 50,000 URLs is far past libxml2's default safety limits.
         self.parser = etree.XMLParser(huge_tree=True, resolve_entities=False, no_network=True)
         crawler.signals.connect(self.all_models_written, signal=signals.all_models_written)
