@@ -127,17 +127,21 @@ class JobResume:
     def _load_job(self) -> JobState | None:
         """The job to resume, or None after clearing whatever JOBDIR held."""
         if (self.jobdir / RUNNING_MARKER).exists():
-            return self._reset(
+            self._reset(
                 "its last process did not close (killed?), so its request queue cannot be trusted"
             )
+            return None
         try:
             job = decode_job((self.jobdir / JOB_FILE).read_bytes())
         except FileNotFoundError:
-            return self._reset(None)
+            self._reset(None)
+            return None
         except JobStateError as exc:
-            return self._reset(str(exc))
+            self._reset(str(exc))
+            return None
         if job.fingerprint != self.fingerprint:
-            return self._reset("it was made for other filters, sources or endpoints")
+            self._reset("it was made for other filters, sources or endpoints")
+            return None
         return job
 
     def _reset(self, why: str | None) -> None:
@@ -157,4 +161,3 @@ class JobResume:
             logger.warning("Starting the job in %s over: %s", self.jobdir, why)
         elif emptied:
             logger.info("Starting a new job in %s", self.jobdir)
-        return None
