@@ -57,7 +57,8 @@ def job_fingerprint(sources: Sequence[str], ledger: Ledger, urls: Mapping[str, s
 class JobState:
     fingerprint: str
     ledger: list[dict[str, Any]]
-    models: dict[tuple[str, str], list[Entry]] = field(default_factory=dict)
+    #: Each filter's collected models (the RunState's CollectedModels; lists when read back).
+    models: Mapping[tuple[str, str], Iterable[Entry]] = field(default_factory=dict)
     baseline: Baseline | None = None
 
 

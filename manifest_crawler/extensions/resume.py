@@ -161,4 +161,3 @@ class JobResume:
             logger.warning("Starting the job in %s over: %s", self.jobdir, why)
         elif emptied:
             logger.info("Starting a new job in %s", self.jobdir)
-        return None

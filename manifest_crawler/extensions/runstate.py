@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
+from collections.abc import Iterable, Mapping
 from typing import Any, Self
 
 from scrapy import Spider, signals
@@ -72,7 +73,7 @@ class RunState:
         self.spider_name = spider.name
 
     def restore(
-        self, models: dict[tuple[str, str], list[tuple[int, Any]]], baseline: Baseline
+        self, models: Mapping[tuple[str, str], Iterable[tuple[int, Any]]], baseline: Baseline
     ) -> None:
         """Take over what the interrupted processes of a resumed job collected and saw."""
         for key, entries in models.items():

@@ -30,7 +30,7 @@ from twisted.internet.error import DNSLookupError
 from twisted.python.failure import Failure
 
 from manifest_crawler.extensions.runstate import RunState
-from manifest_crawler.filters import Filter
+from manifest_crawler.filters import Filter, FiltersError
 from manifest_crawler.items import ModelEntry
 from manifest_crawler.ledger import FilterState, FilterStatus, Ledger
 from manifest_crawler.middlewares import RATELIMIT_PROBE_META
@@ -229,10 +229,21 @@ class ManifestSpider(scrapy.Spider):
     @classmethod
     def from_crawler(cls, crawler: Crawler, *args: Any, **kwargs: Any) -> Self:
         spider = super().from_crawler(crawler, *args, **kwargs)
+        sources = [api.name for api in cls.source_apis]
+        if crawler.settings.getlist("MANIFEST_SOURCES") != sources:
+            # It selects the filters (RunState): the spider's own sources, never another's.
+            raise FiltersError(
+                f"MANIFEST_SOURCES is set by the spider {cls.name!r} ({', '.join(sources)})"
+            )
         names = kwargs.get("filters")
         if names is not None:
             # `-a filters=a,b`, handed on as a setting (as Scrapy's docs show for spider
             # arguments) to the RunState extension, which selects the filters.
+            if crawler.settings.frozen:
+                raise RuntimeError(
+                    "-a filters needs the spider made before the crawl's components, as "
+                    "`scrapy crawl` and CrawlerProcess.crawl() do; set MANIFEST_FILTERS instead"
+                )
             crawler.settings.set("MANIFEST_FILTERS", names, priority="spider")
         spider.max_empty_pages = crawler.settings.getint("MANIFEST_MAX_EMPTY_PAGES")
         spider.max_retry_times = crawler.settings.getint("MANIFEST_RETRY_TIMES")

@@ -38,6 +38,16 @@ async def test_unknown_filter_argument_exits_2(tmp_path):
 
 
 @deferred_f_from_coro_f
+async def test_sources_other_than_the_spiders_exit_2(tmp_path):
+    _, err, code = await scrapy_crawl(
+        "civitai", "-s", "MANIFEST_SOURCES=huggingface", "-s", f"FILTERS_FILE={_filters(tmp_path)}"
+    )
+    assert code == 2
+    assert "error: MANIFEST_SOURCES is set by the spider 'civitai'" in err.decode()
+    assert b"Traceback" not in err
+
+
+@deferred_f_from_coro_f
 async def test_exit_status_follows_the_run(tmp_path, scripted):
     _, url = scripted(
         {
