@@ -110,7 +110,7 @@ class JobResume:
         job = JobState(
             fingerprint=self.fingerprint,
             ledger=run.ledger.snapshot(),
-            models={key: list(pairs) for key, pairs in run.models.items()},
+            models=dict(run.models),
             baseline=run.baseline,
         )
         write_atomic(self.jobdir / JOB_FILE, encode_job(job))
