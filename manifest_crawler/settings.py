@@ -78,6 +78,7 @@ EXTENSIONS = {
     "scrapy.extensions.corestats.CoreStats": None,
     "manifest_crawler.itemproc.CoreStats": 0,
     "manifest_crawler.extensions.offline.OfflineEmulator": 0,
+    "manifest_crawler.extensions.closefailures.CloseFailures": 0,
     "manifest_crawler.extensions.progress.ProgressReporter": 510,
     "manifest_crawler.extensions.sitemap.SitemapWriter": 520,
     "manifest_crawler.extensions.gctuning.GcThreshold": 530,

@@ -13,6 +13,7 @@ from manifest_crawler.changes import (
     diff_ranking,
     summarize,
 )
+from manifest_crawler.emulator import Emulator, EmulatorConfig
 from manifest_crawler.filters import load_filters
 from manifest_crawler.manifests import ManifestModel, SiteModels, manifest_filename
 from manifest_crawler.schemas import (
@@ -157,10 +158,18 @@ async def test_two_runs_over_a_changed_catalogue_list_exactly_what_changed(make_
     old = {key: _ids(path) for key, path in paths.items()}
     old_all = read_json(tmp_path / "all-models.json")
 
-    after = make_emulator(revision=1)
-    crawler = await crawl(
-        AllSpider, crawl_settings(after, tmp_path, MANIFEST_MAX_ITEMS=150), filters=FILTERS
-    )
+    # The same API a revision later: at the same address, so that the first run's files are
+    # of this run's origin (a baseline).
+    port = before.port.getHost().port
+    await before.stop()
+    after = Emulator(EmulatorConfig(revision=1))
+    after.listen(port=port)
+    try:
+        crawler = await crawl(
+            AllSpider, crawl_settings(after, tmp_path, MANIFEST_MAX_ITEMS=150), filters=FILTERS
+        )
+    finally:
+        await after.stop()
     new = {key: _ids(path) for key, path in paths.items()}
     new_all = read_json(tmp_path / "all-models.json")
     changes = read_json(tmp_path / CHANGES_FILE)

@@ -4,7 +4,8 @@ import re
 
 from scrapy.utils.defer import deferred_f_from_coro_f
 
-from manifest_crawler.manifests import build_manifest, encode_json
+from manifest_crawler import settings as project_settings
+from manifest_crawler.manifests import SOURCE_URL_SETTINGS, build_manifest, encode_json
 from manifest_crawler.spiders.all import AllSpider
 from manifest_crawler.spiders.civitai import CivitaiSpider
 from tests.crawl import crawl, project_settings_dict, read_json, write_filters
@@ -15,7 +16,8 @@ def _page(*ids):
     return {"items": [{"id": i, "name": f"Model {i}"} for i in ids], "metadata": {}}
 
 
-def _previous(out, name, ids, source="civitai"):
+def _previous(out, name, ids, source="civitai", origin=None):
+    """A previous run's manifest, from ``origin`` (by default the source's real API)."""
     prefix = "civitai" if source == "civitai" else "hf"
     models = [
         {"id": f"civitai-{i}", "slug": f"civitai-{i}", "name": f"Old {i}"}
@@ -25,7 +27,8 @@ def _previous(out, name, ids, source="civitai"):
     ]
     path = out / f"{prefix}-{name}.json"
     out.mkdir(exist_ok=True)
-    path.write_bytes(encode_json(build_manifest(name, models, "2026-01-01T00:00:00Z")))
+    origin = origin or getattr(project_settings, SOURCE_URL_SETTINGS[source])
+    path.write_bytes(encode_json(build_manifest(name, models, "2026-01-01T00:00:00Z", origin)))
     return path
 
 
@@ -44,9 +47,9 @@ def _filters(*names, **extra):
 @deferred_f_from_coro_f
 async def test_a_suspicious_shrink_keeps_the_previous_manifest(tmp_path, scripted):
     out = tmp_path / "out"
-    previous = _previous(out, "shrunk", range(1, 11))
-    before = previous.read_bytes()
     _, url = scripted({"shrunk|": Reply(_page(1, 2, 3)), "steady|": Reply(_page(50))}, by="sort")
+    previous = _previous(out, "shrunk", range(1, 11), origin=url)
+    before = previous.read_bytes()
     crawler = await crawl(
         CivitaiSpider, _settings(tmp_path, _filters("shrunk", "steady"), CIVITAI_API_URL=url)
     )
@@ -66,11 +69,11 @@ async def test_a_suspicious_shrink_keeps_the_previous_manifest(tmp_path, scripte
 @deferred_f_from_coro_f
 async def test_shrink_allowed_by_setting_and_lowered_max_items_is_no_shrink(tmp_path, scripted):
     out = tmp_path / "out"
-    _previous(out, "shrunk", range(1, 11))
-    _previous(out, "capped", range(1, 11))
     _, url = scripted(
         {"shrunk|": Reply(_page(1, 2, 3)), "capped|": Reply(_page(*range(20, 30)))}, by="sort"
     )
+    _previous(out, "shrunk", range(1, 11), origin=url)
+    _previous(out, "capped", range(1, 11), origin=url)
     filters = [*_filters("shrunk"), *_filters("capped", max_items=4)]
     await crawl(
         CivitaiSpider, _settings(tmp_path, filters, CIVITAI_API_URL=url, MANIFEST_MAX_SHRINK=1.0)
@@ -87,11 +90,11 @@ async def test_shrink_allowed_by_setting_and_lowered_max_items_is_no_shrink(tmp_
 @deferred_f_from_coro_f
 async def test_failed_filter_keeps_its_file_and_strict_mode_fails_the_run(tmp_path, scripted):
     out = tmp_path / "out"
-    kept = _previous(out, "broken", [7, 8])
-    before = kept.read_bytes()
     _, url = scripted(
         {"broken|": Reply({"message": "x"}, status=500), "fine|": Reply(_page(1))}, by="sort"
     )
+    kept = _previous(out, "broken", [7, 8], origin=url)
+    before = kept.read_bytes()
     filters = _filters("broken", "fine")
     crawler = await crawl(CivitaiSpider, _settings(tmp_path, filters, CIVITAI_API_URL=url))
     assert kept.read_bytes() == before

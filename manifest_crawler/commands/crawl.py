@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import atexit
 import gc
+import logging
 import os
 import sys
 from typing import NoReturn
@@ -17,7 +18,14 @@ from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
 
 from manifest_crawler.filters import FiltersError, load_filters
-from manifest_crawler.runreport import EXIT_CODE_STAT
+from manifest_crawler.runreport import EXIT_CODE_STAT, run_exit_status
+from manifest_crawler.settings_check import (
+    EXIT_USAGE,
+    InputError,
+    check_selection,
+    check_settings,
+    check_spider_arguments,
+)
 
 
 class Command(ScrapyCrawlCommand):
@@ -27,17 +35,18 @@ class Command(ScrapyCrawlCommand):
         assert self.crawler_process is not None
         assert self.settings is not None
         try:
-            # Checked before any reactor work so a broken file or an unknown filter name is one
-            # clear line, not a traceback.
+            # Checked before any reactor work so a bad setting, a broken file or an unknown
+            # filter name is one clear line, not a traceback or a crawl of everything.
+            check_settings(self.settings)
+            check_spider_arguments(opts.spargs)
             filter_set = load_filters(self.settings["FILTERS_FILE"])
             spider_cls = self.crawler_process.spider_loader.load(args[0])
-            names = opts.spargs.get("filters")
-            if names is not None and hasattr(spider_cls, "source_apis"):
+            if hasattr(spider_cls, "source_apis"):
                 sources = [api.name for api in spider_cls.source_apis]
-                filter_set.select(sources, names.split(","))
-        except FiltersError as exc:
+                check_selection(filter_set, sources, opts.spargs.get("filters"))
+        except (FiltersError, InputError) as exc:
             print(f"error: {exc}", file=sys.stderr)
-            self.exitcode = 2
+            self.exitcode = EXIT_USAGE
             return
         except KeyError as exc:
             raise UsageError(str(exc.args[0]) if exc.args else "unknown spider") from None
@@ -52,7 +61,12 @@ class Command(ScrapyCrawlCommand):
         if self.crawler_process.bootstrap_failed:
             self.exitcode = 1
             return
-        self.exitcode = int(crawler.stats.get_value(EXIT_CODE_STAT, 0))
+        self.exitcode = run_exit_status(crawler.stats.get_stats())
+        if crawler.stats.get_value(EXIT_CODE_STAT) is None:
+            logging.getLogger(__name__).error(
+                "The crawl ended before its files were written (stopped, or the writer failed): "
+                "nothing was changed"
+            )
         if self.settings.getbool("MANIFEST_FAST_EXIT") and not opts.profile and not observed():
             exit_now(self.exitcode)
 

@@ -27,7 +27,13 @@ from scrapy.http import Response, TextResponse
 from scrapy.spidermiddlewares.httperror import HttpError
 from twisted.python.failure import Failure
 
-from manifest_crawler.filters import DEFAULT_SOURCES, Filter, FiltersError, load_filters
+from manifest_crawler.filters import (
+    DEFAULT_SOURCES,
+    Filter,
+    FiltersError,
+    item_limit,
+    load_filters,
+)
 from manifest_crawler.items import ModelEntry
 from manifest_crawler.ledger import FilterState, FilterStatus, Ledger
 from manifest_crawler.middlewares import (
@@ -236,9 +242,7 @@ class ManifestSpider(scrapy.Spider):
         default_max = settings.getint("MANIFEST_MAX_ITEMS")
         self.max_empty_pages = settings.getint("MANIFEST_MAX_EMPTY_PAGES")
         self.max_retry_times = settings.getint("MANIFEST_RETRY_TIMES")
-        self.ledger = Ledger(
-            (f, f.max_items or (default_max if default_max > 0 else None)) for f in selected
-        )
+        self.ledger = Ledger((f, item_limit(f.max_items, default_max)) for f in selected)
 
     async def start(self) -> AsyncIterator[Any]:
         self.apis = {}

@@ -68,7 +68,7 @@ async def test_exit_status_follows_the_run(tmp_path, scripted):
 
     # With a previous manifest for "bad", the run passes with a loud warning ...
     (tmp_path / "out" / "civitai-bad.json").write_text(
-        '{"filter": "bad", "models": [], "timestamp": "T"}'
+        json.dumps({"filter": "bad", "origin": url, "models": [], "timestamp": "T"})
     )
     _, err, code = await scrapy_crawl("civitai", *common)
     assert code == 0, err.decode()[-2000:]
@@ -97,6 +97,10 @@ async def test_offline_quickstart_writes_every_manifest(tmp_path):
     assert all_models["totalModels"] == len(union)
     assert all_models["civitai"] + all_models["huggingface"] == len(union)
     assert "Offline mode: crawling the bundled emulator at http://127.0.0.1:" in err.decode()
+    assert "synthetic" in err.decode()
+    report = read_json(tmp_path / "run-report.json")
+    assert report["synthetic"] is True
+    assert report["origins"] == {"civitai": "emulator", "huggingface": "emulator"}
 
 
 class _GcProbe:
