@@ -41,7 +41,7 @@ class OtherOrigin(ManifestError):
     """A file on disk holds models of another origin than this run's (the emulator's, or
     another endpoint's): it is no fallback and no baseline for this run."""
 
-    def __init__(self, path: Path, found: str | None, wanted: str) -> None:
+    def __init__(self, path: Path, found: str | None, wanted: str | None) -> None:
         super().__init__(f"{path}: from {found or 'an unknown origin'}, not {wanted}")
         self.path = path
         self.found = found
@@ -460,9 +460,17 @@ def _models_in(
             file.seek(0)
             found = _top_level_value(path, file, origin_key)
         if found != origin:
-            raise OtherOrigin(path, found if isinstance(found, str) else None, str(origin))
+            raise OtherOrigin(path, _origin_text(found), _origin_text(origin))
         file = path.open("rb")
     return _checked_models(path, file, kind.__match_args__, what)
+
+
+def _origin_text(origin: Any) -> str | None:
+    if isinstance(origin, str):
+        return origin
+    if isinstance(origin, dict):
+        return ", ".join(f"{source}: {value}" for source, value in origin.items())
+    return None
 
 
 def _top_level_value(path: Path, file: BinaryIO, key: str) -> Any:

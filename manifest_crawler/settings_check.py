@@ -1,4 +1,4 @@
-"""Pure checks of what a run is given (settings, spider arguments, the filter selection),
+"""Checks of what a run is given (settings, spider arguments, the filter selection),
 done before any request: a bad value is one line naming it, what was given and what is
 allowed, and the exit status 2, rather than a traceback, a silent default or a crawl of
 everything."""
@@ -6,14 +6,15 @@ everything."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
 from scrapy.settings import BaseSettings
+from scrapy.spiderloader import get_spider_loader
 
-from manifest_crawler.filters import FiltersError, FilterSet
+from manifest_crawler.filters import FiltersError, FilterSet, load_filters
 from manifest_crawler.sitemap import SitemapError, parse_patterns
 
 #: The exit status of a run refused before it started (bad settings, arguments or filters).
@@ -170,3 +171,27 @@ def check_selection(filter_set: FilterSet, sources: Iterable[str], names: str | 
     selected = filter_set.select(sources, None if names is None else names.split(","))
     if not selected:
         raise FiltersError(f"{filter_set.path}: no filters for source(s) {', '.join(sources)}")
+
+
+def crawl_input_error(
+    settings: BaseSettings, args: Sequence[str], spargs: Mapping[str, str]
+) -> str | None:
+    """What is wrong with the input of ``scrapy crawl <spider>`` (settings, ``-a`` arguments,
+    the filters file and the selection), as one line; None when the run may start. An unknown
+    spider or a wrong number of arguments is left to the command's usage error."""
+    try:
+        check_settings(settings)
+        check_spider_arguments(spargs)
+        filter_set = load_filters(settings["FILTERS_FILE"])
+        if len(args) != 1:
+            return None
+        try:
+            spider_cls = get_spider_loader(settings).load(args[0])
+        except KeyError:
+            return None
+        if hasattr(spider_cls, "source_apis"):
+            sources = [api.name for api in spider_cls.source_apis]
+            check_selection(filter_set, sources, spargs.get("filters"))
+    except (FiltersError, InputError) as exc:
+        return str(exc)
+    return None

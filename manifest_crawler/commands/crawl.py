@@ -17,37 +17,27 @@ from typing import NoReturn
 from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
 
-from manifest_crawler.filters import FiltersError, load_filters
 from manifest_crawler.runreport import EXIT_CODE_STAT, run_exit_status
-from manifest_crawler.settings_check import (
-    EXIT_USAGE,
-    InputError,
-    check_selection,
-    check_settings,
-    check_spider_arguments,
-)
+from manifest_crawler.settings_check import EXIT_USAGE, crawl_input_error
 
 
 class Command(ScrapyCrawlCommand):
+    def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
+        super().process_options(args, opts)
+        assert self.settings is not None
+        # Checked before Scrapy starts logging or the reactor, so that a bad setting, argument
+        # or filters file is the one line printed (Scrapyd runs its jobs through this command).
+        error = crawl_input_error(self.settings, args, opts.spargs)
+        if error is not None:
+            print(f"error: {error}", file=sys.stderr)
+            sys.exit(EXIT_USAGE)
+
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:
             raise UsageError("give exactly one spider: scrapy crawl <civitai|huggingface|all>")
         assert self.crawler_process is not None
-        assert self.settings is not None
         try:
-            # Checked before any reactor work so a bad setting, a broken file or an unknown
-            # filter name is one clear line, not a traceback or a crawl of everything.
-            check_settings(self.settings)
-            check_spider_arguments(opts.spargs)
-            filter_set = load_filters(self.settings["FILTERS_FILE"])
-            spider_cls = self.crawler_process.spider_loader.load(args[0])
-            if hasattr(spider_cls, "source_apis"):
-                sources = [api.name for api in spider_cls.source_apis]
-                check_selection(filter_set, sources, opts.spargs.get("filters"))
-        except (FiltersError, InputError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            self.exitcode = EXIT_USAGE
-            return
+            self.crawler_process.spider_loader.load(args[0])
         except KeyError as exc:
             raise UsageError(str(exc.args[0]) if exc.args else "unknown spider") from None
         crawler = self._create_crawler(args[0])

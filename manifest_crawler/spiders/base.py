@@ -23,8 +23,10 @@ import orjson
 import scrapy
 from scrapy.crawler import Crawler
 from scrapy.downloadermiddlewares.retry import get_retry_request
+from scrapy.exceptions import DownloadCancelledError
 from scrapy.http import Response, TextResponse
 from scrapy.spidermiddlewares.httperror import HttpError
+from twisted.internet.defer import CancelledError
 from twisted.python.failure import Failure
 
 from manifest_crawler.filters import (
@@ -430,6 +432,10 @@ class ManifestSpider(scrapy.Spider):
         if failure.check(HttpError):
             response = failure.value.response
             detail = f"HTTP {response.status}{_error_detail(response)}"
+        elif failure.check(DownloadCancelledError, CancelledError):
+            # The only downloads cancelled before the crawl closes are those past the cap.
+            maxsize = request.meta.get("download_maxsize", self.settings.getint("DOWNLOAD_MAXSIZE"))
+            detail = f"the answer passed DOWNLOAD_MAXSIZE ({maxsize} bytes) and was dropped"
         else:
             detail = f"{failure.type.__name__}: {failure.getErrorMessage()}"
         # The middleware said once, loudly, that the host is unreachable; no need for one
