@@ -96,6 +96,11 @@ def test_usage_and_unreachable(capsys):
     assert rpc.main(["status", "--url", url], out, err) == rpc.EXIT_UNREACHABLE
     assert err.getvalue().startswith(f"error: no JSON-RPC service at {url}")
     assert rpc.main(["status", "--url", "file:///etc/passwd"], out, err) == rpc.EXIT_UNREACHABLE
+    for timeout in ("-1", "0", "abc", "nan", "inf"):
+        with pytest.raises(SystemExit) as raised:
+            rpc.main(["status", "--timeout", timeout])
+        assert raised.value.code == 2
+    assert "--timeout: '-1' is not a number of seconds above 0" in capsys.readouterr().err
 
 
 @deferred_f_from_coro_f
@@ -138,6 +143,27 @@ async def test_client_against_a_running_crawl(monkeypatch):
         code, out, _ = await run_client("unpause", "--url", url)
         assert (code, out) == (0, "Crawl resumed.\n")
         assert not running.crawler.engine.paused
+
+        # `rpc stats | head -0`: the reader is gone before the client writes; it ends quietly.
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        client = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "manifest_crawler.rpc",
+            "stats",
+            "--url",
+            url,
+            "--token",
+            "Zq9-secret",
+            cwd=ROOT,
+            env=CHILD_ENV,
+            stdout=write_end,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        os.close(write_end)
+        _, err = await asyncio.wait_for(client.communicate(), 20)
+        assert (client.returncode, err) == (0, b"")
 
         code, out, _ = await run_client("stop", "--url", url)
         assert code == 0 and out.startswith("Graceful stop requested")
