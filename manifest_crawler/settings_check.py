@@ -59,14 +59,17 @@ def _number(
         raise InputError(f"{name}={_shown(settings.get(name))}: must be {allowed}")
 
 
+#: What Scrapy documents for a boolean setting (its getbool also takes any integer as one).
+_BOOLEANS = frozenset({"0", "1", "True", "False", "true", "false"})
+
+
 def _boolean(settings: BaseSettings, name: str) -> None:
-    try:
-        settings.getbool(name)
-    except (TypeError, ValueError):
+    value = settings.get(name)
+    number = isinstance(value, bool | int) and value in (0, 1)
+    if not (number or (isinstance(value, str) and value in _BOOLEANS)):
         raise InputError(
-            f"{name}={_shown(settings.get(name))}: must be a boolean "
-            "(true, false, 1 or 0, as Scrapy reads them)"
-        ) from None
+            f"{name}={_shown(value)}: must be a boolean (true, false, 1 or 0, as Scrapy reads them)"
+        )
 
 
 def _choice(settings: BaseSettings, name: str, choices: Collection[str]) -> None:

@@ -1,11 +1,13 @@
 """What the pipelines write and refuse to write, through real crawls of scripted APIs."""
 
+import json
 import re
 
 from scrapy.utils.defer import deferred_f_from_coro_f
 
 from manifest_crawler import settings as project_settings
 from manifest_crawler.manifests import SOURCE_URL_SETTINGS, build_manifest, encode_json
+from manifest_crawler.pipelines import not_refreshed_text
 from manifest_crawler.spiders.all import AllSpider
 from manifest_crawler.spiders.civitai import CivitaiSpider
 from tests.crawl import crawl, project_settings_dict, read_json, write_filters
@@ -187,3 +189,55 @@ async def test_all_spider_dedupes_across_sources_and_filters_and_is_reproducible
 
 def _without_timestamps(data):
     return re.sub(rb'"timestamp": "[^"]*"', b'"timestamp": "T"', data)
+
+
+@deferred_f_from_coro_f
+async def test_previous_files_that_cannot_be_trusted_count_as_absent(tmp_path, scripted, caplog):
+    out = tmp_path / "out"
+    out.mkdir()
+    _, url = scripted({"": Reply(_page(1, 2))})
+    untrusted = {
+        "truncated": '{"filter": "truncated", "origin": "%s", "models": [{"id": "civ',
+        "notjson": "<html>not JSON</html>",
+        "invalid": '{"filter": "invalid", "origin": "%s", "models": [{"id": "civitai-1"}]}',
+        "badid": '{"filter": "badid", "origin": "%s", "models": '
+        '[{"id": "civitai-0", "slug": "civitai-0", "name": "Zero"}], "timestamp": "T"}',
+    }
+    for name, text in untrusted.items():
+        (out / f"civitai-{name}.json").write_text(text.replace("%s", url))
+    (out / "all-models.json").write_text(
+        json.dumps(
+            {
+                "origins": {"civitai": url, "huggingface": project_settings.HF_API_URL},
+                "models": [{"id": "../etc", "slug": "x", "name": "x", "source": "civitai"}],
+            }
+        )
+    )
+    crawler = await crawl(
+        CivitaiSpider, _settings(tmp_path, _filters(*untrusted), CIVITAI_API_URL=url)
+    )
+    # Each is named once, and none makes the run a crawler bug: every filter is fresh.
+    for name in [*(f"civitai-{n}.json" for n in untrusted), "all-models.json"]:
+        assert len([r for r in caplog.records if name in r.getMessage()]) == 1, name
+    assert "a bug" not in caplog.text
+    assert crawler.stats.get_value("manifest/exit_code") == 0
+    report = read_json(out / "run-report.json")
+    assert report["totals"] == {"fresh": 4, "stale": 0, "failed": 0}
+    assert read_json(out / "changes.json")["previousTimestamp"] is None
+
+
+def test_filters_not_refreshed_are_one_line_per_cause():
+    rows = [
+        {"source": "civitai", "filter": f"f{i}", "status": "stale", "reason": "request_failed",
+         "errors": [f"CannotResolveHostError: DNS lookup failed at https://civitai.com/?f={i}"]}
+        for i in range(7)
+    ] + [
+        {"source": "huggingface", "filter": "likes", "status": "failed", "reason": "max_items",
+         "errors": []},
+    ]  # fmt: skip
+    assert not_refreshed_text(rows).splitlines() == [
+        "8 filter(s) NOT refreshed:",
+        "  STALE civitai:f0, civitai:f1, civitai:f2, civitai:f3, civitai:f4 and 2 more: "
+        "request_failed (CannotResolveHostError: DNS lookup failed)",
+        "  FAILED huggingface:likes: max_items",
+    ]
