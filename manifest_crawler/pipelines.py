@@ -398,6 +398,8 @@ class ManifestWriterPipeline:
             document=document,
             path=self.manifest_dir / ALL_MODELS_FILE,
             files=files,
+            # Not logged with a traceback: raised again below, it fails the run in one line.
+            dont_log=FilesNotWritten,
         )
         for receiver, result in results:
             if isinstance(result, Failure):
