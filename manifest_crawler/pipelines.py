@@ -322,10 +322,10 @@ class ManifestWriterPipeline:
         if other_origin:
             # One line, not one per filter: every file of an offline run is of another origin.
             logger.warning(
-                "%d previous manifest(s) came from another origin than this run's (%s), so "
-                "none of them is a fallback or a baseline: %s%s",
+                "%d previous manifest(s) came from %s, not from this run's origin, so none of "
+                "them is a fallback or a baseline: %s%s",
                 len(other_origin),
-                other_origin[0].found or "unknown",
+                other_origin[0].found or "an unknown origin",
                 ", ".join(exc.path.name for exc in other_origin[:3]),
                 " …" if len(other_origin) > 3 else "",
             )
