@@ -9,6 +9,7 @@ from manifest_crawler.filters import (
     NSFW_LEVEL_BITS,
     FiltersError,
     filter_file_stem,
+    item_limit,
     load_filters,
     parse_filters,
 )
@@ -178,3 +179,12 @@ def test_any_name_is_either_refused_or_safe(name):
     stem = filter_file_stem(fs.for_source("civitai")[0].name)
     assert stem and "/" not in stem and "\\" not in stem and not stem.startswith(".")
     assert all(c.isascii() and (c.isalnum() or c in "._-") for c in stem)
+
+
+def test_max_items_0_means_no_limit_in_the_file_as_in_the_setting():
+    assert item_limit(None, 100) == 100
+    assert item_limit(None, 0) is None
+    assert item_limit(0, 100) is None
+    assert item_limit(5, 0) == 5
+    document = _doc(civitai=[_entry(max_items=0)])
+    assert parse_filters(document, "filters.json").for_source("civitai")[0].max_items == 0

@@ -98,6 +98,9 @@ async def test_offline_quickstart_writes_every_manifest(tmp_path):
     assert all_models["civitai"] + all_models["huggingface"] == len(union)
     assert "Offline mode: crawling the bundled emulator at http://127.0.0.1:" in err.decode()
     assert "synthetic" in err.decode()
+    # The run's summary is what a person reads last: Scrapy's stats and close lines come before.
+    last_record = err.decode().rsplit("\n20", 1)[1]
+    assert "[manifest_crawler.pipelines] INFO: Manifest run summary (synthetic" in last_record
     report = read_json(tmp_path / "run-report.json")
     assert report["synthetic"] is True
     assert report["origins"] == {"civitai": "emulator", "huggingface": "emulator"}
