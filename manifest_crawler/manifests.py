@@ -473,6 +473,21 @@ def _origin_text(origin: Any) -> str | None:
     return None
 
 
+def _model_problem(model: Mapping[str, str]) -> str | None:
+    """Why a previous file's model is not one a run writes (the schemas' rules, which this
+    run's all-models.json and changes.json must pass with the model in them), or None."""
+    model_id = model["id"]
+    if not is_site_id(model_id):
+        return f"has the id {model_id!r}, which no run makes"
+    if model["slug"] != id_slug(model_id):
+        return f"has the slug {model['slug']!r}, not {id_slug(model_id)!r}"
+    if "name" in model and not model["name"].strip():
+        return "has a blank name"
+    if "source" in model and model["source"] not in SOURCE_PREFIXES:
+        return f"has the unknown source {model['source']!r}"
+    return None
+
+
 def _top_level_value(path: Path, file: BinaryIO, key: str) -> Any:
     try:
         return next(ijson.items(file, key), None)
@@ -492,11 +507,9 @@ def _checked_models(
                     isinstance(model.get(key), str) for key in keys
                 ):
                     raise ManifestError(f"{path}: not {what} ({expected}) at model {count}")
-                if not is_site_id(model["id"]):
-                    raise ManifestError(
-                        f"{path}: not {what}: model {count} has the id {model['id']!r}, "
-                        "which no run makes"
-                    )
+                problem = _model_problem(model)
+                if problem is not None:
+                    raise ManifestError(f"{path}: not {what}: model {count} {problem}")
                 count += 1
                 yield model
             if count == 0:

@@ -202,6 +202,10 @@ async def test_previous_files_that_cannot_be_trusted_count_as_absent(tmp_path, s
         "invalid": '{"filter": "invalid", "origin": "%s", "models": [{"id": "civitai-1"}]}',
         "badid": '{"filter": "badid", "origin": "%s", "models": '
         '[{"id": "civitai-0", "slug": "civitai-0", "name": "Zero"}], "timestamp": "T"}',
+        "badslug": '{"filter": "badslug", "origin": "%s", "models": '
+        '[{"id": "civitai-3", "slug": "three", "name": "Three"}], "timestamp": "T"}',
+        "blankname": '{"filter": "blankname", "origin": "%s", "models": '
+        '[{"id": "civitai-3", "slug": "civitai-3", "name": "  "}], "timestamp": "T"}',
     }
     for name, text in untrusted.items():
         (out / f"civitai-{name}.json").write_text(text.replace("%s", url))
@@ -222,7 +226,7 @@ async def test_previous_files_that_cannot_be_trusted_count_as_absent(tmp_path, s
     assert "a bug" not in caplog.text
     assert crawler.stats.get_value("manifest/exit_code") == 0
     report = read_json(out / "run-report.json")
-    assert report["totals"] == {"fresh": 4, "stale": 0, "failed": 0}
+    assert report["totals"] == {"fresh": 6, "stale": 0, "failed": 0}
     assert read_json(out / "changes.json")["previousTimestamp"] is None
 
 
