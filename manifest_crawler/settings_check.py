@@ -6,11 +6,13 @@ everything."""
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
+from scrapy.exceptions import NotConfigured
 from scrapy.settings import BaseSettings
 from scrapy.spiderloader import get_spider_loader
 
@@ -116,6 +118,26 @@ def _sitemap(settings: BaseSettings) -> None:
         _api_url(settings, "MANIFEST_SITEMAP_BASE_URL")
 
 
+def _jsonrpc(settings: BaseSettings) -> None:
+    _boolean(settings, "JSONRPC_ENABLED")
+    if not settings.getbool("JSONRPC_ENABLED"):
+        return
+    # Imported only when the service is on, as the add-on does (jsonrpc_addon.py).
+    from manifest_crawler.extensions.jsonrpc import _is_loopback, _port_range
+
+    try:
+        _port_range(settings.get("JSONRPC_PORT"))
+    except NotConfigured as exc:
+        raise InputError(str(exc)) from None
+    host = settings.get("JSONRPC_HOST") or "127.0.0.1"
+    token = settings.get("JSONRPC_TOKEN") or os.environ.get("JSONRPC_TOKEN")
+    if not isinstance(host, str) or (not _is_loopback(host) and not str(token or "").strip()):
+        raise InputError(
+            f"JSONRPC_HOST={_shown(host)}: a host other than loopback needs JSONRPC_TOKEN "
+            "(setting or environment variable)"
+        )
+
+
 #: name -> check of every setting the project defines that a run reads, in settings.py order.
 CHECKS: Mapping[str, Callable[[BaseSettings], None]] = {
     "CIVITAI_API_URL": lambda s: _api_url(s, "CIVITAI_API_URL"),
@@ -133,7 +155,7 @@ CHECKS: Mapping[str, Callable[[BaseSettings], None]] = {
     "MANIFEST_BACKOFF_JITTER": lambda s: _number(s, "MANIFEST_BACKOFF_JITTER", 0, 1),
     "MANIFEST_MAX_RETRY_AFTER": lambda s: _number(s, "MANIFEST_MAX_RETRY_AFTER", 0),
     "MANIFEST_RATELIMIT_PROBE": lambda s: _boolean(s, "MANIFEST_RATELIMIT_PROBE"),
-    "JSONRPC_ENABLED": lambda s: _boolean(s, "JSONRPC_ENABLED"),
+    "JSONRPC_ENABLED": _jsonrpc,
     "MANIFEST_PROGRESS_INTERVAL": lambda s: _number(s, "MANIFEST_PROGRESS_INTERVAL", 0),
     "MANIFEST_PROGRESS_BAR": lambda s: _choice(
         s, "MANIFEST_PROGRESS_BAR", ("auto", "always", "never")

@@ -280,6 +280,14 @@ BAD_INPUT = {
     ),
     "progress-bar": (["-s", "MANIFEST_PROGRESS_BAR=sometimes"], "MANIFEST_PROGRESS_BAR=sometimes"),
     "maxsize": (["-s", "DOWNLOAD_MAXSIZE=-1"], "DOWNLOAD_MAXSIZE=-1"),
+    "jsonrpc-port": (
+        ["-s", "JSONRPC_ENABLED=true", "-s", "JSONRPC_PORT=abc"],
+        "JSONRPC_PORT='abc': ports must be integers",
+    ),
+    "jsonrpc-host-without-token": (
+        ["-s", "JSONRPC_ENABLED=true", "-s", "JSONRPC_HOST=0.0.0.0"],
+        "JSONRPC_HOST=0.0.0.0: a host other than loopback needs JSONRPC_TOKEN",
+    ),
     "typo-argument": (["-a", "filter=likes"], "-a filter"),
     "unknown-argument": (["-a", "bogus=1"], "-a bogus"),
     "empty-selection": (["-a", "filters="], "-a filters=: names no filter"),
