@@ -16,6 +16,7 @@ from scrapy.exceptions import NotConfigured
 from scrapy.settings import BaseSettings
 from scrapy.spiderloader import get_spider_loader
 
+from manifest_crawler.extensions.jsonrpc_settings import is_loopback, port_range
 from manifest_crawler.filters import FiltersError, FilterSet, load_filters
 from manifest_crawler.sitemap import SitemapError, parse_patterns
 
@@ -122,16 +123,13 @@ def _jsonrpc(settings: BaseSettings) -> None:
     _boolean(settings, "JSONRPC_ENABLED")
     if not settings.getbool("JSONRPC_ENABLED"):
         return
-    # Imported only when the service is on, as the add-on does (jsonrpc_addon.py).
-    from manifest_crawler.extensions.jsonrpc import _is_loopback, _port_range
-
     try:
-        _port_range(settings.get("JSONRPC_PORT"))
+        port_range(settings.get("JSONRPC_PORT"))
     except NotConfigured as exc:
         raise InputError(str(exc)) from None
     host = settings.get("JSONRPC_HOST") or "127.0.0.1"
     token = settings.get("JSONRPC_TOKEN") or os.environ.get("JSONRPC_TOKEN")
-    if not isinstance(host, str) or (not _is_loopback(host) and not str(token or "").strip()):
+    if not isinstance(host, str) or (not is_loopback(host) and not str(token or "").strip()):
         raise InputError(
             f"JSONRPC_HOST={_shown(host)}: a host other than loopback needs JSONRPC_TOKEN "
             "(setting or environment variable)"
