@@ -333,11 +333,20 @@ def _parse_params(params: Any, source: str, where: str) -> tuple[tuple[str, Para
     return tuple(parsed)
 
 
+def item_limit(filter_max_items: int | None, default: int) -> int | None:
+    """A filter's limit on distinct models: its own max_items, else the MANIFEST_MAX_ITEMS
+    default; 0 in either place means no limit (None)."""
+    limit = default if filter_max_items is None else filter_max_items
+    return limit if limit > 0 else None
+
+
 def _parse_max_items(value: Any, where: str) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise FiltersError(f"{where}: 'max_items' must be a positive integer, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise FiltersError(
+            f"{where}: 'max_items' must be an integer of at least 0 (0: no limit), got {value!r}"
+        )
     return value
 
 

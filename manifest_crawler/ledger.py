@@ -22,6 +22,10 @@ class FilterStatus(StrEnum):
     FAILED = "failed"
 
 
+#: A filter in one of these when the crawl closes did not finish: the run was interrupted.
+UNFINISHED = frozenset({FilterStatus.PENDING, FilterStatus.RUNNING})
+
+
 @dataclass(slots=True)
 class FilterState:
     filter: Filter

@@ -21,16 +21,45 @@ import msgspec
 from manifest_crawler.filters import Filter, filter_file_stem
 from manifest_crawler.jsonstream import StreamedArray
 from manifest_crawler.jsonstream import encode_json as encode_json  # the writers' one encoding
-from manifest_crawler.normalize import id_slug
+from manifest_crawler.normalize import id_slug, is_site_id
 
 ALL_MODELS_FILE = "all-models.json"
 
 #: The file-name prefix of each source's manifests (the names the site already reads).
 SOURCE_PREFIXES: Mapping[str, str] = {"civitai": "civitai", "huggingface": "hf"}
+#: The setting holding each source's API endpoint.
+SOURCE_URL_SETTINGS: Mapping[str, str] = {"civitai": "CIVITAI_API_URL", "huggingface": "HF_API_URL"}
+#: A manifest's ``origin`` when its models came from the bundled emulator (MANIFEST_OFFLINE).
+EMULATOR_ORIGIN = "emulator"
 
 
 class ManifestError(ValueError):
     """A manifest on disk is unreadable or not of the expected shape."""
+
+
+class OtherOrigin(ManifestError):
+    """A file on disk holds models of another origin than this run's (the emulator's, or
+    another endpoint's): it is no fallback and no baseline for this run."""
+
+    def __init__(self, path: Path, found: str | None, wanted: str | None) -> None:
+        super().__init__(f"{path}: from {found or 'an unknown origin'}, not {wanted}")
+        self.path = path
+        self.found = found
+
+
+class FilesNotWritten(OSError):
+    """A file of a run could not be staged or put in place; nothing of the run was replaced.
+
+    ``str()`` is one line naming the file (or folder) and the OS error."""
+
+    def __init__(self, path: Path, error: OSError) -> None:
+        reason = error.strerror or str(error) or type(error).__name__
+        # The OS names the temporary or a folder on the way when that is what failed.
+        where = error.filename
+        detail = f" ({where})" if where is not None and str(where) != str(path) else ""
+        super().__init__(f"cannot write {path}: {reason}{detail}")
+        self.path = path
+        self.error = error
 
 
 def manifest_filename(source: str, filter_name: str) -> str:
@@ -211,10 +240,14 @@ class CollectedModels:
         return [self._models[i] for i in order]
 
 
-def build_manifest(filter_name: str, models: Sequence[Entry], timestamp: str) -> dict[str, Any]:
-    """A manifest document; its models stream (jsonstream), each made as it is written."""
+def build_manifest(
+    filter_name: str, models: Sequence[Entry], timestamp: str, origin: str
+) -> dict[str, Any]:
+    """A manifest document; its models stream (jsonstream), each made as it is written.
+    ``origin`` says where the models came from: the API endpoint, or ``"emulator"``."""
     return {
         "filter": filter_name,
+        "origin": origin,
         "models": StreamedArray(models, make=expand_entry),
         "timestamp": timestamp,
     }
@@ -228,7 +261,9 @@ class SourceManifest:
     models: Sequence[Entry]
 
 
-def merge_all_models(manifests: Iterable[SourceManifest], timestamp: str) -> dict[str, Any]:
+def merge_all_models(
+    manifests: Iterable[SourceManifest], timestamp: str, origins: Mapping[str, str]
+) -> dict[str, Any]:
     """The deduplicated union of manifests, in first-appearance order.
 
     Callers pass manifests in filters.json order (CivitAI filters, then Hugging Face), so the
@@ -249,6 +284,7 @@ def merge_all_models(manifests: Iterable[SourceManifest], timestamp: str) -> dic
     return {
         "totalModels": len(models),
         **per_source,
+        "origins": dict(origins),
         "models": StreamedArray(models),
         "timestamp": timestamp,
     }
@@ -260,15 +296,28 @@ def write_atomic(path: Path, data: bytes | Iterable[bytes]) -> None:
         files.write(path, data)
 
 
+def current_umask() -> int:
+    """The process's umask (reading it means setting it: it is set back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 class AtomicFiles:
     """Files replaced together, each atomically, with the fsyncs done at once.
 
     ``write`` puts a file's data in a temporary in the target's folder (a rename is atomic
     only within one file system); leaving the ``with`` block commits: every temporary is
     fsynced, all at the same time, then each is renamed over its target in the order written,
-    then each folder is fsynced once so that the renames survive a power loss. No rename
-    happens before every temporary is on disk, so a crash leaves each target old or new, never
-    half. Leaving the block by an exception removes the temporaries and replaces nothing.
+    then the files given to ``remove`` are deleted, then each folder is fsynced once so that
+    the renames survive a power loss. No rename happens before every temporary is on disk, so
+    a crash leaves each target old or new, never half. Leaving the block by an exception, or
+    an OS error while staging, removes the temporaries and replaces nothing: every error of
+    the file system (ENOSPC, EACCES, EROFS, a file where a folder should be, …) is raised as
+    FilesNotWritten naming the file.
+
+    A new file gets the mode any new file gets under the process's umask (0644 under 022):
+    ``mkstemp`` makes its temporaries 0600. Folders are made as ``mkdir`` makes them.
 
     Concurrent fsyncs share the file system's journal commits: 114 small files took 21 ms
     this way and 53 ms written and fsynced one by one, with their folder each time (measured).
@@ -280,6 +329,9 @@ class AtomicFiles:
     def __init__(self) -> None:
         #: (temporary, target) in the order written.
         self._pending: list[tuple[str, Path]] = []
+        #: Files deleted once every target is in place.
+        self._removals: list[Path] = []
+        self._mode = 0o666 & ~current_umask()
 
     def __enter__(self) -> AtomicFiles:
         return self
@@ -292,24 +344,36 @@ class AtomicFiles:
 
     def write(self, path: Path, data: bytes | Iterable[bytes]) -> None:
         """Stage ``data`` for ``path``. If ``data`` raises (an iterable checked as it encodes),
-        this file's temporary is removed and the error propagates; the others stay staged."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        this file's temporary is removed and the error propagates; the others stay staged.
+        An OS error is raised as FilesNotWritten (the others stay staged as well)."""
+        tmp_name = None
         try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
             with os.fdopen(fd, "wb") as tmp:
+                os.fchmod(tmp.fileno(), self._mode)
                 if isinstance(data, bytes):
                     tmp.write(data)
                 else:
                     tmp.writelines(data)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp_name)
+        except BaseException as exc:
+            if tmp_name is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp_name)
+            if isinstance(exc, OSError):
+                raise FilesNotWritten(path, exc) from exc
             raise
         self._pending.append((tmp_name, path))
 
+    def remove(self, path: Path) -> None:
+        """Delete ``path`` (if it is there) when the staged files are committed."""
+        self._removals.append(path)
+
     def commit(self) -> None:
         pending, self._pending = self._pending, []
+        removals, self._removals = self._removals, []
         renamed = 0
+        current: Path | None = None
         try:
             temporaries = [tmp_name for tmp_name, _ in pending]
             if len(temporaries) > 1:
@@ -320,20 +384,30 @@ class AtomicFiles:
                 for tmp_name in temporaries:
                     _fsync_path(tmp_name)
             for tmp_name, path in pending:
+                current = path
                 os.replace(tmp_name, path)
                 renamed += 1
-        except BaseException:
+            for path in removals:
+                current = path
+                path.unlink(missing_ok=True)
+        except BaseException as exc:
             # What was renamed is in place; the temporaries not yet renamed are removed.
             self._pending = pending[renamed:]
             self.discard()
+            if isinstance(exc, OSError):
+                where = current or (pending[0][1] if pending else Path("."))
+                raise FilesNotWritten(where, exc) from exc
             raise
         for folder in dict.fromkeys(path.parent for _, path in pending):
-            _fsync_path(folder)
+            with contextlib.suppress(OSError):
+                # The files are in place; a folder that refuses an fsync loses no data now.
+                _fsync_path(folder)
 
     def discard(self) -> None:
         pending, self._pending = self._pending, []
+        self._removals = []
         for tmp_name, _ in pending:
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 os.unlink(tmp_name)
 
 
@@ -356,17 +430,69 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     return removed
 
 
-def _models_in(path: Path, kind: type[_FieldMapping], what: str) -> Iterator[dict[str, Any]] | None:
+def _models_in(
+    path: Path,
+    kind: type[_FieldMapping],
+    what: str,
+    origin_key: str | None = None,
+    origin: Any = None,
+) -> Iterator[dict[str, Any]] | None:
     """The model objects of the ``models`` list of the JSON file at ``path``, parsed as they
     are read (a few KB at a time: a previous all-models.json of a million models is 190 MB,
-    and several times that as Python objects), each checked to have ``keys`` as strings.
-    None when there is no such file; the iterator raises ManifestError naming the file.
+    and several times that as Python objects), each checked to have ``keys`` as strings and a
+    site id. None when there is no such file (or its folder is a file); ManifestError naming
+    the file when it cannot be read, and OtherOrigin when its ``origin_key`` is not ``origin``
+    (checked first); the iterator raises ManifestError too.
     """
     try:
         file = path.open("rb")
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    if origin_key is not None:
+        with contextlib.closing(file):
+            head = file.read(64).lstrip()
+            if not head:
+                raise ManifestError(f"{path}: not valid JSON: the file is empty")
+            if not head.startswith(b"{"):
+                raise ManifestError(f"{path}: not {what} (no models list)")
+            file.seek(0)
+            found = _top_level_value(path, file, origin_key)
+        if found != origin:
+            raise OtherOrigin(path, _origin_text(found), _origin_text(origin))
+        file = path.open("rb")
     return _checked_models(path, file, kind.__match_args__, what)
+
+
+def _origin_text(origin: Any) -> str | None:
+    if isinstance(origin, str):
+        return origin
+    if isinstance(origin, dict):
+        return ", ".join(f"{source}: {value}" for source, value in origin.items())
+    return None
+
+
+def _model_problem(model: Mapping[str, str]) -> str | None:
+    """Why a previous file's model is not one a run writes (the schemas' rules, which this
+    run's all-models.json and changes.json must pass with the model in them), or None."""
+    model_id = model["id"]
+    if not is_site_id(model_id):
+        return f"has the id {model_id!r}, which no run makes"
+    if model["slug"] != id_slug(model_id):
+        return f"has the slug {model['slug']!r}, not {id_slug(model_id)!r}"
+    if "name" in model and not model["name"].strip():
+        return "has a blank name"
+    if "source" in model and model["source"] not in SOURCE_PREFIXES:
+        return f"has the unknown source {model['source']!r}"
+    return None
+
+
+def _top_level_value(path: Path, file: BinaryIO, key: str) -> Any:
+    try:
+        return next(ijson.items(file, key), None)
+    except ijson.JSONError as exc:
+        raise ManifestError(f"{path}: not valid JSON: {str(exc).splitlines()[0]}") from None
 
 
 def _checked_models(
@@ -381,6 +507,9 @@ def _checked_models(
                     isinstance(model.get(key), str) for key in keys
                 ):
                     raise ManifestError(f"{path}: not {what} ({expected}) at model {count}")
+                problem = _model_problem(model)
+                if problem is not None:
+                    raise ManifestError(f"{path}: not {what}: model {count} {problem}")
                 count += 1
                 yield model
             if count == 0:
@@ -393,13 +522,14 @@ def _checked_models(
             raise ManifestError(f"{path}: not valid JSON: {str(exc).splitlines()[0]}") from None
 
 
-def read_manifest_models(path: Path) -> list[Entry] | None:
+def read_manifest_models(path: Path, origin: str) -> list[Entry] | None:
     """The models of a per-filter manifest on disk, as compact entries; None when there is no
     such file.
 
-    Raises ManifestError naming the file when it exists but is not a valid manifest.
+    Raises ManifestError naming the file when it exists but is not a valid manifest, and
+    OtherOrigin when its models came from another origin than ``origin``.
     """
-    models = _models_in(path, ManifestModel, "a manifest")
+    models = _models_in(path, ManifestModel, "a manifest", "origin", origin)
     if models is None:
         return None
     return [_entry(sys.intern(m["id"]), m["slug"], m["name"]) for m in models]
@@ -411,17 +541,20 @@ def _entry(model_id: str, slug: str, name: str) -> Entry:
     return ManifestModel(model_id, sys.intern(slug), name)
 
 
-def read_manifest_ids(path: Path) -> list[str] | None:
+def read_manifest_ids(path: Path, origin: str) -> list[str] | None:
     """The model ids of a per-filter manifest, in order, interned: a previous run's ids are
-    mostly this run's too, and then cost one pointer each. None when there is no such file."""
-    models = _models_in(path, ManifestModel, "a manifest")
+    mostly this run's too, and then cost one pointer each. None when there is no such file;
+    ManifestError or OtherOrigin as read_manifest_models raises them."""
+    models = _models_in(path, ManifestModel, "a manifest", "origin", origin)
     return None if models is None else [sys.intern(m["id"]) for m in models]
 
 
-def read_previous_site_models(path: Path) -> tuple[list[PreviousModel], str | None] | None:
+def read_previous_site_models(
+    path: Path, origins: Mapping[str, str]
+) -> tuple[list[PreviousModel], str | None] | None:
     """The models (id, slug, source; strings interned) and timestamp of an all-models.json;
-    None when there is no such file."""
-    models = _models_in(path, PreviousModel, "an all-models.json")
+    None when there is no such file; OtherOrigin unless its ``origins`` are ``origins``."""
+    models = _models_in(path, PreviousModel, "an all-models.json", "origins", dict(origins))
     if models is None:
         return None
     previous = [
@@ -441,8 +574,12 @@ def manifests_on_disk(
     manifest_dir: Path,
     filters: Iterable[Filter],
     written: Mapping[tuple[str, str], Sequence[Entry]] | None = None,
+    *,
+    origins: Mapping[str, str],
 ) -> tuple[list[SourceManifest], list[str]]:
     """The readable manifests of ``filters`` in order, and the problems with the rest.
+    A manifest whose models came from another origin than ``origins`` gives for its source
+    (the emulator's, in a run against the real API) is one of the rest.
 
     ``written`` holds the models of manifests this process has just written, by filter key:
     those are taken as they are rather than read back (the same models, without holding a
@@ -456,7 +593,7 @@ def manifests_on_disk(
             continue
         path = manifest_dir / manifest_filename(filter_.source, filter_.name)
         try:
-            models = read_manifest_models(path)
+            models = read_manifest_models(path, origins[filter_.source])
         except ManifestError as exc:
             problems.append(str(exc))
             continue

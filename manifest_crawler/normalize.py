@@ -63,6 +63,22 @@ def hf_id(raw_id: Any) -> str:
     return raw_id
 
 
+_CIVITAI_SITE_ID_RE = re.compile(r"civitai-[1-9][0-9]*\Z")
+
+
+def is_site_id(model_id: Any) -> bool:
+    """Whether ``model_id`` is a site id as this module makes them (of either source): what a
+    file written by an earlier run must hold before it is trusted."""
+    if not isinstance(model_id, str):
+        return False
+    if _CIVITAI_SITE_ID_RE.match(model_id):
+        return True
+    try:
+        return hf_id(model_id) == model_id
+    except InvalidModel:
+        return False
+
+
 def canonical_id(source: str, raw_id: Any) -> str:
     """The site id of a raw model of ``source`` (raises InvalidModel)."""
     if source == "civitai":

@@ -1,7 +1,8 @@
-"""The item pipeline: collect each filter's models, then write the manifests."""
+"""Item pipelines: normalise each model entry, then collect and write the manifests."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 from collections.abc import Mapping, Sequence
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from itemadapter import ItemAdapter
+from scrapy import signals as scrapy_signals
 from scrapy.crawler import Crawler
 from twisted.python.failure import Failure
 
@@ -21,13 +23,17 @@ from manifest_crawler.changes import (
     summarize,
 )
 from manifest_crawler.extensions.runstate import RunState
-from manifest_crawler.ledger import FilterState, FilterStatus, Ledger
+from manifest_crawler.ledger import UNFINISHED, FilterState, FilterStatus, Ledger
 from manifest_crawler.manifests import (
     ALL_MODELS_FILE,
+    EMULATOR_ORIGIN,
+    SOURCE_URL_SETTINGS,
     AtomicFiles,
     Entry,
+    FilesNotWritten,
     ManifestError,
     ManifestModel,
+    OtherOrigin,
     build_manifest,
     compact_entry,
     entry_id,
@@ -38,7 +44,6 @@ from manifest_crawler.manifests import (
     read_previous_site_models,
     remove_stale_temporaries,
     utc_timestamp,
-    write_atomic,
 )
 from manifest_crawler.runreport import (
     EXIT_CODE_STAT,
@@ -98,6 +103,16 @@ class ManifestWriterPipeline:
         self.started = utc_timestamp()
         # Built once per run: compiling a schema costs more than checking a small document.
         self.validators = Validators()
+        self.synthetic = settings.getbool("MANIFEST_OFFLINE")
+        #: Where each source's models come from: what a previous file must have come from
+        #: to count as a fallback or a baseline.
+        self.origins = {
+            source: EMULATOR_ORIGIN if self.synthetic else settings[setting]
+            for source, setting in SOURCE_URL_SETTINGS.items()
+        }
+        #: (level, line) logged when the engine has stopped: the run's last words.
+        self._end_lines: list[tuple[int, str]] = []
+        crawler.signals.connect(self.engine_stopped, signal=scrapy_signals.engine_stopped)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
@@ -131,60 +146,94 @@ class ManifestWriterPipeline:
         baseline = self.run.baseline or self._read_baseline(ledger)
         self.run.baseline = baseline
         rows: list[dict[str, Any]] = []
-        outcomes: list[FilterOutcome] = []
-        #: The models of the manifests written below, for all-models.json.
-        written: dict[tuple[str, str], list[Entry]] = {}
+        failure: str | None = None
+        end: list[tuple[int, str]] = []
         if fetched_any:
-            for leftover in remove_stale_temporaries(self.manifest_dir):
-                logger.info("Removed %s, left by a crawl killed while writing", leftover.name)
-        # Staged, then replaced together once all are written (manifests.AtomicFiles): one
-        # round of fsyncs for every manifest instead of two fsyncs each.
-        with AtomicFiles() as files:
+            with contextlib.suppress(OSError):  # a folder that is not there has none
+                for leftover in remove_stale_temporaries(self.manifest_dir):
+                    logger.info("Removed %s, left by a crawl killed while writing", leftover.name)
+        # Every file of the run is staged, then all are replaced together (manifests.
+        # AtomicFiles): a failure while staging any of them replaces none.
+        files = AtomicFiles()
+        try:
+            outcomes: list[FilterOutcome] = []
+            #: The models of the manifests staged below, for all-models.json.
+            written: dict[tuple[str, str], list[Entry]] = {}
             for state in ledger:
                 row, outcome = self._judge_and_stage(state, baseline, timestamp, files, written)
                 rows.append(row)
                 outcomes.append(outcome)
-        empty = [(row, state) for row, state in zip(rows, ledger, strict=True) if row["empty"]]
+            empty = self._warn_empty(ledger, rows)
+            exit_code = exit_status(
+                [Verdict(row["status"]) for row in rows],
+                strict=self.strict,
+                fetched_any=fetched_any,
+                unfinished=any(state.status in UNFINISHED for state in ledger),
+                empty=empty,
+            )
+            if fetched_any:
+                failure = self._stage_all_models(timestamp, outcomes, baseline, written, files)
+                if failure is None:
+                    report = self._report(timestamp, exit_code, rows)
+                    failure = self._stage_checked(RUN_REPORT_SCHEMA, RUN_REPORT_FILE, report, files)
+                if failure is None:
+                    files.commit()
+        except FilesNotWritten as exc:
+            failure = str(exc)
+            logger.debug("Nothing of the run was written", exc_info=True)
+        finally:
+            files.discard()
+        if failure is not None:
+            exit_code = EXIT_FAILED
+            end.append((logging.ERROR, f"{failure}; nothing in {self.manifest_dir} was changed"))
+        elif not fetched_any:
+            first = next((row["errors"][0] for row in rows if row["errors"]), "none recorded")
+            end.append(
+                (
+                    logging.ERROR,
+                    f"No filter could be fetched, so nothing in {self.manifest_dir} was "
+                    f"changed. First error: {first}",
+                )
+            )
+        self.stats.set_value(EXIT_CODE_STAT, exit_code)
+        self._end_lines = [*self._summary_lines(ledger, rows), *end]
+
+    def _report(self, timestamp: str, exit_code: int, rows: list[dict[str, Any]]) -> Any:
+        return build_report(
+            spider=self.run.spider_name or "",
+            started=self.started,
+            finished=timestamp,
+            exit_code=exit_code,
+            wrote_manifests=True,
+            synthetic=self.synthetic,
+            origins=self.origins,
+            filters=rows,
+            job=self.job,
+        )
+
+    def _warn_empty(self, ledger: Ledger, rows: list[dict[str, Any]]) -> int:
+        """Name the filters whose listing held no model: written all the same (an empty week
+        is legitimate), but never silently. How many there are."""
+        empty = [state for row, state in zip(rows, ledger, strict=True) if row["empty"]]
         if empty:
-            # Written all the same (an empty week is legitimate), but never silently.
             logger.warning(
                 "%d filter(s) hold no model:\n%s",
                 len(empty),
                 "\n".join(
                     f"  {state.filter.source}:{state.filter.name}: "
                     f"{empty_listing_note(state.excluded)}"
-                    for _, state in empty
+                    for state in empty
                 ),
             )
             self.stats.set_value("manifest/filters/empty", len(empty))
-        exit_code = exit_status(
-            [Verdict(row["status"]) for row in rows],
-            strict=self.strict,
-            fetched_any=fetched_any,
-            empty=len(empty),
-        )
-        if fetched_any and not self._write_all_models(timestamp, outcomes, baseline, written):
-            exit_code = EXIT_FAILED
-        self.stats.set_value(EXIT_CODE_STAT, exit_code)
-        report = build_report(
-            spider=self.run.spider_name or "",
-            started=self.started,
-            finished=timestamp,
-            exit_code=exit_code,
-            wrote_manifests=fetched_any,
-            filters=rows,
-            job=self.job,
-        )
-        if fetched_any:
-            if not self._write_checked(RUN_REPORT_SCHEMA, RUN_REPORT_FILE, report):
-                self.stats.set_value(EXIT_CODE_STAT, EXIT_FAILED)
-        else:
-            logger.error(
-                "No filter could be fetched, so nothing in %s was changed. First error: %s",
-                self.manifest_dir,
-                next((row["errors"][0] for row in rows if row["errors"]), "none recorded"),
-            )
-        self._log_summary(ledger, rows)
+        return len(empty)
+
+    def engine_stopped(self) -> None:
+        """The run's end, logged after everything Scrapy logs at its close (stats, "Spider
+        closed"): the summary and what went wrong is what a person reads last."""
+        for level, line in self._end_lines:
+            logger.log(level, line)
+        self._end_lines = []
 
     def _judge_and_stage(
         self,
@@ -211,7 +260,9 @@ class ManifestWriterPipeline:
         )
         errors = list(state.errors)
         if verdict.verdict is Verdict.FRESH:
-            document = build_manifest(state.filter.name, ranked, timestamp)
+            document = build_manifest(
+                state.filter.name, ranked, timestamp, self.origins[state.filter.source]
+            )
             try:
                 # Fresh means fetched_any. Checked as it is written and in pieces, so that
                 # no whole manifest is held, as objects or encoded (a million models
@@ -249,19 +300,33 @@ class ManifestWriterPipeline:
     def _read_baseline(self, ledger: Ledger) -> Baseline:
         # Each previous file is read once: its ids serve both the shrink guard and the diff.
         baseline = Baseline()
+        other_origin: list[OtherOrigin] = []
         for state in ledger:
             path = self.manifest_dir / manifest_filename(*state.filter.key)
             try:
-                ids = read_manifest_ids(path)
+                ids = read_manifest_ids(path, self.origins[state.filter.source])
+            except OtherOrigin as exc:
+                other_origin.append(exc)
+                ids = None
             except ManifestError as exc:
-                logger.warning("%s; it does not count as a fallback", exc)
+                logger.warning("%s; treated as absent (no fallback, no baseline)", exc)
                 ids = None
             baseline.manifests[state.filter.key] = ids
+        if other_origin:
+            # One line, not one per filter: every file of an offline run is of another origin.
+            logger.warning(
+                "%d previous manifest(s) came from %s, not from this run's origin, so none of "
+                "them is a fallback or a baseline: %s%s",
+                len(other_origin),
+                other_origin[0].found or "an unknown origin",
+                ", ".join(exc.path.name for exc in other_origin[:3]),
+                " …" if len(other_origin) > 3 else "",
+            )
         path = self.manifest_dir / ALL_MODELS_FILE
         try:
-            previous = read_previous_site_models(path)
+            previous = read_previous_site_models(path, self.origins)
         except ManifestError as exc:
-            logger.warning("%s; diffing against none", exc)
+            logger.warning("%s; changes.json diffs against none", exc)
             previous = None
         if previous is not None:
             baseline.all_models, baseline.all_models_timestamp = previous
@@ -277,65 +342,80 @@ class ManifestWriterPipeline:
         verdict = Verdict.FAILED if previous is None else Verdict.STALE
         return FilterVerdict(verdict, f"manifest failed schema validation: {exc}")
 
-    def _write_checked(self, schema: str, name: str, document: Any) -> bool:
-        """Write ``document`` as ``name`` if it matches ``schema``; else log a bug, keep the old
-        file and return False (the run's exit status becomes 1)."""
+    def _stage_checked(
+        self, schema: str, name: str, document: Any, files: AtomicFiles
+    ) -> str | None:
+        """Stage ``document`` as ``name`` if it matches ``schema``; else log a bug and return
+        why (the run then replaces nothing and exits 1)."""
         try:
             # In pieces: all-models.json of a million models encodes to about 190 MB.
-            write_atomic(
+            files.write(
                 self.manifest_dir / name, self.validators.encode_checked(schema, document, name)
             )
         except SchemaError as exc:
             logger.error("Not written, the crawler produced an invalid document (a bug): %s", exc)
             self.stats.inc_value("manifest/schema/invalid")
-            return False
-        return True
+            return f"{name} is not valid (a bug)"
+        return None
 
-    def _write_all_models(
+    def _stage_all_models(
         self,
         timestamp: str,
         outcomes: list[FilterOutcome],
         baseline: Baseline,
-        written: Mapping[tuple[str, str], Sequence[Entry]] | None = None,
-    ) -> bool:
-        """all-models.json, what is built from it, and changes.json; False if one is not
-        written for a reason that should fail the run."""
-        # The manifests written this run are the models in memory: not read back.
-        manifests, problems = manifests_on_disk(self.manifest_dir, self.run.filter_set, written)
+        written: Mapping[tuple[str, str], Sequence[Entry]],
+        files: AtomicFiles,
+    ) -> str | None:
+        """Stage all-models.json, what is built from it, and changes.json; why not, if one
+        cannot be."""
+        # The manifests staged this run are the models in memory: not read back.
+        manifests, problems = manifests_on_disk(
+            self.manifest_dir, self.run.filter_set, written, origins=self.origins
+        )
         if problems:
             # One line, not one per filter: a run of some filters on a fresh checkout is normal.
             logger.warning(
-                "all-models.json leaves out %d filter(s) with no readable manifest: %s%s",
+                "all-models.json leaves out %d filter(s) with no usable manifest: %s%s",
                 len(problems),
                 "; ".join(problems[:3]),
                 " …" if len(problems) > 3 else "",
             )
-        document = merge_all_models(manifests, timestamp)
-        ok = self._write_checked(ALL_MODELS_SCHEMA, ALL_MODELS_FILE, document)
-        if ok:
-            self.stats.set_value("manifest/all_models", document["totalModels"])
-            results = self.crawler.signals.send_catch_log(
-                signal=signals.all_models_written,
-                document=document,
-                path=self.manifest_dir / ALL_MODELS_FILE,
-            )
-            # send_catch_log has logged an exception's traceback; False was logged by its handler.
-            ok = not any(isinstance(result, Failure) or result is False for _, result in results)
-        now = document["models"] if ok else baseline.all_models or []
+        document = merge_all_models(manifests, timestamp, self.origins)
+        failure = self._stage_checked(ALL_MODELS_SCHEMA, ALL_MODELS_FILE, document, files)
+        if failure is not None:
+            return failure
+        self.stats.set_value("manifest/all_models", document["totalModels"])
+        results = self.crawler.signals.send_catch_log(
+            signal=signals.all_models_written,
+            document=document,
+            path=self.manifest_dir / ALL_MODELS_FILE,
+            files=files,
+            # Not logged with a traceback: raised again below, it fails the run in one line.
+            dont_log=FilesNotWritten,
+        )
+        for receiver, result in results:
+            if isinstance(result, Failure):
+                if result.check(FilesNotWritten):
+                    result.raiseException()
+                return f"{getattr(receiver, '__qualname__', receiver)} failed: {result.value}"
+            if result is False:
+                # Its handler has logged why.
+                return "a file built from all-models.json could not be made"
         changes = build_changes(
             outcomes=outcomes,
             previous_models=baseline.all_models,
             previous_timestamp=baseline.all_models_timestamp,
-            models=now,
+            models=document["models"],
             timestamp=timestamp,
         )
-        if not self._write_checked(CHANGES_SCHEMA, CHANGES_FILE, changes):
-            return False
-        logger.info(summarize(changes))
-        return ok
+        failure = self._stage_checked(CHANGES_SCHEMA, CHANGES_FILE, changes, files)
+        if failure is None:
+            logger.info(summarize(changes))
+        return failure
 
-    def _log_summary(self, ledger: Ledger, rows: list[dict[str, Any]]) -> None:
-        lines = ["Manifest run summary:"]
+    def _summary_lines(self, ledger: Ledger, rows: list[dict[str, Any]]) -> list[tuple[int, str]]:
+        synthetic = " (synthetic: the emulator's made-up models)" if self.synthetic else ""
+        lines = [f"Manifest run summary{synthetic}:"]
         for source in ledger.sources():
             states = [state for state in ledger if state.filter.source == source]
             source_rows = [row for row in rows if row["source"] == source]
@@ -349,15 +429,29 @@ class ManifestWriterPipeline:
                 f"{self.stats.get_value(f'manifest/{source}/dropped', 0)} dropped, "
                 f"{sum(s.retries for s in states)} retries, {span:.1f} s"
             )
-        logger.info("\n".join(lines))
+        end = [(logging.INFO, "\n".join(lines))]
         not_fresh = [row for row in rows if row["status"] != Verdict.FRESH]
         if not_fresh:
-            logger.warning(
-                "%d filter(s) NOT refreshed:\n%s",
-                len(not_fresh),
-                "\n".join(
-                    f"  {row['status'].upper()} {row['source']}:{row['filter']}: {row['reason']}"
-                    + (f" ({row['errors'][-1]})" if row["errors"] else "")
-                    for row in not_fresh
-                ),
-            )
+            end.append((logging.WARNING, not_refreshed_text(not_fresh)))
+        return end
+
+
+def not_refreshed_text(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The filters not refreshed, one line per status and cause (a run without network fails
+    every filter alike), each naming its filters."""
+    causes: dict[tuple[str, str], list[str]] = {}
+    for row in rows:
+        cause = row["reason"] + (f" ({_without_url(row['errors'][-1])})" if row["errors"] else "")
+        causes.setdefault((row["status"], cause), []).append(f"{row['source']}:{row['filter']}")
+    lines = [f"{len(rows)} filter(s) NOT refreshed:"]
+    for (status, cause), names in causes.items():
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        lines.append(f"  {status.upper()} {shown}: {cause}")
+    return "\n".join(lines)
+
+
+def _without_url(error: str) -> str:
+    """An error without the page URL the spider appends (``… at <url>``): the URL differs per
+    filter, the cause does not."""
+    head, sep, _url = error.rpartition(" at http")
+    return head if sep else error

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import math
 import os
 import sys
 import urllib.error
@@ -214,7 +215,9 @@ def main(
         default=os.environ.get("JSONRPC_TOKEN") or None,
         help="bearer token (default: $JSONRPC_TOKEN, which is better: arguments show in ps)",
     )
-    parser.add_argument("--timeout", type=float, default=10.0, help="seconds (default: 10)")
+    parser.add_argument(
+        "--timeout", type=_timeout, default=10.0, help="seconds, above 0 (default: 10)"
+    )
     parser.add_argument("--json", action="store_true", help="print the raw result as JSON")
     parser.add_argument("--all", action="store_true", help="status: list pending filters too")
     args = parser.parse_args(argv)
@@ -229,12 +232,40 @@ def main(
         print(f"error: {exc}", file=err)
         return EXIT_ERROR
     if args.json:
-        print(json.dumps(result, indent=2), file=out)
+        text = json.dumps(result, indent=2)
     elif args.command == "status":
-        print(format_status(result, show_all=args.all), file=out)
+        text = format_status(result, show_all=args.all)
     else:
-        print(formatter(result), file=out)
+        text = formatter(result)
+    try:
+        print(text, file=out)
+        out.flush()
+    except BrokenPipeError:
+        # The reader went away (`rpc report | head`): what it wanted it has; end quietly.
+        _silence(out)
     return EXIT_OK
+
+
+def _timeout(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
+
+
+def _silence(out: TextIO) -> None:
+    """Point ``out``'s descriptor at /dev/null, so that the interpreter's last flush at exit
+    writes into nothing instead of a closed pipe (which would print an error)."""
+    try:
+        descriptor = out.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, descriptor)
+    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -16,6 +16,10 @@ from typing import Any
 RUN_REPORT_FILE = "run-report.json"
 #: Stats key where the manifest writer leaves the exit status the run deserves.
 EXIT_CODE_STAT = "manifest/exit_code"
+
+#: Stats key counting the errors raised while the crawl closed (a pipeline's, an extension's
+#: or a signal handler's): extensions/closefailures.py.
+CLOSE_FAILURES_STAT = "manifest/close_failures"
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -63,11 +67,17 @@ def judge_filter(
 
 
 def exit_status(
-    verdicts: Sequence[Verdict], *, strict: bool, fetched_any: bool, empty: int = 0
+    verdicts: Sequence[Verdict],
+    *,
+    strict: bool,
+    fetched_any: bool,
+    unfinished: bool = False,
+    empty: int = 0,
 ) -> int:
-    """Non-zero when a filter has nothing on disk, when nothing was fetched at all, or, under
+    """Non-zero when a filter has nothing on disk, when nothing was fetched at all, when the
+    crawl stopped before every filter finished (a signal, the JSON-RPC stop), or, under
     MANIFEST_STRICT, when any filter is not fresh or ``empty`` filters listed no model."""
-    if not fetched_any:
+    if not fetched_any or unfinished:
         return EXIT_FAILED
     if Verdict.FAILED in verdicts:
         return EXIT_FAILED
@@ -85,6 +95,16 @@ def empty_listing_note(excluded: int) -> str:
     return "the API listed no model (a retired or misspelled value?)"
 
 
+def run_exit_status(stats: Mapping[str, Any]) -> int:
+    """The process's exit status from the crawl's stats: the writer's verdict, or 1 when the
+    writer never gave one (its close raised, or the process was stopped before it ran) or when
+    anything else failed while the crawl closed."""
+    recorded = stats.get(EXIT_CODE_STAT)
+    if recorded is None or stats.get(CLOSE_FAILURES_STAT):
+        return EXIT_FAILED
+    return int(recorded)
+
+
 def build_report(
     *,
     spider: str,
@@ -92,6 +112,8 @@ def build_report(
     finished: str,
     exit_code: int,
     wrote_manifests: bool,
+    synthetic: bool,
+    origins: Mapping[str, str],
     filters: Iterable[dict[str, Any]],
     job: str | None = None,
 ) -> dict[str, Any]:
@@ -106,6 +128,8 @@ def build_report(
         "finished": finished,
         "exit_code": exit_code,
         "wrote_manifests": wrote_manifests,
+        "synthetic": synthetic,
+        "origins": dict(origins),
         "totals": totals,
         "filters": filters,
     }

@@ -82,6 +82,7 @@ EXTENSIONS = {
     "manifest_crawler.extensions.offline.OfflineEmulator": -30,
     "manifest_crawler.extensions.resume.JobResume": -20,
     "manifest_crawler.extensions.runstate.RunState": -10,
+    "manifest_crawler.extensions.closefailures.CloseFailures": 0,
     "manifest_crawler.extensions.progress.ProgressReporter": 510,
     "manifest_crawler.extensions.sitemap.SitemapWriter": 520,
 }
@@ -157,6 +158,14 @@ SCHEDULER_PRIORITY_QUEUE = "manifest_crawler.pqueues.ApiCeilingPriorityQueue"
 # of a filter in progress does not wait out the slot's delay behind first pages (downloader.py).
 DOWNLOADER = "manifest_crawler.downloader.PriorityDownloader"
 DOWNLOAD_TIMEOUT = 60
+# An answer is read into memory whole, so its size is capped: a 100-item CivitAI page is about
+# 0.5-5 MB (a model with many versions up to 127 KB), a 1,000-entry Hub page with the fields
+# asked for about 0.1 MB. 32 MiB is six times the largest real page; a body past it (a broken
+# proxy, an endless answer) fails its page, so its filter is stale or failed as for any failed
+# page, and memory stays bounded: at most 16 requests in flight, 512 MiB in the very worst
+# case. Past 8 MiB, a page is logged as unusual.
+DOWNLOAD_MAXSIZE = 32 * 1024 * 1024
+DOWNLOAD_WARNSIZE = 8 * 1024 * 1024
 # Manifests come from API order; nothing is gained by caching cookies or following redirects
 # to HTML pages.
 COOKIES_ENABLED = False

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-#: Sent by ManifestWriterPipeline right after it replaced all-models.json, with ``document``
-#: (the schema-valid document it wrote) and ``path``. A handler that raises or returns False
-#: marks the run failed (exit status 1): what it builds from the document is out of date on disk.
+#: Sent by ManifestWriterPipeline right after it staged all-models.json, with ``document``
+#: (the schema-valid document staged), ``path`` (where it goes) and ``files`` (the run's
+#: manifests.AtomicFiles): a handler stages what it builds from the document in ``files``, so
+#: that it is replaced with the run's other files or not at all. A handler that raises or
+#: returns False fails the run: nothing is replaced and the exit status is 1.
 all_models_written = object()
 
 #: Sent by the RunState extension while the crawl is set up (before Scrapy's scheduler opens

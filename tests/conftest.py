@@ -15,13 +15,13 @@ from manifest_crawler.emulator import Emulator, EmulatorConfig
 def make_emulator() -> Iterator[Callable[..., Emulator]]:
     """Factory: ``make_emulator(EmulatorConfig(...))`` or ``make_emulator(seed=..., ...)``.
 
-    Each emulator listens on 127.0.0.1 (a free port) and is stopped at teardown.
+    Each emulator listens on 127.0.0.1 (a free port, or ``port=``) and is stopped at teardown.
     """
     started: list[Emulator] = []
 
-    def make(config: EmulatorConfig | None = None, **kwargs: Any) -> Emulator:
+    def make(config: EmulatorConfig | None = None, *, port: int = 0, **kwargs: Any) -> Emulator:
         emulator = Emulator(config if config is not None else EmulatorConfig(**kwargs))
-        emulator.listen(port=0, interface="127.0.0.1")
+        emulator.listen(port=port, interface="127.0.0.1")
         started.append(emulator)
         return emulator
 

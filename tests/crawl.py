@@ -53,6 +53,14 @@ async def crawl(spider_cls: type, settings: dict[str, Any], **spider_args: Any) 
     return crawler
 
 
+async def successor(make_emulator: Any, emulator: Any, config: Any) -> Any:
+    """An emulator of ``config`` in the place of ``emulator`` (stopped), at its address: the same
+    API later, so that files of a run against the first are of the same origin."""
+    port = emulator.port.getHost().port
+    await emulator.stop()
+    return make_emulator(config, port=port)
+
+
 def write_filters(
     path: Path, civitai: list[dict] | None = None, huggingface: list[dict] | None = None
 ) -> Path:

@@ -13,6 +13,7 @@ from manifest_crawler.changes import (
     diff_ranking,
     summarize,
 )
+from manifest_crawler.emulator import EmulatorConfig
 from manifest_crawler.filters import load_filters
 from manifest_crawler.manifests import ManifestModel, SiteModels, manifest_filename
 from manifest_crawler.schemas import (
@@ -23,7 +24,7 @@ from manifest_crawler.schemas import (
     Validators,
 )
 from manifest_crawler.spiders.all import AllSpider
-from tests.crawl import REPO_FILTERS, crawl, crawl_settings, read_json
+from tests.crawl import REPO_FILTERS, crawl, crawl_settings, read_json, successor
 
 rankings = st.lists(st.integers(0, 30).map(lambda n: f"civitai-{n + 1}"), unique=True)
 
@@ -157,7 +158,7 @@ async def test_two_runs_over_a_changed_catalogue_list_exactly_what_changed(make_
     old = {key: _ids(path) for key, path in paths.items()}
     old_all = read_json(tmp_path / "all-models.json")
 
-    after = make_emulator(revision=1)
+    after = await successor(make_emulator, before, EmulatorConfig(revision=1))
     crawler = await crawl(
         AllSpider, crawl_settings(after, tmp_path, MANIFEST_MAX_ITEMS=150), filters=FILTERS
     )

@@ -9,6 +9,7 @@ from manifest_crawler.filters import (
     NSFW_LEVEL_BITS,
     FiltersError,
     filter_file_stem,
+    item_limit,
     keeps_rating,
     load_filters,
     parse_filters,
@@ -123,8 +124,8 @@ def test_list_params_repeat_their_key_in_order():
         (_doc(huggingface=[_entry(params={"limit": "5"})]), "params.limit is not allowed"),
         (_doc(civitai=[_entry(params={"nsfw": True})]), "params.nsfw must be a string"),
         (_doc(civitai=[_entry(params={"types": []})]), "params.types must be a string"),
-        (_doc(civitai=[_entry(max_items=0)]), "'max_items' must be a positive integer"),
-        (_doc(civitai=[_entry(max_items=True)]), "'max_items' must be a positive integer"),
+        (_doc(civitai=[_entry(max_items=-1)]), "'max_items' must be an integer of at least 0"),
+        (_doc(civitai=[_entry(max_items=True)]), "'max_items' must be an integer of at least 0"),
         (_doc(civitai=[_entry(rated="NC17", params=_NSFW)]), "'rated' must be one of PG, PG13"),
         (_doc(civitai=[_entry(rated_at_most=["PG"], params=_NSFW)]), "'rated_at_most' must be"),
         (_doc(huggingface=[_entry(rated="PG")]), "'rated' applies to CivitAI filters only"),
@@ -279,3 +280,12 @@ def test_nsfw_false_without_a_rating_rule_is_warned_about():
 
 def test_repo_filters_file_has_no_warning():
     assert load_filters(REPO_FILTERS).warnings == ()
+
+
+def test_max_items_0_means_no_limit_in_the_file_as_in_the_setting():
+    assert item_limit(None, 100) == 100
+    assert item_limit(None, 0) is None
+    assert item_limit(0, 100) is None
+    assert item_limit(5, 0) == 5
+    document = _doc(civitai=[_entry(max_items=0)])
+    assert parse_filters(document, "filters.json").for_source("civitai")[0].max_items == 0

@@ -31,6 +31,8 @@ from manifest_crawler.manifests import (
 from manifest_crawler.normalize import normalize_model
 from manifest_crawler.schemas import MANIFEST_SCHEMA, SchemaError, Validators
 
+ORIGINS = {"civitai": "O", "huggingface": "O"}
+
 
 def _m(model_id, name=None):
     return {"id": model_id, "slug": model_id.replace("/", "--"), "name": name or model_id}
@@ -53,6 +55,7 @@ def test_merge_dedupes_by_first_appearance_and_counts_sources():
             SourceManifest("huggingface", [_m("a/b"), _m("a/c"), _m("a/b")]),
         ],
         "T",
+        ORIGINS,
     )
     assert [m["id"] for m in merged["models"]] == [
         "civitai-1",
@@ -68,7 +71,14 @@ def test_merge_dedupes_by_first_appearance_and_counts_sources():
         "source": "huggingface",
     }
     assert (merged["totalModels"], merged["civitai"], merged["huggingface"]) == (5, 3, 2)
-    assert list(merged) == ["totalModels", "civitai", "huggingface", "models", "timestamp"]
+    assert list(merged) == [
+        "totalModels",
+        "civitai",
+        "huggingface",
+        "origins",
+        "models",
+        "timestamp",
+    ]
 
 
 _ids = st.lists(st.sampled_from([f"civitai-{i}" for i in range(30)]), max_size=40)
@@ -77,23 +87,24 @@ _ids = st.lists(st.sampled_from([f"civitai-{i}" for i in range(30)]), max_size=4
 @given(st.lists(_ids, max_size=6))
 def test_merge_is_the_ordered_union(lists):
     merged = merge_all_models(
-        [SourceManifest("civitai", [_m(i) for i in ids]) for ids in lists], "T"
+        [SourceManifest("civitai", [_m(i) for i in ids]) for ids in lists], "T", ORIGINS
     )
     expected = list(dict.fromkeys(i for ids in lists for i in ids))
     assert [m["id"] for m in merged["models"]] == expected
     assert merged["totalModels"] == merged["civitai"] == len(expected)
     # Same input, same bytes.
     again = merge_all_models(
-        [SourceManifest("civitai", [_m(i) for i in ids]) for ids in lists], "T"
+        [SourceManifest("civitai", [_m(i) for i in ids]) for ids in lists], "T", ORIGINS
     )
     assert encode_json(merged) == encode_json(again)
 
 
 def test_build_manifest_shape_and_stable_bytes():
-    doc = build_manifest("filter/sdxl", [_m("civitai-5", "Zeta é")], "2026-11-24T10:00:00Z")
+    doc = build_manifest("filter/sdxl", [_m("civitai-5", "Zeta é")], "2026-11-24T10:00:00Z", "O")
     data = encode_json(doc)
     assert json.loads(data) == {
         "filter": "filter/sdxl",
+        "origin": "O",
         "models": [{"id": "civitai-5", "slug": "civitai-5", "name": "Zeta é"}],
         "timestamp": "2026-11-24T10:00:00Z",
     }
@@ -231,19 +242,19 @@ def test_reading_manifests_from_disk(tmp_path):
         "f",
     )
     (tmp_path / "civitai-ok.json").write_bytes(
-        encode_json(build_manifest("ok", [_m("civitai-1")], "T"))
+        encode_json(build_manifest("ok", [_m("civitai-1")], "T", "O"))
     )
-    (tmp_path / "civitai-bad.json").write_text('{"models": [{"id": 1}]}')
-    found, problems = manifests_on_disk(tmp_path, fs)
+    (tmp_path / "civitai-bad.json").write_text('{"origin": "O", "models": [{"id": 1}]}')
+    found, problems = manifests_on_disk(tmp_path, fs, origins=ORIGINS)
     assert [(f.source, [dict(expand_entry(e)) for e in f.models]) for f in found] == [
         ("civitai", [_m("civitai-1")])
     ]
     assert "civitai-bad.json: not a manifest" in problems[0]
     assert "civitai-absent.json: missing" in problems[1]
-    assert read_manifest_models(tmp_path / "nothing.json") is None
+    assert read_manifest_models(tmp_path / "nothing.json", "O") is None
     (tmp_path / "torn.json").write_text('{"models": [')
     with pytest.raises(ManifestError, match=r"torn\.json: not valid JSON"):
-        read_manifest_models(tmp_path / "torn.json")
+        read_manifest_models(tmp_path / "torn.json", "O")
 
 
 def test_stale_temporaries_are_removed_and_nothing_else(tmp_path):
@@ -294,25 +305,27 @@ def test_site_models_are_a_sequence_made_as_read():
 def test_previous_files_are_read_as_streams_with_clear_errors(tmp_path):
     models = [_m("a/b"), _m("civitai-7", "Seven")]
     manifest = tmp_path / "hf-x.json"
-    manifest.write_bytes(encode_json(build_manifest("x", models, "T")))
-    assert read_manifest_ids(manifest) == ["a/b", "civitai-7"]
-    assert [dict(expand_entry(e)) for e in read_manifest_models(manifest)] == models
+    manifest.write_bytes(encode_json(build_manifest("x", models, "T", "O")))
+    assert read_manifest_ids(manifest, "O") == ["a/b", "civitai-7"]
+    assert [dict(expand_entry(e)) for e in read_manifest_models(manifest, "O")] == models
     empty = tmp_path / "hf-empty.json"
-    empty.write_bytes(encode_json(build_manifest("x", [], "T")))
-    assert read_manifest_ids(empty) == []
+    empty.write_bytes(encode_json(build_manifest("x", [], "T", "O")))
+    assert read_manifest_ids(empty, "O") == []
     site = tmp_path / "all-models.json"
     site.write_bytes(
         encode_json(
-            merge_all_models([SourceManifest("huggingface", models)], "2026-01-01T00:00:00Z")
+            merge_all_models(
+                [SourceManifest("huggingface", models)], "2026-01-01T00:00:00Z", ORIGINS
+            )
         )
     )
-    previous, timestamp = read_previous_site_models(site)
+    previous, timestamp = read_previous_site_models(site, ORIGINS)
     assert [dict(m) for m in previous] == [
         {"id": "a/b", "slug": "a--b", "source": "huggingface"},
         {"id": "civitai-7", "slug": "civitai-7", "source": "huggingface"},
     ]
     assert timestamp == "2026-01-01T00:00:00Z"
-    assert read_previous_site_models(tmp_path / "none.json") is None
+    assert read_previous_site_models(tmp_path / "none.json", ORIGINS) is None
     for text, error in [
         ('{"models": [{"id": "a/b", "slug": "a--b"}]}', r"bad\.json: not a manifest .* at model 0"),
         ('{"models": [{"id": "a/b", "slug": "a--b", "name": 3}]}', r"not a manifest"),
@@ -322,12 +335,15 @@ def test_previous_files_are_read_as_streams_with_clear_errors(tmp_path):
         ("", r"not valid JSON"),
     ]:
         bad = tmp_path / "bad.json"
-        bad.write_text(text)
+        bad.write_text(text.replace('{"models"', '{"origin": "O", "models"'))
         with pytest.raises(ManifestError, match=error):
-            read_manifest_ids(bad)
-    bad.write_text('{"models": [{"id": "a/b", "slug": "a--b", "name": "a/b"}]}')
+            read_manifest_ids(bad, "O")
+    bad.write_text(
+        '{"origins": {"civitai": "O", "huggingface": "O"}, '
+        '"models": [{"id": "a/b", "slug": "a--b", "name": "a/b"}]}'
+    )
     with pytest.raises(ManifestError, match=r"not an all-models\.json .* at model 0"):
-        read_previous_site_models(bad)
+        read_previous_site_models(bad, ORIGINS)
 
 
 def test_a_document_refused_mid_write_leaves_the_previous_file(tmp_path, monkeypatch):
@@ -340,10 +356,10 @@ def test_a_document_refused_mid_write_leaves_the_previous_file(tmp_path, monkeyp
         write_atomic(
             path,
             validators.encode_checked(
-                MANIFEST_SCHEMA, build_manifest("x", models, "2026-01-01T00:00:00Z"), path.name
+                MANIFEST_SCHEMA, build_manifest("x", models, "2026-01-01T00:00:00Z", "O"), path.name
             ),
         )
     assert path.read_text() == "previous" and os.listdir(tmp_path) == ["hf-x.json"]
-    document = build_manifest("x", models[:5], "2026-01-01T00:00:00Z")
+    document = build_manifest("x", models[:5], "2026-01-01T00:00:00Z", "O")
     write_atomic(path, validators.encode_checked(MANIFEST_SCHEMA, document, path.name))
-    assert read_manifest_ids(path) == [f"a/m{i}" for i in range(5)]
+    assert read_manifest_ids(path, "O") == [f"a/m{i}" for i in range(5)]

@@ -1,10 +1,13 @@
 """What the pipelines write and refuse to write, through real crawls of scripted APIs."""
 
+import json
 import re
 
 from scrapy.utils.defer import deferred_f_from_coro_f
 
-from manifest_crawler.manifests import build_manifest, encode_json
+from manifest_crawler import settings as project_settings
+from manifest_crawler.manifests import SOURCE_URL_SETTINGS, build_manifest, encode_json
+from manifest_crawler.pipelines import not_refreshed_text
 from manifest_crawler.spiders.all import AllSpider
 from manifest_crawler.spiders.civitai import CivitaiSpider
 from tests.crawl import crawl, project_settings_dict, read_json, write_filters
@@ -15,7 +18,8 @@ def _page(*ids):
     return {"items": [{"id": i, "name": f"Model {i}"} for i in ids], "metadata": {}}
 
 
-def _previous(out, name, ids, source="civitai"):
+def _previous(out, name, ids, source="civitai", origin=None):
+    """A previous run's manifest, from ``origin`` (by default the source's real API)."""
     prefix = "civitai" if source == "civitai" else "hf"
     models = [
         {"id": f"civitai-{i}", "slug": f"civitai-{i}", "name": f"Old {i}"}
@@ -25,7 +29,8 @@ def _previous(out, name, ids, source="civitai"):
     ]
     path = out / f"{prefix}-{name}.json"
     out.mkdir(exist_ok=True)
-    path.write_bytes(encode_json(build_manifest(name, models, "2026-01-01T00:00:00Z")))
+    origin = origin or getattr(project_settings, SOURCE_URL_SETTINGS[source])
+    path.write_bytes(encode_json(build_manifest(name, models, "2026-01-01T00:00:00Z", origin)))
     return path
 
 
@@ -44,9 +49,9 @@ def _filters(*names, **extra):
 @deferred_f_from_coro_f
 async def test_a_suspicious_shrink_keeps_the_previous_manifest(tmp_path, scripted):
     out = tmp_path / "out"
-    previous = _previous(out, "shrunk", range(1, 11))
-    before = previous.read_bytes()
     _, url = scripted({"shrunk|": Reply(_page(1, 2, 3)), "steady|": Reply(_page(50))}, by="sort")
+    previous = _previous(out, "shrunk", range(1, 11), origin=url)
+    before = previous.read_bytes()
     crawler = await crawl(
         CivitaiSpider, _settings(tmp_path, _filters("shrunk", "steady"), CIVITAI_API_URL=url)
     )
@@ -66,11 +71,11 @@ async def test_a_suspicious_shrink_keeps_the_previous_manifest(tmp_path, scripte
 @deferred_f_from_coro_f
 async def test_shrink_allowed_by_setting_and_lowered_max_items_is_no_shrink(tmp_path, scripted):
     out = tmp_path / "out"
-    _previous(out, "shrunk", range(1, 11))
-    _previous(out, "capped", range(1, 11))
     _, url = scripted(
         {"shrunk|": Reply(_page(1, 2, 3)), "capped|": Reply(_page(*range(20, 30)))}, by="sort"
     )
+    _previous(out, "shrunk", range(1, 11), origin=url)
+    _previous(out, "capped", range(1, 11), origin=url)
     filters = [*_filters("shrunk"), *_filters("capped", max_items=4)]
     await crawl(
         CivitaiSpider, _settings(tmp_path, filters, CIVITAI_API_URL=url, MANIFEST_MAX_SHRINK=1.0)
@@ -87,11 +92,11 @@ async def test_shrink_allowed_by_setting_and_lowered_max_items_is_no_shrink(tmp_
 @deferred_f_from_coro_f
 async def test_failed_filter_keeps_its_file_and_strict_mode_fails_the_run(tmp_path, scripted):
     out = tmp_path / "out"
-    kept = _previous(out, "broken", [7, 8])
-    before = kept.read_bytes()
     _, url = scripted(
         {"broken|": Reply({"message": "x"}, status=500), "fine|": Reply(_page(1))}, by="sort"
     )
+    kept = _previous(out, "broken", [7, 8], origin=url)
+    before = kept.read_bytes()
     filters = _filters("broken", "fine")
     crawler = await crawl(CivitaiSpider, _settings(tmp_path, filters, CIVITAI_API_URL=url))
     assert kept.read_bytes() == before
@@ -184,3 +189,59 @@ async def test_all_spider_dedupes_across_sources_and_filters_and_is_reproducible
 
 def _without_timestamps(data):
     return re.sub(rb'"timestamp": "[^"]*"', b'"timestamp": "T"', data)
+
+
+@deferred_f_from_coro_f
+async def test_previous_files_that_cannot_be_trusted_count_as_absent(tmp_path, scripted, caplog):
+    out = tmp_path / "out"
+    out.mkdir()
+    _, url = scripted({"": Reply(_page(1, 2))})
+    untrusted = {
+        "truncated": '{"filter": "truncated", "origin": "%s", "models": [{"id": "civ',
+        "notjson": "<html>not JSON</html>",
+        "invalid": '{"filter": "invalid", "origin": "%s", "models": [{"id": "civitai-1"}]}',
+        "badid": '{"filter": "badid", "origin": "%s", "models": '
+        '[{"id": "civitai-0", "slug": "civitai-0", "name": "Zero"}], "timestamp": "T"}',
+        "badslug": '{"filter": "badslug", "origin": "%s", "models": '
+        '[{"id": "civitai-3", "slug": "three", "name": "Three"}], "timestamp": "T"}',
+        "blankname": '{"filter": "blankname", "origin": "%s", "models": '
+        '[{"id": "civitai-3", "slug": "civitai-3", "name": "  "}], "timestamp": "T"}',
+    }
+    for name, text in untrusted.items():
+        (out / f"civitai-{name}.json").write_text(text.replace("%s", url))
+    (out / "all-models.json").write_text(
+        json.dumps(
+            {
+                "origins": {"civitai": url, "huggingface": project_settings.HF_API_URL},
+                "models": [{"id": "../etc", "slug": "x", "name": "x", "source": "civitai"}],
+            }
+        )
+    )
+    crawler = await crawl(
+        CivitaiSpider, _settings(tmp_path, _filters(*untrusted), CIVITAI_API_URL=url)
+    )
+    # Each is named once, and none makes the run a crawler bug: every filter is fresh.
+    for name in [*(f"civitai-{n}.json" for n in untrusted), "all-models.json"]:
+        assert len([r for r in caplog.records if name in r.getMessage()]) == 1, name
+    assert "a bug" not in caplog.text
+    assert crawler.stats.get_value("manifest/exit_code") == 0
+    report = read_json(out / "run-report.json")
+    assert report["totals"] == {"fresh": 6, "stale": 0, "failed": 0}
+    assert read_json(out / "changes.json")["previousTimestamp"] is None
+
+
+def test_filters_not_refreshed_are_one_line_per_cause():
+    rows = [
+        {"source": "civitai", "filter": f"f{i}", "status": "stale", "reason": "request_failed",
+         "errors": [f"CannotResolveHostError: DNS lookup failed at https://civitai.com/?f={i}"]}
+        for i in range(7)
+    ] + [
+        {"source": "huggingface", "filter": "likes", "status": "failed", "reason": "max_items",
+         "errors": []},
+    ]  # fmt: skip
+    assert not_refreshed_text(rows).splitlines() == [
+        "8 filter(s) NOT refreshed:",
+        "  STALE civitai:f0, civitai:f1, civitai:f2, civitai:f3, civitai:f4 and 2 more: "
+        "request_failed (CannotResolveHostError: DNS lookup failed)",
+        "  FAILED huggingface:likes: max_items",
+    ]

@@ -8,7 +8,7 @@ from manifest_crawler.manifests import manifest_filename
 from manifest_crawler.spiders.all import AllSpider
 from manifest_crawler.spiders.civitai import CivitaiSpider
 from manifest_crawler.spiders.huggingface import HuggingFaceSpider
-from tests.crawl import REPO_FILTERS, crawl, crawl_settings, read_json
+from tests.crawl import REPO_FILTERS, crawl, crawl_settings, read_json, successor
 from tests.spiders.test_emulated import expected_models
 
 CIVITAI_FILTERS = "AllTime/All/All/downloads/Soft,filter/loras,filter/sdxl,filter/r"
@@ -85,8 +85,10 @@ async def test_a_permanently_failing_filter_keeps_its_file_and_its_models(make_e
     before = loras.read_bytes()
     old_lora_ids = {m["id"] for m in read_json(loras)["models"]}
 
-    broken = make_emulator(
-        EmulatorConfig(revision=1, faults=FaultConfig(fail_matching=({"types": "LORA"},)))
+    broken = await successor(
+        make_emulator,
+        healthy,
+        EmulatorConfig(revision=1, faults=FaultConfig(fail_matching=({"types": "LORA"},))),
     )
     crawler = await crawl(
         AllSpider, crawl_settings(broken, tmp_path, **FAST_BACKOFF), filters=names

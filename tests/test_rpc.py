@@ -96,6 +96,11 @@ def test_usage_and_unreachable(capsys):
     assert rpc.main(["status", "--url", url], out, err) == rpc.EXIT_UNREACHABLE
     assert err.getvalue().startswith(f"error: no JSON-RPC service at {url}")
     assert rpc.main(["status", "--url", "file:///etc/passwd"], out, err) == rpc.EXIT_UNREACHABLE
+    for timeout in ("-1", "0", "abc", "nan", "inf"):
+        with pytest.raises(SystemExit) as raised:
+            rpc.main(["status", "--timeout", timeout])
+        assert raised.value.code == 2
+    assert "--timeout: '-1' is not a number of seconds above 0" in capsys.readouterr().err
 
 
 @deferred_f_from_coro_f
@@ -138,6 +143,27 @@ async def test_client_against_a_running_crawl(monkeypatch):
         code, out, _ = await run_client("unpause", "--url", url)
         assert (code, out) == (0, "Crawl resumed.\n")
         assert not running.crawler.engine.paused
+
+        # `rpc stats | head -0`: the reader is gone before the client writes; it ends quietly.
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        client = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "manifest_crawler.rpc",
+            "stats",
+            "--url",
+            url,
+            "--token",
+            "Zq9-secret",
+            cwd=ROOT,
+            env=CHILD_ENV,
+            stdout=write_end,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        os.close(write_end)
+        _, err = await asyncio.wait_for(client.communicate(), 20)
+        assert (client.returncode, err) == (0, b"")
 
         code, out, _ = await run_client("stop", "--url", url)
         assert code == 0 and out.startswith("Graceful stop requested")
@@ -182,7 +208,7 @@ async def test_scrapy_crawl_all_steered_from_the_command_line(make_emulator, tmp
     emulator = make_emulator(slow_config())
     out = tmp_path / "out"
     out.mkdir()
-    (out / "civitai-Long.json").write_bytes(old_manifest("Long"))
+    (out / "civitai-Long.json").write_bytes(old_manifest("Long", emulator.civitai_url))
     filters = write_filters(tmp_path / "filters.json", **STEER_FILTERS)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
@@ -235,7 +261,8 @@ async def test_scrapy_crawl_all_steered_from_the_command_line(make_emulator, tmp
 
         code, text, _ = await client_process(url, "stop")
         assert code == 0 and text.startswith("Graceful stop requested")
-        assert await asyncio.wait_for(crawl.wait(), 30) == 0, log.read_text()
+        # Stopped with a filter unfinished: what finished is written, and the run fails.
+        assert await asyncio.wait_for(crawl.wait(), 30) == 1, log.read_text()
     finally:
         if crawl.returncode is None:
             crawl.kill()
@@ -244,6 +271,6 @@ async def test_scrapy_crawl_all_steered_from_the_command_line(make_emulator, tmp
     assert f"JSON-RPC service listening on {url}" in text
     assert "Crawl paused over JSON-RPC" in text and "Crawl resumed over JSON-RPC" in text
     assert "Closing spider (jsonrpc_stop)" in text
-    assert (out / "civitai-Long.json").read_bytes() == old_manifest("Long")
+    assert (out / "civitai-Long.json").read_bytes() == old_manifest("Long", emulator.civitai_url)
     assert len(read_json(out / "civitai-Quick.json")["models"]) == 40
     assert len(read_json(out / "hf-Quick.json")["models"]) == 30

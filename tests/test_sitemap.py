@@ -194,3 +194,28 @@ async def test_no_sitemap_unless_configured_and_none_rewritten_when_nothing_was_
     crawler = await crawl(CivitaiSpider, settings)
     assert crawler.stats.get_value("manifest/exit_code") == 1
     assert sitemap.read_bytes() == before
+
+
+@deferred_f_from_coro_f
+async def test_a_sitemap_that_cannot_be_written_replaces_nothing_of_the_run(
+    emulator, tmp_path, caplog
+):
+    out = tmp_path / "manifests"
+    settings = crawl_settings(emulator, out)
+    await crawl(AllSpider, settings, filters="filter/loras,likes")
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    blocker = tmp_path / "public"
+    blocker.write_text("a file where the sitemap's folder should be")
+    settings.update(
+        MANIFEST_SITEMAP_URL="https://example.com/{slug}",
+        MANIFEST_SITEMAP_FILE=str(blocker / "sitemap.xml"),
+        MANIFEST_MAX_ITEMS=50,
+    )
+    crawler = await crawl(AllSpider, settings, filters="filter/loras,likes")
+    assert crawler.stats.get_value("manifest/exit_code") == 1
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [
+        f"cannot write {blocker / 'sitemap.xml'}: File exists ({blocker}); "
+        f"nothing in {out} was changed"
+    ]

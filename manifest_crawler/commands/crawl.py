@@ -1,7 +1,8 @@
 """``scrapy crawl`` whose exit status reflects the run, not only whether it started.
 
 Scrapy's own command exits 0 whenever the crawler bootstrapped (see scrapy/commands/crawl.py);
-a site build must fail when the manifests could not be made.
+a site build must fail when the manifests could not be made, and must be refused, in one line,
+when what it was given cannot be used.
 """
 
 from __future__ import annotations
@@ -17,18 +18,32 @@ from scrapy.exceptions import UsageError
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
+from manifest_crawler.extensions.runstate import FILTER_SET_SETTING
 from manifest_crawler.filters import FiltersError
-from manifest_crawler.runreport import EXIT_CODE_STAT
+from manifest_crawler.runreport import EXIT_CODE_STAT, run_exit_status
+from manifest_crawler.settings_check import EXIT_USAGE, InputError, check_crawl_input
 
 logger = logging.getLogger(__name__)
 
 
 class Command(ScrapyCrawlCommand):
+    def process_options(self, args: list[str], opts: argparse.Namespace) -> None:
+        super().process_options(args, opts)
+        assert self.settings is not None
+        # Checked before Scrapy starts logging or the reactor, so that a bad setting, argument
+        # or filters file is the one line printed (Scrapyd runs its jobs through this command).
+        try:
+            filter_set = check_crawl_input(self.settings, args, opts.spargs)
+        except (InputError, FiltersError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(EXIT_USAGE)
+        # The run uses the file as read here: filters.json is read once per run.
+        self.settings.set(FILTER_SET_SETTING, filter_set, priority="cmdline")
+
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:
             raise UsageError("give exactly one spider: scrapy crawl <civitai|huggingface|all>")
         assert self.crawler_process is not None
-        assert self.settings is not None
         try:
             crawler = self._create_crawler(args[0])
         except KeyError as exc:
@@ -40,17 +55,21 @@ class Command(ScrapyCrawlCommand):
         crawling = self.crawler_process.crawl(crawler, **opts.spargs)
         filters_error = _filters_error(crawling)
         self.crawler_process.start()
-        # The RunState extension reads filters.json, once, while the crawl is set up, before
-        # any request: a broken file or an unknown filter name is one clear line, not a
-        # traceback.
+        # What the check above cannot see (MANIFEST_SOURCES set by hand) fails while the crawl
+        # is set up, before any request: one clear line, not a traceback.
         if filters_error:
             print(f"error: {filters_error[0]}", file=sys.stderr)
-            self.exitcode = 2
+            self.exitcode = EXIT_USAGE
             return
         if self.crawler_process.bootstrap_failed:
             self.exitcode = 1
             return
-        self.exitcode = int(crawler.stats.get_value(EXIT_CODE_STAT, 0))
+        self.exitcode = run_exit_status(crawler.stats.get_stats())
+        if crawler.stats.get_value(EXIT_CODE_STAT) is None:
+            logger.error(
+                "The crawl ended before its files were written (stopped, or the writer failed): "
+                "nothing was changed"
+            )
 
 
 def _filters_error(crawling: object) -> list[FiltersError]:

@@ -95,6 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     faults.add_argument("--retry-after", type=int, default=1, metavar="S")
     faults.add_argument(
+        "--endless-body",
+        type=_csv,
+        default=(),
+        metavar="APIS",
+        help="these APIs (comma-separated: civitai,huggingface) answer a JSON body that never "
+        "ends, with no Content-Length",
+    )
+    faults.add_argument(
         "--fail-matching",
         type=_matcher,
         nargs="+",
@@ -167,6 +175,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         control_chars=args.control_chars,
         hf_rate_limit=rate,
         hf_rate_window=window,
+        endless_body_apis=args.endless_body,
     )
     return EmulatorConfig(
         seed=args.seed,

@@ -91,10 +91,19 @@ class FaultConfig:
     # Hub rate limit: ``hf_rate_limit`` calls per fixed window of ``hf_rate_window`` s.
     hf_rate_limit: int = 0
     hf_rate_window: float = 300.0
+    # Every answer of these APIs is a 200 whose JSON body never ends, sent without a
+    # Content-Length: what a broken proxy or a hostile server can send.
+    endless_body_apis: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         # Frozen, yet lists/strings are handy for callers: normalise them to tuples.
-        for name in ("latency_apis", "transient_apis", "fail_apis", "fault_kinds"):
+        for name in (
+            "latency_apis",
+            "transient_apis",
+            "fail_apis",
+            "fault_kinds",
+            "endless_body_apis",
+        ):
             object.__setattr__(self, name, _as_tuple(getattr(self, name)))
         object.__setattr__(self, "empty_pages", tuple(int(p) for p in self.empty_pages))
         per_api = self.api_latency
@@ -112,7 +121,7 @@ class FaultConfig:
         object.__setattr__(
             self, "fail_matching", tuple(_freeze_matcher(m) for m in self.fail_matching)
         )
-        for name in ("latency_apis", "transient_apis", "fail_apis"):
+        for name in ("latency_apis", "transient_apis", "fail_apis", "endless_body_apis"):
             unknown = set(getattr(self, name)) - set(APIS)
             if unknown:
                 raise ValueError(f"{name}: unknown API(s) {sorted(unknown)}; use {APIS}")

@@ -13,13 +13,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
-from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
+from zope.interface import implementer
 
-from .faults import FaultInjector, truncate
+from .faults import JSON, FaultInjector, truncate
 from .responses import ApiResponse, json_response
 
 Handler = Callable[[Sequence[tuple[str, str]], str], ApiResponse]
@@ -122,6 +123,18 @@ class ServerState:
         if self.on_record is not None:
             self.on_record(record)
 
+    def send_endless(self, request: Request, record: RequestRecord) -> None:
+        """A 200 whose JSON body never ends, with no Content-Length (chunked under HTTP/1.1),
+        written as fast as the client reads it."""
+        record.status = 200
+        request.setResponseCode(200, _REASONS.get(200))
+        request.setHeader(b"Content-Type", JSON.encode())
+        request.write(b'{"items": [')
+        producer = EndlessBody(request)
+        request.registerProducer(producer, True)
+        request.notifyFinish().addErrback(lambda _: producer.stopProducing())
+        producer.resumeProducing()
+
     def cancel_pending(self) -> None:
         for call in self.pending:
             if call.active():
@@ -166,6 +179,10 @@ class ApiResource(Resource):
                     "We invite you to retry later."
                 },
             )
+        elif self.api_name in injector.config.endless_body_apis:
+            record.fault = "endless-body"
+            self.state.send_endless(request, record)
+            return NOT_DONE_YET
         else:
             fault = injector.decide(self.api_name, record.uri, record.query)
             if fault is not None and fault.kind != "truncated":
@@ -193,3 +210,27 @@ class ApiResource(Resource):
             # A bug in the emulator must not hang the client: answer like upstream's 500.
             _log.failure("emulator handler failed for {uri}", uri=record.uri)
             return json_response(500, {"message": "Internal server error (emulator bug)"})
+
+
+@implementer(IPushProducer)
+class EndlessBody:
+    """Writes items of a JSON list, forever, while the transport takes them (it pauses this
+    producer when its buffer is full): the client's memory is what it has read."""
+
+    CHUNK = b'{"id": 1, "name": "endless"}, ' * 2048
+
+    def __init__(self, request: Request) -> None:
+        self.request = request
+        self.paused = False
+        self.stopped = False
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        while not self.paused and not self.stopped:
+            self.request.write(self.CHUNK)
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def stopProducing(self) -> None:
+        self.stopped = True

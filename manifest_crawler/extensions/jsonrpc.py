@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hmac
 import inspect
-import ipaddress
 import json
 import logging
 import os
@@ -43,6 +42,10 @@ from twisted.web import http, resource, server
 from txjsonrpc_ng import jsonrpclib
 from txjsonrpc_ng.web.jsonrpc import JSONRPC
 
+# Pure, in a module of their own so that the settings check reads them without importing
+# twisted.web (which would install a reactor before Scrapy chooses one).
+from manifest_crawler.extensions.jsonrpc_settings import is_loopback as _is_loopback
+from manifest_crawler.extensions.jsonrpc_settings import port_range as _port_range
 from manifest_crawler.extensions.runstate import RunState
 
 logger = logging.getLogger(__name__)
@@ -548,40 +551,6 @@ def _check_spider_name(service: JsonRpcService, spider: Any) -> None:
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-def _port_range(value: Any) -> list[int]:
-    """JSONRPC_PORT as listen_tcp wants it: an int, "6080", "6080,7030" or a 1-2 item list."""
-    if value is None or value == "":
-        return [0]
-    if isinstance(value, int) and not isinstance(value, bool):
-        items: list[Any] = [value]
-    elif isinstance(value, str):
-        items = [part for part in value.replace("-", ",").split(",") if part.strip()]
-    elif isinstance(value, list | tuple):
-        items = list(value)
-    else:
-        raise NotConfigured(f"JSONRPC_PORT={value!r}: expected a port or a [first, last] range")
-    try:
-        ports = [int(item) for item in items]
-    except (TypeError, ValueError):
-        raise NotConfigured(f"JSONRPC_PORT={value!r}: ports must be integers") from None
-    if (
-        not 1 <= len(ports) <= 2
-        or any(not 0 <= p <= 65535 for p in ports)
-        or ports != sorted(ports)
-    ):
-        raise NotConfigured(f"JSONRPC_PORT={value!r}: expected a port or a [first, last] range")
-    return ports
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def _header(request: server.Request, name: bytes) -> str | None:

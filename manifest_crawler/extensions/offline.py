@@ -25,7 +25,8 @@ class OfflineEmulator:
         crawler.settings.set("CIVITAI_API_URL", self.emulator.civitai_url, priority="cmdline")
         crawler.settings.set("HF_API_URL", self.emulator.hf_url, priority="cmdline")
         logger.info(
-            "Offline mode: crawling the bundled emulator at %s and %s",
+            "Offline mode: crawling the bundled emulator at %s and %s; its models are "
+            'synthetic (manifests say origin "emulator", the run report synthetic: true)',
             self.emulator.civitai_url,
             self.emulator.hf_url,
         )

@@ -24,11 +24,17 @@ from twisted.python.failure import Failure
 
 from manifest_crawler import signals as manifest_signals
 from manifest_crawler.changes import Baseline
-from manifest_crawler.filters import FiltersError, FilterSet, load_filters
+from manifest_crawler.filters import FiltersError, FilterSet, item_limit, load_filters
 from manifest_crawler.ledger import Ledger
 from manifest_crawler.manifests import CollectedModels
 
 logger = logging.getLogger(__name__)
+
+
+#: The filters file as ``scrapy crawl`` read it when it checked its input (a FilterSet): the run
+#: uses it instead of reading the file again. Without it (a crawler made in code), RunState
+#: reads FILTERS_FILE itself.
+FILTER_SET_SETTING = "MANIFEST_FILTER_SET"
 
 
 class RunState:
@@ -50,7 +56,9 @@ class RunState:
         sources = tuple(settings.getlist("MANIFEST_SOURCES"))
         if not sources:
             raise NotConfigured("no MANIFEST_SOURCES: not a manifest spider")
-        filter_set = load_filters(settings["FILTERS_FILE"])
+        filter_set = settings.get(FILTER_SET_SETTING)
+        if filter_set is None:
+            filter_set = load_filters(settings["FILTERS_FILE"])
         for warning in filter_set.warnings:
             logger.warning("%s", warning)
         names = settings.getlist("MANIFEST_FILTERS") if settings.get("MANIFEST_FILTERS") else None
@@ -58,9 +66,7 @@ class RunState:
         if not selected:
             raise FiltersError(f"{filter_set.path}: no filters for source(s) {', '.join(sources)}")
         default_max = settings.getint("MANIFEST_MAX_ITEMS")
-        ledger = Ledger(
-            (f, f.max_items or (default_max if default_max > 0 else None)) for f in selected
-        )
+        ledger = Ledger((f, item_limit(f.max_items, default_max)) for f in selected)
         run = cls(filter_set, ledger, sources)
         crawler.signals.connect(run.spider_opened, signal=signals.spider_opened)
         for _, result in crawler.signals.send_catch_log(manifest_signals.run_opened, run=run):

@@ -68,7 +68,7 @@ class SitemapWriter:
             )
         return cls(crawler, patterns, Path(settings["MANIFEST_SITEMAP_FILE"]), base_url)
 
-    def all_models_written(self, document: dict[str, Any], path: Path) -> bool:
+    def all_models_written(self, document: dict[str, Any], path: Path, files: AtomicFiles) -> bool:
         try:
             sitemaps = build_sitemaps(
                 model_urls(document["models"], self.patterns),
@@ -89,11 +89,10 @@ class SitemapWriter:
                 )
                 return False
         # Children first: the index must never name a file that is not there yet (AtomicFiles
-        # replaces in the order written, once every file is on disk).
-        with AtomicFiles() as files:
-            for name, data in reversed(sitemaps.files.items()):
-                files.write(self.file.with_name(name), data)
-        self._remove_old_children(set(sitemaps.files))
+        # replaces in the order staged, once every file of the run is on disk).
+        for name, data in reversed(sitemaps.files.items()):
+            files.write(self.file.with_name(name), data)
+        self._remove_old_children(set(sitemaps.files), files)
         if sitemaps.too_long:
             logger.warning(
                 "%s leaves out %d URL(s) longer than 2,048 characters",
@@ -103,13 +102,14 @@ class SitemapWriter:
         self.stats.set_value("manifest/sitemap/urls", sitemaps.urls)
         self.stats.set_value("manifest/sitemap/files", len(sitemaps.files))
         logger.info(
-            "Wrote %s: %d URL(s) in %d file(s)", self.file, sitemaps.urls, len(sitemaps.files)
+            "Staged %s: %d URL(s) in %d file(s)", self.file, sitemaps.urls, len(sitemaps.files)
         )
         return True
 
-    def _remove_old_children(self, current: set[str]) -> None:
-        """Children of an earlier, larger sitemap that the new index no longer names."""
+    def _remove_old_children(self, current: set[str], files: AtomicFiles) -> None:
+        """Children of an earlier, larger sitemap that the new index no longer names: removed
+        when the run's files are committed."""
         child = re.compile(rf"{re.escape(self.file.stem)}-[0-9]+{re.escape(self.file.suffix)}\Z")
         for path in self.file.parent.glob(f"{self.file.stem}-*{self.file.suffix}"):
             if child.match(path.name) and path.name not in current:
-                path.unlink(missing_ok=True)
+                files.remove(path)

@@ -22,10 +22,11 @@ import orjson
 import scrapy
 from scrapy.crawler import Crawler
 from scrapy.downloadermiddlewares.retry import get_retry_request
-from scrapy.exceptions import CannotResolveHostError, IgnoreRequest
+from scrapy.exceptions import CannotResolveHostError, DownloadCancelledError, IgnoreRequest
 from scrapy.http import Response, TextResponse
 from scrapy.settings import BaseSettings
 from scrapy.spidermiddlewares.httperror import HttpError
+from twisted.internet.defer import CancelledError
 from twisted.internet.error import DNSLookupError
 from twisted.python.failure import Failure
 
@@ -439,6 +440,11 @@ class ManifestSpider(scrapy.Spider):
         if isinstance(error, HttpError):
             response = error.response
             detail = f"HTTP {response.status}{_error_detail(response)}"
+            quiet = False
+        elif failure.check(DownloadCancelledError, CancelledError):
+            # The only downloads cancelled before the crawl closes are those past the cap.
+            maxsize = request.meta.get("download_maxsize", self.settings.getint("DOWNLOAD_MAXSIZE"))
+            detail = f"the answer passed DOWNLOAD_MAXSIZE ({maxsize} bytes) and was dropped"
             quiet = False
         else:
             detail = f"{type(error).__name__}: {failure.getErrorMessage()}"

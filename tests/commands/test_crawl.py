@@ -1,5 +1,7 @@
 """`scrapy crawl` as a site build runs it: a real process whose exit status means something."""
 
+import json
+
 from scrapy.utils.defer import deferred_f_from_coro_f
 
 from manifest_crawler.filters import load_filters
@@ -71,7 +73,7 @@ async def test_exit_status_follows_the_run(tmp_path, scripted):
 
     # With a previous manifest for "bad", the run passes with a loud warning ...
     (tmp_path / "out" / "civitai-bad.json").write_text(
-        '{"filter": "bad", "models": [], "timestamp": "T"}'
+        json.dumps({"filter": "bad", "origin": url, "models": [], "timestamp": "T"})
     )
     _, err, code = await scrapy_crawl("civitai", *common)
     assert code == 0, err.decode()[-2000:]
@@ -100,6 +102,13 @@ async def test_offline_quickstart_writes_every_manifest(tmp_path):
     assert all_models["totalModels"] == len(union)
     assert all_models["civitai"] + all_models["huggingface"] == len(union)
     assert "Offline mode: crawling the bundled emulator at http://127.0.0.1:" in err.decode()
+    assert "synthetic" in err.decode()
+    # The run's summary is what a person reads last: Scrapy's stats and close lines come before.
+    last_record = err.decode().rsplit("\n20", 1)[1]
+    assert "[manifest_crawler.pipelines] INFO: Manifest run summary (synthetic" in last_record
+    report = read_json(tmp_path / "run-report.json")
+    assert report["synthetic"] is True
+    assert report["origins"] == {"civitai": "emulator", "huggingface": "emulator"}
 
 
 @deferred_f_from_coro_f

@@ -48,6 +48,7 @@ def test_every_flag() -> None:
         "--hf-rate-limit=100/60",
         "--fault-seed=9",
         "--latency-apis=huggingface",
+        "--endless-body=civitai",
     )
     assert config == EmulatorConfig(
         seed=3,
@@ -71,6 +72,7 @@ def test_every_flag() -> None:
             control_chars=True,
             hf_rate_limit=100,
             hf_rate_window=60.0,
+            endless_body_apis=("civitai",),
         ),
     )
 
@@ -84,6 +86,7 @@ def test_every_flag() -> None:
         (["--cursor-loop=1"], "cursor_loop_page"),
         (["--empty-pages=1"], "empty_pages"),
         (["--latency-apis=github"], "latency_apis"),
+        (["--endless-body=github"], "endless_body_apis"),
     ],
 )
 def test_bad_flags_exit_with_usage_error(

@@ -679,10 +679,10 @@ def slow_config() -> EmulatorConfig:
     )
 
 
-def old_manifest(filter_name: str) -> bytes:
+def old_manifest(filter_name: str, origin: str) -> bytes:
     # A CivitAI model (the manifests are CivitAI's), with an id beyond the emulator's.
     model = {"id": "civitai-987654321", "slug": "civitai-987654321", "name": "Old model"}
-    return encode_json(build_manifest(filter_name, [model], "2020-01-01T00:00:00Z"))
+    return encode_json(build_manifest(filter_name, [model], "2020-01-01T00:00:00Z", origin))
 
 
 def steer_settings(emulator, tmp_path, **overrides):
@@ -714,9 +714,9 @@ async def test_watch_pause_resume_and_stop_a_slow_crawl(make_emulator, tmp_path,
     out = tmp_path / "out"
     out.mkdir()
     # Unfinished at the stop: its previous manifest must survive byte for byte.
-    (out / "civitai-Long.json").write_bytes(old_manifest("Long"))
+    (out / "civitai-Long.json").write_bytes(old_manifest("Long", slow_emulator.civitai_url))
     # Finished before the stop: its old manifest must be replaced.
-    (out / "civitai-Quick.json").write_bytes(old_manifest("Quick"))
+    (out / "civitai-Quick.json").write_bytes(old_manifest("Quick", slow_emulator.civitai_url))
 
     running = await start_crawl(AllSpider, steer_settings(slow_emulator, tmp_path))
     url = running.url
@@ -784,7 +784,9 @@ async def test_watch_pause_resume_and_stop_a_slow_crawl(make_emulator, tmp_path,
     ledger = crawler.get_extension(RunState).ledger
     assert ledger[("civitai", "Long")].status is FilterStatus.RUNNING
     # No manifest lost: the unfinished filter keeps its previous file untouched ...
-    assert (out / "civitai-Long.json").read_bytes() == old_manifest("Long")
+    assert (out / "civitai-Long.json").read_bytes() == old_manifest(
+        "Long", slow_emulator.civitai_url
+    )
     # ... and the finished ones were written with this run's models.
     assert len(read_json(out / "civitai-Quick.json")["models"]) == 40
     assert len(read_json(out / "hf-Quick.json")["models"]) == 30

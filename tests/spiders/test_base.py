@@ -220,9 +220,9 @@ async def test_api_error_fails_the_filter_and_keeps_its_previous_manifest(
     out = tmp_path / "out"
     out.mkdir()
     previous = (
-        b'{"filter": "trending", "models": [{"id": "a/b", "slug": "a--b", "name": "a/b"}],'
-        b' "timestamp": "T"}\n'
-    )
+        b'{"filter": "trending", "origin": "%s", '
+        b'"models": [{"id": "a/b", "slug": "a--b", "name": "a/b"}], "timestamp": "T"}\n'
+    ) % url.encode()
     (out / "hf-trending.json").write_bytes(previous)
     with caplog.at_level(logging.ERROR):
         await crawl(HuggingFaceSpider, _settings(tmp_path, filters, HF_API_URL=url))
