@@ -161,7 +161,6 @@ CHECKS: Mapping[str, Callable[[BaseSettings], None]] = {
     "MANIFEST_SITEMAP_URL": _sitemap,
     "MANIFEST_DEV_CACHE": lambda s: _boolean(s, "MANIFEST_DEV_CACHE"),
     "MANIFEST_DEV_CACHE_TTL": lambda s: _number(s, "MANIFEST_DEV_CACHE_TTL", 0),
-    "MANIFEST_GC_THRESHOLD": lambda s: _integer(s, "MANIFEST_GC_THRESHOLD", 0),
     "DOWNLOAD_MAXSIZE": lambda s: _integer(s, "DOWNLOAD_MAXSIZE", 0),
     "DOWNLOAD_WARNSIZE": lambda s: _integer(s, "DOWNLOAD_WARNSIZE", 0),
 }
