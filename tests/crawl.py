@@ -72,11 +72,19 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-async def scrapy_crawl(*args: str) -> tuple[bytes, bytes, int]:
-    """``scrapy crawl *args`` in a process of its own, in the project: (stdout, stderr, code)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+def crawl_env() -> dict[str, str]:
+    """The environment of a ``scrapy crawl`` child: the project first on the path (before what
+    PYTHONPATH already holds, e.g. the floor's Scrapy), and no API token."""
+    path = os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))
+    env = {**os.environ, "PYTHONPATH": path}
     env.pop("CIVITAI_API_TOKEN", None)
     env.pop("HF_TOKEN", None)
+    return env
+
+
+async def scrapy_crawl(*args: str) -> tuple[bytes, bytes, int]:
+    """``scrapy crawl *args`` in a process of its own, in the project: (stdout, stderr, code)."""
+    env = crawl_env()
     return await maybe_deferred_to_future(
         getProcessOutputAndValue(
             sys.executable, ["-m", "scrapy", "crawl", *args], env=env, path=str(ROOT)

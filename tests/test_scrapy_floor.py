@@ -1,6 +1,7 @@
 """The oldest Scrapy the project declares (pyproject.toml) runs the offline quickstart and the
-crawl tests: a virtual environment over this interpreter's packages gets that Scrapy alone,
-shadowing the installed one, and runs them in child processes."""
+crawl tests: that Scrapy alone is installed into a folder put first on PYTHONPATH, shadowing
+the installed one for child processes of this interpreter (in a virtual environment or not:
+the rest of the environment is the one the tests run in)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import tomllib
 from pathlib import Path
 
 import scrapy
+from packaging.requirements import Requirement
 from packaging.version import Version
 
 from tests.crawl import ROOT
@@ -28,33 +30,32 @@ def declared_scrapy_range() -> tuple[str, str]:
     return floor.group(1), requirement
 
 
-def test_scrapy_is_a_range_and_requirements_txt_says_the_same() -> None:
+def test_scrapy_is_a_range_and_requirements_txt_pins_a_version_inside_it() -> None:
     floor, requirement = declared_scrapy_range()
     assert "<" in requirement and "==" not in requirement
+    allowed = Requirement(requirement).specifier
     lines = (ROOT / "requirements.txt").read_text(encoding="utf-8").splitlines()
-    assert requirement.replace(" ", "") in [line.replace(" ", "") for line in lines]
+    (pinned,) = [line for line in lines if re.match(r"scrapy==", line, re.IGNORECASE)]
+    assert Version(pinned.split("==", 1)[1].split(";")[0].strip()) in allowed
     # The installed Scrapy is inside the range.
+    assert Version(scrapy.__version__) in allowed
     assert Version(scrapy.__version__) >= Version(floor)
 
 
-def _floor_python(tmp_path: Path, floor: str) -> Path:
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    subprocess.run(
-        [str(python), "-m", "pip", "install", "--quiet", f"scrapy=={floor}"],
-        check=True,
-        capture_output=True,
-    )
-    return python
+def _floor_path(tmp_path: Path, floor: str) -> Path:
+    target = tmp_path / "floor"
+    install = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--target"]
+    subprocess.run([*install, str(target), f"scrapy=={floor}"], check=True, capture_output=True)
+    return target
 
 
 def test_the_floor_runs_the_offline_quickstart_and_the_crawl_tests(tmp_path: Path) -> None:
     floor, _ = declared_scrapy_range()
-    python = _floor_python(tmp_path, floor)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    python = sys.executable
+    path = os.pathsep.join((str(_floor_path(tmp_path, floor)), str(ROOT)))
+    env = {**os.environ, "PYTHONPATH": path}
     version = subprocess.run(
-        [str(python), "-c", "import scrapy; print(scrapy.__version__)"],
+        [python, "-c", "import scrapy; print(scrapy.__version__)"],
         env=env,
         capture_output=True,
         text=True,
@@ -64,7 +65,7 @@ def test_the_floor_runs_the_offline_quickstart_and_the_crawl_tests(tmp_path: Pat
     # tests/commands runs the README's offline quickstart (`scrapy crawl all -s
     # MANIFEST_OFFLINE=true`) as a real process, with this interpreter, and checks its files.
     tests = subprocess.run(
-        [str(python), "-m", "pytest", "-q", "-x", "tests/spiders", "tests/commands"],
+        [python, "-m", "pytest", "-q", "-x", "tests/spiders", "tests/commands"],
         cwd=ROOT,
         env=env,
         capture_output=True,
@@ -75,7 +76,7 @@ def test_the_floor_runs_the_offline_quickstart_and_the_crawl_tests(tmp_path: Pat
     assert (
         "test_offline_quickstart_writes_every_manifest"
         in subprocess.run(
-            [str(python), "-m", "pytest", "-q", "--collect-only", "tests/commands"],
+            [python, "-m", "pytest", "-q", "--collect-only", "tests/commands"],
             cwd=ROOT,
             env=env,
             capture_output=True,

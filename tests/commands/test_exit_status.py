@@ -19,17 +19,10 @@ from scrapy.utils.defer import deferred_f_from_coro_f
 
 from manifest_crawler import settings as project_settings
 from manifest_crawler.emulator import EmulatorConfig, FaultConfig
-from tests.crawl import ROOT, read_json, setting_args
+from tests.crawl import ROOT, crawl_env, read_json, setting_args
 
 #: Two filters, one per source: a run of them takes about a second offline.
 TWO = "filter/loras,likes"
-
-
-def _env() -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("CIVITAI_API_TOKEN", None)
-    env.pop("HF_TOKEN", None)
-    return env
 
 
 async def run_crawl(*args: str, umask: int = 0o022) -> tuple[int, str]:
@@ -41,7 +34,7 @@ async def run_crawl(*args: str, umask: int = 0o022) -> tuple[int, str]:
         "crawl",
         *args,
         cwd=ROOT,
-        env=_env(),
+        env=crawl_env(),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         preexec_fn=lambda: os.umask(umask),
@@ -207,7 +200,7 @@ async def _interrupted(make_emulator, tmp_path, *signals: int) -> tuple[int, str
             "all",
             *args,
             cwd=ROOT,
-            env=_env(),
+            env=crawl_env(),
             stdout=log_file,
             stderr=log_file,
         )
@@ -355,7 +348,7 @@ async def test_an_endless_body_fails_its_page_with_bounded_memory(make_emulator,
         "-s",
         "MANIFEST_BACKOFF_BASE=0.01",
         cwd=ROOT,
-        env=_env(),
+        env=crawl_env(),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
