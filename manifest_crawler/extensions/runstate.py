@@ -29,6 +29,8 @@ from manifest_crawler.manifests import CollectedModels
 
 
 class RunState:
+    """The extension; see the module docstring."""
+
     def __init__(self, filter_set: FilterSet, ledger: Ledger, sources: tuple[str, ...]) -> None:
         self.filter_set = filter_set
         self.ledger = ledger
@@ -48,7 +50,8 @@ class RunState:
         if not sources:
             raise NotConfigured("no MANIFEST_SOURCES: not a manifest spider")
         filter_set = load_filters(settings["FILTERS_FILE"])
-        names = settings.getlist("MANIFEST_FILTERS") if settings.get("MANIFEST_FILTERS") else None
+        wanted = settings.get("MANIFEST_FILTERS")
+        names = None if wanted is None else settings.getlist("MANIFEST_FILTERS")
         selected = filter_set.select(sources, names)
         if not selected:
             raise FiltersError(f"{filter_set.path}: no filters for source(s) {', '.join(sources)}")
