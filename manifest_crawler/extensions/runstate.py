@@ -38,6 +38,8 @@ FILTER_SET_SETTING = "MANIFEST_FILTER_SET"
 
 
 class RunState:
+    """The extension; see the module docstring."""
+
     def __init__(self, filter_set: FilterSet, ledger: Ledger, sources: tuple[str, ...]) -> None:
         self.filter_set = filter_set
         self.ledger = ledger
@@ -61,7 +63,8 @@ class RunState:
             filter_set = load_filters(settings["FILTERS_FILE"])
         for warning in filter_set.warnings:
             logger.warning("%s", warning)
-        names = settings.getlist("MANIFEST_FILTERS") if settings.get("MANIFEST_FILTERS") else None
+        wanted = settings.get("MANIFEST_FILTERS")
+        names = None if wanted is None else settings.getlist("MANIFEST_FILTERS")
         selected = filter_set.select(sources, names)
         if not selected:
             raise FiltersError(f"{filter_set.path}: no filters for source(s) {', '.join(sources)}")
