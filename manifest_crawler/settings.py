@@ -142,9 +142,6 @@ CONCURRENT_REQUESTS_PER_DOMAIN = 8
 # next page of a filter in progress (highest priority) then never waits behind queued first
 # pages, and an API waiting out a rate limit cannot take the other API's share (pqueues.py).
 SCHEDULER_PRIORITY_QUEUE = "manifest_crawler.pqueues.ApiCeilingPriorityQueue"
-# Inside the downloader too, an API's waiting requests go by priority, so that the next page
-# of a filter in progress does not wait out the slot's delay behind first pages (downloader.py).
-DOWNLOADER = "manifest_crawler.downloader.PriorityDownloader"
 DOWNLOAD_TIMEOUT = 60
 # Manifests come from API order; nothing is gained by caching cookies or following redirects
 # to HTML pages.
