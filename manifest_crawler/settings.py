@@ -154,9 +154,6 @@ CONCURRENT_REQUESTS_PER_DOMAIN = 8
 # next page of a filter in progress (highest priority) then never waits behind queued first
 # pages, and an API waiting out a rate limit cannot take the other API's share (pqueues.py).
 SCHEDULER_PRIORITY_QUEUE = "manifest_crawler.pqueues.ApiCeilingPriorityQueue"
-# Inside the downloader too, an API's waiting requests go by priority, so that the next page
-# of a filter in progress does not wait out the slot's delay behind first pages (downloader.py).
-DOWNLOADER = "manifest_crawler.downloader.PriorityDownloader"
 DOWNLOAD_TIMEOUT = 60
 # An answer is read into memory whole, so its size is capped: a 100-item CivitAI page is about
 # 0.5-5 MB (a model with many versions up to 127 KB), a 1,000-entry Hub page with the fields

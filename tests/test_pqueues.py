@@ -73,7 +73,6 @@ async def test_a_chain_keeps_its_place_while_its_page_is_parsed(
     api, url = scripted({key: Reply({}) for key in ["first", "next", "other"]})
     settings = {
         "SCHEDULER_PRIORITY_QUEUE": queue,
-        "DOWNLOADER": project_settings.DOWNLOADER,
         "CONCURRENT_REQUESTS_PER_DOMAIN": 1,
         "AUTOTHROTTLE_ENABLED": False,
         "ROBOTSTXT_OBEY": False,
