@@ -60,7 +60,7 @@ MANIFEST_RATELIMIT_PROBE = False
 DOWNLOADER_MIDDLEWARES = {
     # Replaced: it retries at once and ignores Retry-After (scrapy#3849).
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
-    "manifest_crawler.middlewares.BackoffRetryMiddleware": 550,
+    "manifest_crawler.middlewares.backoff.BackoffRetryMiddleware": 550,
 }
 # Scrapy's spider middlewares wrap every item a callback yields, a model each here. Two do
 # nothing for an API crawler: DepthMiddleware only counts link depth (no DEPTH_LIMIT, no
@@ -74,7 +74,7 @@ SPIDER_MIDDLEWARES = {
     "scrapy.spidermiddlewares.urllength.UrlLengthMiddleware": None,
 }
 ITEM_PIPELINES = {
-    "manifest_crawler.pipelines.ManifestWriterPipeline": 800,
+    "manifest_crawler.pipelines.writer.ManifestWriterPipeline": 800,
 }
 EXTENSIONS = {
     # Built in this order: OfflineEmulator sets the endpoints the run is made for; JobResume
@@ -86,11 +86,10 @@ EXTENSIONS = {
     "manifest_crawler.extensions.progress.ProgressReporter": 510,
     "manifest_crawler.extensions.sitemap.SitemapWriter": 520,
 }
-# Add-ons adjust settings before the crawl starts: the dev cache turns Scrapy's HTTP cache on,
-# and JSONRPC_ENABLED adds the JSON-RPC service to EXTENSIONS (extensions/jsonrpc_addon.py).
+# The project's add-on wires the optional parts before the crawl starts (addon.py): the dev
+# cache turns Scrapy's HTTP cache on, and JSONRPC_ENABLED adds the JSON-RPC service to EXTENSIONS.
 ADDONS = {
-    "manifest_crawler.devcache.DevCacheAddon": 0,
-    "manifest_crawler.extensions.jsonrpc_addon.JsonRpcAddon": 0,
+    "manifest_crawler.addon.ManifestAddon": 0,
 }
 # Scrapy's remote_control extension executes code sent to it and the telnet console opens a
 # Python shell: neither belongs in a build step.
@@ -125,7 +124,7 @@ MANIFEST_SITEMAP_FILE = "public/sitemap.xml"
 # The URL the index gives for those children's folder; None: the pattern's scheme and host.
 MANIFEST_SITEMAP_BASE_URL = None
 
-# --- Resuming and replaying (extensions/resume.py, devcache.py) -------------------------------
+# --- Resuming and replaying (extensions/resume.py, addon.py) -------------------------------
 # Scrapy's JOBDIR (unset here): with -s JOBDIR=<folder>, an interrupted crawl (Ctrl-C once, or
 # the JSON-RPC stop) resumes where it stopped when run again with the same JOBDIR. Scrapy's
 # scheduler keeps the request queue there; the JobResume extension (extensions/resume.py) keeps

@@ -18,7 +18,7 @@ from scrapy.spiderloader import get_spider_loader
 
 from manifest_crawler.extensions.jsonrpc_settings import is_loopback, port_range
 from manifest_crawler.filters import FiltersError, FilterSet, load_filters
-from manifest_crawler.sitemap import SitemapError, parse_patterns
+from manifest_crawler.output.sitemap import SitemapError, parse_patterns
 
 #: The exit status of a run refused before it started (bad settings, arguments or filters).
 EXIT_USAGE = 2

@@ -9,11 +9,12 @@ import pytest
 from scrapy.http import Request, Response
 from scrapy.utils.defer import deferred_f_from_coro_f
 
+from manifest_crawler.apis.civitai import CivitaiAPI
 from manifest_crawler.emulator import Emulator
 from manifest_crawler.filters import Filter
 from manifest_crawler.ledger import FilterState
 from manifest_crawler.pqueues import RESERVE_META
-from manifest_crawler.spiders.civitai import CivitaiAPI, CivitaiSpider
+from manifest_crawler.spiders.civitai import CivitaiSpider
 from manifest_crawler.spiders.huggingface import HuggingFaceSpider
 from tests.crawl import ROOT, crawl_settings, write_filters
 

@@ -22,11 +22,11 @@ import jsonschema
 import pytest
 import requests
 
-from manifest_crawler.changes import CHANGES_FILE
 from manifest_crawler.filters import load_filters
-from manifest_crawler.manifests import ALL_MODELS_FILE, manifest_filename
-from manifest_crawler.runreport import RUN_REPORT_FILE
-from manifest_crawler.schemas import (
+from manifest_crawler.output.changes import CHANGES_FILE
+from manifest_crawler.output.manifests import ALL_MODELS_FILE, manifest_filename
+from manifest_crawler.output.runreport import RUN_REPORT_FILE
+from manifest_crawler.output.schemas import (
     ALL_MODELS_SCHEMA,
     CHANGES_SCHEMA,
     MANIFEST_SCHEMA,

@@ -20,7 +20,7 @@ from twisted.python.failure import Failure
 
 from manifest_crawler.extensions.runstate import FILTER_SET_SETTING
 from manifest_crawler.filters import FiltersError
-from manifest_crawler.runreport import EXIT_CODE_STAT, run_exit_status
+from manifest_crawler.output.runreport import EXIT_CODE_STAT, run_exit_status
 from manifest_crawler.settings_check import EXIT_USAGE, InputError, check_crawl_input
 
 logger = logging.getLogger(__name__)

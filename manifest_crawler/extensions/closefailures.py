@@ -18,7 +18,7 @@ from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.statscollectors import StatsCollector
 
-from manifest_crawler.runreport import CLOSE_FAILURES_STAT
+from manifest_crawler.output.runreport import CLOSE_FAILURES_STAT
 
 #: The loggers and messages of Scrapy's catch-and-log at close (scrapy/core/engine.py) and of
 #: its signal dispatch (scrapy/utils/signal.py).

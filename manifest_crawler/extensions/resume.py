@@ -31,7 +31,7 @@ from scrapy.utils.job import job_dir
 
 from manifest_crawler import signals as manifest_signals
 from manifest_crawler.extensions.runstate import RunState
-from manifest_crawler.jobstate import (
+from manifest_crawler.output.jobstate import (
     JOB_FILE,
     RUNNING_MARKER,
     JobState,
@@ -41,7 +41,7 @@ from manifest_crawler.jobstate import (
     job_fingerprint,
     job_summary,
 )
-from manifest_crawler.manifests import write_atomic
+from manifest_crawler.output.manifests import write_atomic
 
 logger = logging.getLogger(__name__)
 

@@ -23,10 +23,10 @@ from scrapy.exceptions import NotConfigured
 from twisted.python.failure import Failure
 
 from manifest_crawler import signals as manifest_signals
-from manifest_crawler.changes import Baseline
 from manifest_crawler.filters import FiltersError, FilterSet, item_limit, load_filters
 from manifest_crawler.ledger import Ledger
-from manifest_crawler.manifests import CollectedModels
+from manifest_crawler.output.changes import Baseline
+from manifest_crawler.output.manifests import CollectedModels
 
 logger = logging.getLogger(__name__)
 

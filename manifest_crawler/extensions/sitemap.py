@@ -20,9 +20,9 @@ from scrapy.exceptions import NotConfigured
 
 from manifest_crawler import signals
 from manifest_crawler.filters import DEFAULT_SOURCES
-from manifest_crawler.manifests import AtomicFiles
-from manifest_crawler.schemas import SITEMAP_XSD, schema_bytes
-from manifest_crawler.sitemap import (
+from manifest_crawler.output.manifests import AtomicFiles
+from manifest_crawler.output.schemas import SITEMAP_XSD, schema_bytes
+from manifest_crawler.output.sitemap import (
     SitemapError,
     UrlPattern,
     build_sitemaps,

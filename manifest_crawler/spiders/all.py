@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from manifest_crawler.spiders.base import ManifestSpider, SourceAPI
-from manifest_crawler.spiders.civitai import CivitaiAPI
-from manifest_crawler.spiders.huggingface import HuggingFaceAPI
+from manifest_crawler.apis.base import SourceAPI
+from manifest_crawler.apis.civitai import CivitaiAPI
+from manifest_crawler.apis.huggingface import HuggingFaceAPI
+from manifest_crawler.spiders.base import ManifestSpider
 
 
 class AllSpider(ManifestSpider):

@@ -5,7 +5,7 @@ import json
 from scrapy.utils.defer import deferred_f_from_coro_f
 
 from manifest_crawler.filters import load_filters
-from manifest_crawler.manifests import manifest_filename
+from manifest_crawler.output.manifests import manifest_filename
 from tests.crawl import REPO_FILTERS, read_json, scrapy_crawl, setting_args, write_filters
 from tests.scripted import Reply
 
@@ -105,7 +105,9 @@ async def test_offline_quickstart_writes_every_manifest(tmp_path):
     assert "synthetic" in err.decode()
     # The run's summary is what a person reads last: Scrapy's stats and close lines come before.
     last_record = err.decode().rsplit("\n20", 1)[1]
-    assert "[manifest_crawler.pipelines] INFO: Manifest run summary (synthetic" in last_record
+    assert (
+        "[manifest_crawler.pipelines.writer] INFO: Manifest run summary (synthetic" in last_record
+    )
     report = read_json(tmp_path / "run-report.json")
     assert report["synthetic"] is True
     assert report["origins"] == {"civitai": "emulator", "huggingface": "emulator"}

@@ -30,12 +30,12 @@ from scrapy.utils.defer import deferred_f_from_coro_f, deferred_from_coro, maybe
 from scrapy.utils.test import get_crawler
 
 from manifest_crawler import rpc as rpc_client
+from manifest_crawler.addon import JSONRPC_EXTENSION
 from manifest_crawler.emulator import EmulatorConfig, FaultConfig
 from manifest_crawler.extensions.jsonrpc import MAX_BODY_BYTES, JsonRpcService, _port_range
-from manifest_crawler.extensions.jsonrpc_addon import JSONRPC_EXTENSION
 from manifest_crawler.extensions.runstate import RunState
 from manifest_crawler.ledger import FilterStatus
-from manifest_crawler.manifests import build_manifest, encode_json
+from manifest_crawler.output.manifests import build_manifest, encode_json
 from manifest_crawler.spiders.all import AllSpider
 from tests.crawl import ROOT, project_settings_dict, read_json, write_filters
 

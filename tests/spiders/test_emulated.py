@@ -8,7 +8,7 @@ from scrapy.utils.defer import deferred_f_from_coro_f, maybe_deferred_to_future
 from twisted.internet.threads import deferToThread
 
 from manifest_crawler.filters import Filter, keeps_rating, load_filters
-from manifest_crawler.manifests import manifest_filename
+from manifest_crawler.output.manifests import manifest_filename
 from manifest_crawler.spiders.all import AllSpider
 from manifest_crawler.spiders.huggingface import HuggingFaceSpider
 from tests.crawl import REPO_FILTERS, crawl, crawl_settings, read_json

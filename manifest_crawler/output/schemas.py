@@ -21,7 +21,7 @@ from typing import Any
 import jsonschema_rs
 import orjson
 
-from manifest_crawler.jsonstream import (
+from manifest_crawler.output.jsonstream import (
     JsonPath,
     encode_chunks,
     has_streamed,
@@ -76,7 +76,7 @@ def load_schema(name: str, directory: Traversable | None = None) -> dict[str, An
 class Validators:
     """One compiled validator per schema, built once per run.
 
-    A document may hold StreamedArrays (manifest_crawler.jsonstream): the rest of it is checked
+    A document may hold StreamedArrays (output/jsonstream.py): the rest of it is checked
     against the schema as a whole, each streamed array a chunk at a time against the schema of
     that array, so that a million-model document is never held as Python objects.
     """

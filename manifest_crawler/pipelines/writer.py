@@ -15,16 +15,16 @@ from scrapy.crawler import Crawler
 from twisted.python.failure import Failure
 
 from manifest_crawler import signals
-from manifest_crawler.changes import (
+from manifest_crawler.extensions.runstate import RunState
+from manifest_crawler.ledger import UNFINISHED, FilterState, FilterStatus, Ledger
+from manifest_crawler.output.changes import (
     CHANGES_FILE,
     Baseline,
     FilterOutcome,
     build_changes,
     summarize,
 )
-from manifest_crawler.extensions.runstate import RunState
-from manifest_crawler.ledger import UNFINISHED, FilterState, FilterStatus, Ledger
-from manifest_crawler.manifests import (
+from manifest_crawler.output.manifests import (
     ALL_MODELS_FILE,
     EMULATOR_ORIGIN,
     SOURCE_URL_SETTINGS,
@@ -45,7 +45,7 @@ from manifest_crawler.manifests import (
     remove_stale_temporaries,
     utc_timestamp,
 )
-from manifest_crawler.runreport import (
+from manifest_crawler.output.runreport import (
     EXIT_CODE_STAT,
     EXIT_FAILED,
     RUN_REPORT_FILE,
@@ -56,7 +56,7 @@ from manifest_crawler.runreport import (
     exit_status,
     judge_filter,
 )
-from manifest_crawler.schemas import (
+from manifest_crawler.output.schemas import (
     ALL_MODELS_SCHEMA,
     CHANGES_SCHEMA,
     MANIFEST_SCHEMA,

@@ -6,8 +6,8 @@ import re
 from scrapy.utils.defer import deferred_f_from_coro_f
 
 from manifest_crawler import settings as project_settings
-from manifest_crawler.manifests import SOURCE_URL_SETTINGS, build_manifest, encode_json
-from manifest_crawler.pipelines import not_refreshed_text
+from manifest_crawler.output.manifests import SOURCE_URL_SETTINGS, build_manifest, encode_json
+from manifest_crawler.pipelines.writer import not_refreshed_text
 from manifest_crawler.spiders.all import AllSpider
 from manifest_crawler.spiders.civitai import CivitaiSpider
 from tests.crawl import crawl, project_settings_dict, read_json, write_filters

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from scrapy.utils.defer import deferred_f_from_coro_f
 from twisted.internet.defer import CancelledError
 
-from manifest_crawler.middlewares import (
+from manifest_crawler.middlewares.backoff import (
     RateBudget,
     backoff_delay,
     parse_ratelimit,

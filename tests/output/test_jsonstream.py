@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from manifest_crawler.jsonstream import (
+from manifest_crawler.output.jsonstream import (
     JsonPath,
     StreamedArray,
     encode_chunks,

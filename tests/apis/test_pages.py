@@ -6,19 +6,20 @@ import orjson
 import pytest
 from scrapy.http import TextResponse
 
+from manifest_crawler.apis.base import PageError, load_json
+from manifest_crawler.apis.civitai import CivitaiAPI, _next_cursor
+from manifest_crawler.apis.huggingface import HuggingFaceAPI
 from manifest_crawler.emulator import Catalogue, FaultConfig
 from manifest_crawler.emulator.civitai import CivitaiApi
 from manifest_crawler.filters import Filter
 from manifest_crawler.ledger import FilterState
-from manifest_crawler.manifests import (
+from manifest_crawler.output.manifests import (
     CollectedModels,
     ManifestModel,
     build_manifest,
     encode_json,
 )
-from manifest_crawler.spiders.base import PageError, chains, load_json, start_order
-from manifest_crawler.spiders.civitai import CivitaiAPI, _next_cursor
-from manifest_crawler.spiders.huggingface import HuggingFaceAPI
+from manifest_crawler.spiders.base import chains, start_order
 
 _CIVITAI_FIELDS = ("id", "name", "type", "nsfwLevel")
 

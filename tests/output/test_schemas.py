@@ -13,17 +13,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scrapy.utils.defer import deferred_f_from_coro_f
 
-from manifest_crawler import schemas
-from manifest_crawler.changes import FilterOutcome, build_changes
-from manifest_crawler.manifests import (
+from manifest_crawler.apis.normalize import InvalidModel, hf_id, normalize_model
+from manifest_crawler.output import schemas
+from manifest_crawler.output.changes import FilterOutcome, build_changes
+from manifest_crawler.output.manifests import (
     SourceManifest,
     build_manifest,
     encode_json,
     merge_all_models,
 )
-from manifest_crawler.normalize import InvalidModel, hf_id, normalize_model
-from manifest_crawler.runreport import build_report
-from manifest_crawler.schemas import (
+from manifest_crawler.output.runreport import build_report
+from manifest_crawler.output.schemas import (
     ALL_MODELS_SCHEMA,
     CHANGES_SCHEMA,
     JSON_SCHEMAS,

@@ -4,7 +4,7 @@ from scrapy.utils.defer import deferred_f_from_coro_f
 
 from manifest_crawler.emulator import EmulatorConfig, FaultConfig
 from manifest_crawler.filters import listing_key, load_filters
-from manifest_crawler.manifests import manifest_filename
+from manifest_crawler.output.manifests import manifest_filename
 from manifest_crawler.spiders.all import AllSpider
 from manifest_crawler.spiders.civitai import CivitaiSpider
 from manifest_crawler.spiders.huggingface import HuggingFaceSpider

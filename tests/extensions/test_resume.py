@@ -15,11 +15,13 @@ from scrapy import signals as scrapy_signals
 from scrapy.utils.defer import deferred_f_from_coro_f, deferred_from_coro
 from scrapy.utils.test import get_crawler
 
-from manifest_crawler.changes import Baseline
 from manifest_crawler.emulator import FaultConfig
 from manifest_crawler.extensions.runstate import RunState
 from manifest_crawler.filters import load_filters
-from manifest_crawler.jobstate import (
+from manifest_crawler.ledger import FilterStatus, Ledger
+from manifest_crawler.middlewares.backoff import NOT_BEFORE_META, BackoffRetryMiddleware
+from manifest_crawler.output.changes import Baseline
+from manifest_crawler.output.jobstate import (
     JOB_FILE,
     RUNNING_MARKER,
     JobState,
@@ -28,8 +30,6 @@ from manifest_crawler.jobstate import (
     encode_job,
     job_fingerprint,
 )
-from manifest_crawler.ledger import FilterStatus, Ledger
-from manifest_crawler.middlewares import NOT_BEFORE_META, BackoffRetryMiddleware
 from manifest_crawler.spiders.all import AllSpider
 from manifest_crawler.spiders.civitai import CivitaiSpider
 from tests.crawl import REPO_FILTERS, ROOT, crawl, project_settings_dict, read_json, write_filters

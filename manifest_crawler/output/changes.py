@@ -12,8 +12,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from manifest_crawler.jsonstream import StreamedArray
-from manifest_crawler.manifests import PreviousModel, model_ids
+from manifest_crawler.output.jsonstream import StreamedArray
+from manifest_crawler.output.manifests import PreviousModel, model_ids
 
 CHANGES_FILE = "changes.json"
 

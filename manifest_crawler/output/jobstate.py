@@ -15,10 +15,10 @@ from typing import Any
 
 import orjson
 
-from manifest_crawler.changes import Baseline
 from manifest_crawler.ledger import Ledger
-from manifest_crawler.manifests import Entry as ModelEntry
-from manifest_crawler.manifests import expand_entry
+from manifest_crawler.output.changes import Baseline
+from manifest_crawler.output.manifests import Entry as ModelEntry
+from manifest_crawler.output.manifests import expand_entry
 
 JOB_FILE = "manifest-job.json"
 #: Present while a process works on the job: found at start, it means the last one never

@@ -11,8 +11,8 @@ from scrapy.settings import Settings
 from scrapy.utils.defer import deferred_f_from_coro_f
 from scrapy.utils.test import get_crawler
 
-from manifest_crawler.devcache import ApiAnswersPolicy
 from manifest_crawler.emulator import FaultConfig
+from manifest_crawler.extensions.httpcache import ApiAnswersPolicy
 from manifest_crawler.spiders.all import AllSpider
 from manifest_crawler.spiders.civitai import CivitaiSpider
 from tests.crawl import crawl, crawl_settings, project_settings_dict, write_filters
@@ -115,5 +115,5 @@ def test_off_by_default_and_in_front_of_the_backoff_when_on(tmp_path):
     middlewares = on.getdict("DOWNLOADER_MIDDLEWARES")
     assert (
         middlewares[HttpCacheMiddleware]
-        < middlewares["manifest_crawler.middlewares.BackoffRetryMiddleware"]
+        < middlewares["manifest_crawler.middlewares.backoff.BackoffRetryMiddleware"]
     )

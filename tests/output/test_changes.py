@@ -6,17 +6,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scrapy.utils.defer import deferred_f_from_coro_f
 
-from manifest_crawler.changes import (
+from manifest_crawler.emulator import EmulatorConfig
+from manifest_crawler.filters import load_filters
+from manifest_crawler.output.changes import (
     CHANGES_FILE,
     FilterOutcome,
     build_changes,
     diff_ranking,
     summarize,
 )
-from manifest_crawler.emulator import EmulatorConfig
-from manifest_crawler.filters import load_filters
-from manifest_crawler.manifests import ManifestModel, SiteModels, manifest_filename
-from manifest_crawler.schemas import (
+from manifest_crawler.output.manifests import ManifestModel, SiteModels, manifest_filename
+from manifest_crawler.output.schemas import (
     ALL_MODELS_SCHEMA,
     CHANGES_SCHEMA,
     MANIFEST_SCHEMA,

@@ -4,8 +4,8 @@ import pytest
 from lxml import etree
 from scrapy.utils.defer import deferred_f_from_coro_f
 
-from manifest_crawler.schemas import SITEMAP_XSD, schema_bytes
-from manifest_crawler.sitemap import (
+from manifest_crawler.output.schemas import SITEMAP_XSD, schema_bytes
+from manifest_crawler.output.sitemap import (
     MAX_URLS,
     SITEMAP_NS,
     SitemapError,

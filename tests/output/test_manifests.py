@@ -6,9 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from manifest_crawler import jsonstream
+from manifest_crawler.apis.normalize import normalize_model
 from manifest_crawler.filters import parse_filters
-from manifest_crawler.manifests import (
+from manifest_crawler.output import jsonstream
+from manifest_crawler.output.manifests import (
     AtomicFiles,
     ManifestError,
     ManifestModel,
@@ -28,8 +29,7 @@ from manifest_crawler.manifests import (
     remove_stale_temporaries,
     write_atomic,
 )
-from manifest_crawler.normalize import normalize_model
-from manifest_crawler.schemas import MANIFEST_SCHEMA, SchemaError, Validators
+from manifest_crawler.output.schemas import MANIFEST_SCHEMA, SchemaError, Validators
 
 ORIGINS = {"civitai": "O", "huggingface": "O"}
 

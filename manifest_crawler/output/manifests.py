@@ -18,10 +18,12 @@ from typing import Any, BinaryIO, ClassVar
 import ijson
 import msgspec
 
+from manifest_crawler.apis.normalize import id_slug, is_site_id
 from manifest_crawler.filters import Filter, filter_file_stem
-from manifest_crawler.jsonstream import StreamedArray
-from manifest_crawler.jsonstream import encode_json as encode_json  # the writers' one encoding
-from manifest_crawler.normalize import id_slug, is_site_id
+from manifest_crawler.output.jsonstream import StreamedArray
+from manifest_crawler.output.jsonstream import (
+    encode_json as encode_json,  # the writers' one encoding
+)
 
 ALL_MODELS_FILE = "all-models.json"
 

@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from manifest_crawler.normalize import InvalidModel, normalize_model
+from manifest_crawler.apis.normalize import InvalidModel, normalize_model
 
 
 def test_civitai_model():

@@ -1,0 +1,1 @@
+"""Per-API knowledge: query building, page parsing, next-page discovery, id rules."""
