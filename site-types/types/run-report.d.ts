@@ -4,6 +4,10 @@
  * UTC, second precision, e.g. 2026-11-24T10:00:00Z.
  */
 export type Timestamp = string;
+/**
+ * Where the models came from: the API endpoint the run crawled (its URL), or "emulator" for the bundled emulator's synthetic models (MANIFEST_OFFLINE). A previous file is a fallback or a baseline only for a run of the same origin.
+ */
+export type Origin = string;
 export type Count = number;
 export type Source = "civitai" | "huggingface";
 
@@ -23,12 +27,23 @@ export interface RunReport {
    */
   exit_code: 0 | 1;
   wrote_manifests: boolean;
+  /**
+   * True when the models are the bundled emulator's made-up ones (MANIFEST_OFFLINE), not an API's.
+   */
+  synthetic: boolean;
+  origins: Origins;
   totals: {
     fresh: Count;
     stale: Count;
     failed: Count;
   };
   filters: FilterRow[];
+}
+/**
+ * Each source's origin in this run (see origin in manifest.schema.json): the API endpoint's URL, or "emulator".
+ */
+export interface Origins {
+  [k: string]: Origin | undefined;
 }
 export interface FilterRow {
   source: Source;
@@ -62,4 +77,8 @@ export interface FilterRow {
    * Models in the manifest on disk after the run; null when there is none.
    */
   manifest_models: Count | null;
+  /**
+   * Fetched to its end and holds no model: the listing was empty (a retired or misspelled free-text value, or an empty period) or its rating rule kept none. Written all the same, named in a warning; MANIFEST_STRICT fails the run on it.
+   */
+  empty: boolean;
 }
