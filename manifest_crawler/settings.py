@@ -41,7 +41,7 @@ MANIFEST_RETRY_TIMES = 5
 # Exponential backoff between attempts: BASE, 2*BASE, 4*BASE, … seconds, capped at MAX, each
 # lengthened by up to JITTER (a fraction) so that concurrent retries spread out (the APIs'
 # docs advise 1 s doubling to 30 s).
-MANIFEST_BACKOFF_BASE = 1.0
+MANIFEST_BACKOFF_INITIAL = 1.0
 MANIFEST_BACKOFF_MAX = 30.0
 MANIFEST_BACKOFF_JITTER = 0.25
 # A Retry-After or RateLimit reset longer than this is not waited for: the request fails.

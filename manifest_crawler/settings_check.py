@@ -148,7 +148,7 @@ CHECKS: Mapping[str, Callable[[BaseSettings], None]] = {
     "MANIFEST_MAX_SHRINK": lambda s: _number(s, "MANIFEST_MAX_SHRINK", 0, 1),
     "MANIFEST_STRICT": lambda s: _boolean(s, "MANIFEST_STRICT"),
     "MANIFEST_RETRY_TIMES": lambda s: _integer(s, "MANIFEST_RETRY_TIMES", 0),
-    "MANIFEST_BACKOFF_BASE": lambda s: _number(s, "MANIFEST_BACKOFF_BASE", 0),
+    "MANIFEST_BACKOFF_INITIAL": lambda s: _number(s, "MANIFEST_BACKOFF_INITIAL", 0),
     "MANIFEST_BACKOFF_MAX": lambda s: _number(s, "MANIFEST_BACKOFF_MAX", 0),
     "MANIFEST_BACKOFF_JITTER": lambda s: _number(s, "MANIFEST_BACKOFF_JITTER", 0, 1),
     "MANIFEST_MAX_RETRY_AFTER": lambda s: _number(s, "MANIFEST_MAX_RETRY_AFTER", 0),

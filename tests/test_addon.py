@@ -38,7 +38,7 @@ async def test_the_second_run_is_served_from_the_cache(make_emulator, tmp_path):
         emulator,
         tmp_path / "out",
         MANIFEST_MAX_ITEMS=250,
-        MANIFEST_BACKOFF_BASE=0.01,
+        MANIFEST_BACKOFF_INITIAL=0.01,
         MANIFEST_DEV_CACHE=True,
         MANIFEST_DEV_CACHE_DIR=str(cache),
     )

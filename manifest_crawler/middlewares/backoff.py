@@ -143,7 +143,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
         self.crawler = crawler
         self.stats = crawler.stats
         self.max_retry_times = settings.getint("MANIFEST_RETRY_TIMES")
-        self.base = settings.getfloat("MANIFEST_BACKOFF_BASE")
+        self.base = settings.getfloat("MANIFEST_BACKOFF_INITIAL")
         self.cap = settings.getfloat("MANIFEST_BACKOFF_MAX")
         self.jitter = settings.getfloat("MANIFEST_BACKOFF_JITTER")
         self.max_wait = settings.getfloat("MANIFEST_MAX_RETRY_AFTER")

@@ -63,7 +63,7 @@ async def test_exit_status_follows_the_run(tmp_path, scripted):
         CIVITAI_API_URL=url,
         MANIFEST_DIR=tmp_path / "out",
         MANIFEST_RETRY_TIMES=1,
-        MANIFEST_BACKOFF_BASE=0.01,
+        MANIFEST_BACKOFF_INITIAL=0.01,
     )
     # "bad" has no manifest to fall back on: the build must fail.
     _, err, code = await scrapy_crawl("civitai", *common)

@@ -28,7 +28,7 @@ def _settings(tmp_path, civitai=None, huggingface=None, **extra):
     return project_settings_dict(
         FILTERS_FILE=str(write_filters(tmp_path / "filters.json", civitai, huggingface)),
         MANIFEST_DIR=str(tmp_path / "out"),
-        **{"MANIFEST_BACKOFF_BASE": 0.05, **extra},
+        **{"MANIFEST_BACKOFF_INITIAL": 0.05, **extra},
     )
 
 
@@ -105,7 +105,7 @@ async def test_transient_errors_back_off_exponentially_then_succeed(tmp_path, sc
     )
     crawler = await crawl(
         CivitaiSpider,
-        _settings(tmp_path, civitai=_filters("f"), CIVITAI_API_URL=url, MANIFEST_BACKOFF_BASE=0.1),
+        _settings(tmp_path, civitai=_filters("f"), CIVITAI_API_URL=url, MANIFEST_BACKOFF_INITIAL=0.1),
     )
     gaps = [b - a for a, b in zip(api.times, api.times[1:], strict=False)]
     assert len(api.times) == 5
@@ -188,7 +188,7 @@ async def test_unreachable_host_fails_fast_and_names_it(tmp_path, caplog):
             tmp_path,
             civitai=_filters("a", "b", "c", "d"),
             CIVITAI_API_URL=f"http://127.0.0.1:{port}/api/v1/models",
-            MANIFEST_BACKOFF_BASE=0.5,
+            MANIFEST_BACKOFF_INITIAL=0.5,
         ),
     )
     assert "cannot reach 127.0.0.1" in caplog.text

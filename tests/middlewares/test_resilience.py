@@ -13,7 +13,7 @@ from tests.spiders.test_emulated import expected_models
 
 CIVITAI_FILTERS = "AllTime/All/All/downloads/Soft,filter/loras,filter/sdxl,filter/r"
 HF_FILTERS = "likes,text-generation,apache-2.0,gguf"
-FAST_BACKOFF = {"MANIFEST_BACKOFF_BASE": 0.05, "MANIFEST_BACKOFF_MAX": 0.5}
+FAST_BACKOFF = {"MANIFEST_BACKOFF_INITIAL": 0.05, "MANIFEST_BACKOFF_MAX": 0.5}
 
 
 def _selected(names):

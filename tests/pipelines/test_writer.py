@@ -38,7 +38,7 @@ def _settings(tmp_path, civitai=None, huggingface=None, **extra):
     return project_settings_dict(
         FILTERS_FILE=str(write_filters(tmp_path / "filters.json", civitai, huggingface)),
         MANIFEST_DIR=str(tmp_path / "out"),
-        **{"MANIFEST_BACKOFF_BASE": 0.01, "MANIFEST_RETRY_TIMES": 1, **extra},
+        **{"MANIFEST_BACKOFF_INITIAL": 0.01, "MANIFEST_RETRY_TIMES": 1, **extra},
     )
 
 

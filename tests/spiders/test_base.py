@@ -27,7 +27,7 @@ def _settings(tmp_path, filters, **extra):
     return project_settings_dict(
         FILTERS_FILE=str(write_filters(tmp_path / "filters.json", **filters)),
         MANIFEST_DIR=str(tmp_path / "out"),
-        **{"MANIFEST_RETRY_TIMES": 1, "MANIFEST_BACKOFF_BASE": 0.01, **extra},
+        **{"MANIFEST_RETRY_TIMES": 1, "MANIFEST_BACKOFF_INITIAL": 0.01, **extra},
     )
 
 
