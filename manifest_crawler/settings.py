@@ -38,9 +38,9 @@ MANIFEST_MAX_SHRINK = 0.5
 MANIFEST_STRICT = False
 # Attempts after the first one, for HTTP errors, connection errors and unparsable bodies alike.
 MANIFEST_RETRY_TIMES = 5
-# Exponential backoff between attempts: BASE, 2*BASE, 4*BASE, … seconds, capped at MAX, each
-# lengthened by up to JITTER (a fraction) so that concurrent retries spread out (the APIs'
-# docs advise 1 s doubling to 30 s).
+# Exponential backoff between attempts: INITIAL, 2*INITIAL, 4*INITIAL, … seconds, capped at
+# MAX, each lengthened by up to JITTER (a fraction) so that concurrent retries spread out (the
+# APIs' docs advise 1 s doubling to 30 s).
 MANIFEST_BACKOFF_INITIAL = 1.0
 MANIFEST_BACKOFF_MAX = 30.0
 MANIFEST_BACKOFF_JITTER = 0.25

@@ -105,7 +105,9 @@ async def test_transient_errors_back_off_exponentially_then_succeed(tmp_path, sc
     )
     crawler = await crawl(
         CivitaiSpider,
-        _settings(tmp_path, civitai=_filters("f"), CIVITAI_API_URL=url, MANIFEST_BACKOFF_INITIAL=0.1),
+        _settings(
+            tmp_path, civitai=_filters("f"), CIVITAI_API_URL=url, MANIFEST_BACKOFF_INITIAL=0.1
+        ),
     )
     gaps = [b - a for a, b in zip(api.times, api.times[1:], strict=False)]
     assert len(api.times) == 5
