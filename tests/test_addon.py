@@ -1,6 +1,9 @@
-"""MANIFEST_DEV_CACHE: a second build sends nothing to the APIs and writes the same manifests."""
+"""The add-on's optional parts. MANIFEST_DEV_CACHE: a second build sends nothing to the APIs and
+writes the same manifests. JSONRPC_ENABLED off: the service is not even imported."""
 
 import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,7 +18,7 @@ from manifest_crawler.emulator import FaultConfig
 from manifest_crawler.extensions.httpcache import ApiAnswersPolicy
 from manifest_crawler.spiders.all import AllSpider
 from manifest_crawler.spiders.civitai import CivitaiSpider
-from tests.crawl import crawl, crawl_settings, project_settings_dict, write_filters
+from tests.crawl import ROOT, crawl, crawl_settings, project_settings_dict, write_filters
 from tests.scripted import Reply
 
 FILTERS = "filter/loras,filter/pg,AllTime/All/All/downloads/Soft,likes,trending"
@@ -117,3 +120,28 @@ def test_off_by_default_and_in_front_of_the_backoff_when_on(tmp_path):
         middlewares[HttpCacheMiddleware]
         < middlewares["manifest_crawler.middlewares.backoff.BackoffRetryMiddleware"]
     )
+
+
+def test_startup_imports_no_module_of_the_json_rpc_service_unless_enabled(tmp_path):
+    """The service (twisted.web's server, txjsonrpc-ng) is added by its add-on only when
+    JSONRPC_ENABLED; otherwise its modules are not even imported."""
+    code = (
+        "import sys\n"
+        "from scrapy.crawler import AsyncCrawlerProcess\n"
+        "from scrapy.utils.project import get_project_settings\n"
+        "settings = get_project_settings()\n"
+        f"settings.set('MANIFEST_DIR', {str(tmp_path)!r})\n"
+        "settings.set('MANIFEST_OFFLINE', True)\n"
+        "settings.set('MANIFEST_MAX_ITEMS', 1)\n"
+        "settings.set('LOG_LEVEL', 'WARNING')\n"
+        "process = AsyncCrawlerProcess(settings)\n"
+        "process.crawl('huggingface', filters='trending')\n"
+        "process.start()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'txjsonrpc_ng' or "
+        "m == 'manifest_crawler.extensions.jsonrpc'))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.splitlines()[-1:] == ["[]"], out.stderr[-3000:]
+    assert (tmp_path / "hf-trending.json").exists()

@@ -1,9 +1,7 @@
-"""Per-item and per-process overhead cut from Scrapy's defaults: the behaviour stays."""
+"""What the spider asks of Scrapy and of the scheduler's queue: the spider middlewares it runs
+through, and which page requests keep their place in their API (pqueues.RESERVE_META)."""
 
 from __future__ import annotations
-
-import subprocess
-import sys
 
 import pytest
 from scrapy.http import Request, Response
@@ -16,7 +14,7 @@ from manifest_crawler.ledger import FilterState
 from manifest_crawler.pqueues import RESERVE_META
 from manifest_crawler.spiders.civitai import CivitaiSpider
 from manifest_crawler.spiders.huggingface import HuggingFaceSpider
-from tests.crawl import ROOT, crawl_settings, write_filters
+from tests.crawl import crawl_settings, write_filters
 
 
 def _settings(emulator: Emulator, tmp_path, **overrides):
@@ -42,31 +40,6 @@ async def test_spider_middlewares_an_api_crawl_does_not_need_are_off(emulator, t
     assert not names & {"DepthMiddleware", "UrlLengthMiddleware"}
     assert {"RefererMiddleware", "HttpErrorMiddleware", "StartSpiderMiddleware"} <= names
     assert "request_depth_max" not in crawler.stats.get_stats()
-
-
-def test_startup_imports_no_module_of_the_json_rpc_service_unless_enabled(tmp_path):
-    """The service (twisted.web's server, txjsonrpc-ng) is added by its add-on only when
-    JSONRPC_ENABLED; otherwise its modules are not even imported."""
-    code = (
-        "import sys\n"
-        "from scrapy.crawler import AsyncCrawlerProcess\n"
-        "from scrapy.utils.project import get_project_settings\n"
-        "settings = get_project_settings()\n"
-        f"settings.set('MANIFEST_DIR', {str(tmp_path)!r})\n"
-        "settings.set('MANIFEST_OFFLINE', True)\n"
-        "settings.set('MANIFEST_MAX_ITEMS', 1)\n"
-        "settings.set('LOG_LEVEL', 'WARNING')\n"
-        "process = AsyncCrawlerProcess(settings)\n"
-        "process.crawl('huggingface', filters='trending')\n"
-        "process.start()\n"
-        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'txjsonrpc_ng' or "
-        "m == 'manifest_crawler.extensions.jsonrpc'))\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
-    )
-    assert out.stdout.splitlines()[-1:] == ["[]"], out.stderr[-3000:]
-    assert (tmp_path / "hf-trending.json").exists()
 
 
 @pytest.mark.parametrize(
