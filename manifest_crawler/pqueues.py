@@ -77,4 +77,11 @@ class ApiCeilingPriorityQueue(DownloaderAwarePriorityQueue):
 
     def __init__(self, crawler: Crawler, *args: Any, **kwargs: Any) -> None:
         super().__init__(crawler, *args, **kwargs)
+        # Scrapy's private attribute: replacing one that is no longer read would silently
+        # fall back to Scrapy's scheduling, so a Scrapy that changed it stops the crawl.
+        if not isinstance(vars(self).get("_downloader_interface"), DownloaderInterface):
+            raise RuntimeError(
+                "scrapy.pqueues.DownloaderAwarePriorityQueue no longer keeps its downloader "
+                "interface in _downloader_interface: manifest_crawler/pqueues.py needs porting"
+            )
         self._downloader_interface = _ApiCeilings(crawler)
