@@ -1,6 +1,7 @@
 """The code base stays ruff-clean and mypy-clean (pyproject.toml [tool.mypy]): part of the
 test command, so CI enforces it."""
 
+import os
 import shutil
 import subprocess
 import sys
@@ -28,7 +29,7 @@ def test_ruff(command):
 def test_mypy():
     # The package, at the strictness pyproject.toml's [tool.mypy] states.
     result = subprocess.run(
-        [sys.executable, "-m", "mypy", "--no-incremental"],
+        [sys.executable, "-m", "mypy", "--no-incremental", "--cache-dir", os.devnull],
         cwd=ROOT,
         capture_output=True,
         text=True,
