@@ -6,6 +6,7 @@ import re
 import pytest
 
 from manifest_crawler.filters import NSFW_LEVEL_BITS, listing_key, load_filters
+from tests.api_notes import CIVITAI_TYPES
 from tests.crawl import REPO_FILTERS
 
 FILTERS = load_filters(REPO_FILTERS)
@@ -13,33 +14,7 @@ CIVITAI = FILTERS.for_source("civitai")
 HUB = FILTERS.for_source("huggingface")
 
 # CivitAI (api-notes: ModelType enum, sort and period values, baseModelRecords).
-TYPES = set(
-    [
-        "Checkpoint",
-        "TextualInversion",
-        "Hypernetwork",
-        "AestheticGradient",
-        "LORA",
-        "LoCon",
-        "DoRA",
-        "Controlnet",
-        "Upscaler",
-        "MotionModule",
-        "VAE",
-        "TextEncoder",
-        "UNet",
-        "CLIPVision",
-        "Poses",
-        "Wildcards",
-        "Workflows",
-        "ComfyWorkflows",
-        "Detection",
-        "VisionLanguage",
-        "CLIP",
-        "LLM",
-        "Other",
-    ]
-)
+TYPES = set(CIVITAI_TYPES)
 SORTS = {
     "Highest Rated",
     "Most Downloaded",

@@ -26,6 +26,7 @@ from manifest_crawler.emulator.vocabulary import (
     HF_PIPELINES,
     HF_SORTS,
 )
+from tests.api_notes import CIVITAI_TYPES as NOTES_TYPES
 
 
 @pytest.fixture(scope="module")
@@ -112,32 +113,7 @@ def test_civitai_nsfw_is_the_any_shared_bit_rule(cat: Catalogue) -> None:
 
 def test_every_real_type_and_base_model_name_is_listed(cat: Catalogue) -> None:
     # api-notes: the 23 ModelType values; current and hidden legacy base-model names.
-    types = [
-        "Checkpoint",
-        "TextualInversion",
-        "Hypernetwork",
-        "AestheticGradient",
-        "LORA",
-        "LoCon",
-        "DoRA",
-        "Controlnet",
-        "Upscaler",
-        "MotionModule",
-        "VAE",
-        "TextEncoder",
-        "UNet",
-        "CLIPVision",
-        "Poses",
-        "Wildcards",
-        "Workflows",
-        "ComfyWorkflows",
-        "Detection",
-        "VisionLanguage",
-        "CLIP",
-        "LLM",
-        "Other",
-    ]
-    for model_type in types:
+    for model_type in NOTES_TYPES:
         assert cat.query_civitai({"types": model_type, "nsfw": "true"}), model_type
     names = [
         *("SD 3.5 Large", "SD 3.5 Medium", "SD 3.5 Large Turbo", "SD 3.5"),
