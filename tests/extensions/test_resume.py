@@ -2,7 +2,6 @@
 uninterrupted crawl, requesting no page twice and skipping none."""
 
 import asyncio
-import os
 import re
 import signal
 import sys
@@ -32,7 +31,16 @@ from manifest_crawler.output.jobstate import (
 )
 from manifest_crawler.spiders.all import AllSpider
 from manifest_crawler.spiders.civitai import CivitaiSpider
-from tests.crawl import REPO_FILTERS, ROOT, crawl, project_settings_dict, read_json, write_filters
+from tests.crawl import (
+    REPO_FILTERS,
+    ROOT,
+    crawl,
+    crawl_env,
+    project_settings_dict,
+    read_json,
+    setting_args,
+    write_filters,
+)
 from tests.scripted import Reply
 
 # Not both Highest Rated and Most Liked: one ORDER BY upstream, the same list.
@@ -285,8 +293,6 @@ def test_a_job_file_is_refused_when_unreadable_and_a_job_is_identified_by_what_i
 
 
 async def _scrapy_crawl(settings, log):
-    args = [arg for key, value in settings.items() for arg in ("-s", f"{key}={value}")]
-    env = {k: v for k, v in os.environ.items() if k not in ("CIVITAI_API_TOKEN", "HF_TOKEN")}
     with log.open("ab") as out:
         return await asyncio.create_subprocess_exec(
             sys.executable,
@@ -294,9 +300,9 @@ async def _scrapy_crawl(settings, log):
             "scrapy",
             "crawl",
             "all",
-            *args,
+            *setting_args(**settings),
             cwd=ROOT,
-            env={**env, "PYTHONPATH": str(ROOT)},
+            env=crawl_env(),
             stdout=out,
             stderr=out,
         )
