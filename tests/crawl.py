@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import sys
@@ -80,6 +81,14 @@ def crawl_env() -> dict[str, str]:
     env.pop("CIVITAI_API_TOKEN", None)
     env.pop("HF_TOKEN", None)
     return env
+
+
+async def start_crawl(*args: str, **options: Any) -> asyncio.subprocess.Process:
+    """``scrapy crawl *args`` started in a process of its own, in the project, with
+    crawl_env(); ``options`` go to asyncio.create_subprocess_exec (stdout, stderr, …)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "scrapy", "crawl", *args, cwd=ROOT, env=crawl_env(), **options
+    )
 
 
 async def scrapy_crawl(*args: str) -> tuple[bytes, bytes, int]:

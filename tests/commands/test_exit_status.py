@@ -19,7 +19,7 @@ from scrapy.utils.defer import deferred_f_from_coro_f
 
 from manifest_crawler import settings as project_settings
 from manifest_crawler.emulator import EmulatorConfig, FaultConfig
-from tests.crawl import ROOT, crawl_env, read_json, setting_args
+from tests.crawl import ROOT, crawl_env, read_json, setting_args, start_crawl
 
 #: Two filters, one per source: a run of them takes about a second offline.
 TWO = "filter/loras,likes"
@@ -27,14 +27,8 @@ TWO = "filter/loras,likes"
 
 async def run_crawl(*args: str, umask: int = 0o022) -> tuple[int, str]:
     """``scrapy crawl *args`` as a build runs it, under ``umask``: (exit status, stderr)."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "scrapy",
-        "crawl",
+    process = await start_crawl(
         *args,
-        cwd=ROOT,
-        env=crawl_env(),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         preexec_fn=lambda: os.umask(umask),
@@ -192,18 +186,7 @@ async def _interrupted(make_emulator, tmp_path, *signals: int) -> tuple[int, str
         AUTOTHROTTLE_ENABLED=False,
     )
     with log_path.open("wb") as log_file:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "scrapy",
-            "crawl",
-            "all",
-            *args,
-            cwd=ROOT,
-            env=crawl_env(),
-            stdout=log_file,
-            stderr=log_file,
-        )
+        process = await start_crawl("all", *args, stdout=log_file, stderr=log_file)
     try:
         # Some pages answered: some filters are under way.
         for _ in range(300):

@@ -4,7 +4,6 @@ uninterrupted crawl, requesting no page twice and skipping none."""
 import asyncio
 import re
 import signal
-import sys
 import time
 from collections import Counter
 
@@ -33,12 +32,11 @@ from manifest_crawler.spiders.all import AllSpider
 from manifest_crawler.spiders.civitai import CivitaiSpider
 from tests.crawl import (
     REPO_FILTERS,
-    ROOT,
     crawl,
-    crawl_env,
     project_settings_dict,
     read_json,
     setting_args,
+    start_crawl,
     write_filters,
 )
 from tests.scripted import Reply
@@ -294,18 +292,7 @@ def test_a_job_file_is_refused_when_unreadable_and_a_job_is_identified_by_what_i
 
 async def _scrapy_crawl(settings, log):
     with log.open("ab") as out:
-        return await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "scrapy",
-            "crawl",
-            "all",
-            *setting_args(**settings),
-            cwd=ROOT,
-            env=crawl_env(),
-            stdout=out,
-            stderr=out,
-        )
+        return await start_crawl("all", *setting_args(**settings), stdout=out, stderr=out)
 
 
 @deferred_f_from_coro_f
