@@ -34,6 +34,7 @@ from manifest_crawler.output.schemas import (
     SCHEMA_DIR,
 )
 from tests.crawl import REPO_FILTERS, ROOT, read_json
+from tests.subprocesses import run_checked
 
 #: The command in requirements.txt's header, run again by the test below.
 COMPILE_COMMAND = (
@@ -59,18 +60,7 @@ CRAWL_TIMEOUT = 300
 
 
 def run(args: list[str | Path], cwd: Path = ROOT, **kwargs) -> str:
-    """Run a command; on failure, the assertion carries its output."""
-    done = subprocess.run(
-        [str(a) for a in args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=kwargs.pop("timeout", INSTALL_TIMEOUT),
-        stdin=subprocess.DEVNULL,
-        **kwargs,
-    )
-    assert done.returncode == 0, f"{args} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
+    return run_checked(args, cwd, **{"timeout": INSTALL_TIMEOUT, **kwargs})
 
 
 def copy_project(target: Path) -> Path:

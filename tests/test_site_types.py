@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -17,23 +16,14 @@ import pytest
 
 from manifest_crawler.filters import load_filters
 from tests.crawl import REPO_FILTERS, ROOT, read_json, setting_args
+from tests.subprocesses import run_checked
 
 SITE_TYPES = ROOT / "site-types"
 TSC = SITE_TYPES / "node_modules" / ".bin" / "tsc"
 
 
 def run(args: list[str | Path], cwd: Path = SITE_TYPES, **kwargs) -> str:
-    done = subprocess.run(
-        [str(a) for a in args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        stdin=subprocess.DEVNULL,
-        **kwargs,
-    )
-    assert done.returncode == 0, f"{args} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
-    return done.stdout
+    return run_checked(args, cwd, timeout=300, **kwargs)
 
 
 @pytest.fixture(scope="module")
