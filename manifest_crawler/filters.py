@@ -390,7 +390,7 @@ _RULES_SAID = (
 def _parse_rule(entry: Mapping[str, Any], source: str, where: str) -> ContentRule | None:
     """The filter's content rule: exactly one of RULE_KEYS for a CivitAI filter, none for
     another source. Without one a CivitAI filter would list whatever the API does, which
-    ``nsfw`` alone cannot make mean a rating or what civitai.com shows (README, Ratings)."""
+    ``nsfw`` alone cannot make mean a rating or what civitai.com shows (README, Rules)."""
     given = [key for key in RULE_KEYS if key in entry]
     if source != "civitai":
         if given:

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from scrapy.utils.defer import deferred_f_from_coro_f
 
 from manifest_crawler.filters import load_filters
@@ -25,13 +26,25 @@ def _filters(tmp_path):
     )
 
 
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"name": "x", "label": "X"}, "civitai[0] ('x'): missing 'params'"),
+        # Nothing silently unfiltered: a CivitAI filter names its rule.
+        (
+            {"name": "x", "label": "X", "params": {"nsfw": "true"}},
+            "civitai[0] ('x'): say which models the filter keeps: give 'browsing_levels'",
+        ),
+    ],
+)
 @deferred_f_from_coro_f
-async def test_invalid_filters_file_is_one_clear_line_and_exit_2(tmp_path):
+async def test_invalid_filters_file_is_one_clear_line_and_exit_2(tmp_path, entry, message):
     broken = tmp_path / "filters.json"
-    broken.write_text('{"civitai": [{"name": "x", "label": "X"}]}')
+    broken.write_text(json.dumps({"civitai": [entry]}))
     _, err, code = await scrapy_crawl("civitai", "-s", f"FILTERS_FILE={broken}")
     assert code == 2
-    assert f"error: {broken}: civitai[0] ('x'): missing 'params'" in err.decode()
+    (line,) = err.decode().splitlines()
+    assert line.startswith(f"error: {broken}: {message}")
     assert b"Traceback" not in err
 
 
