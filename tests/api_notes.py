@@ -223,3 +223,25 @@ CIVITAI_FAMILIES = {
 }
 #: Hidden legacy names: only old models carry them.
 CIVITAI_LEGACY_BASE_MODELS = ("SD 3.5", "Wan Video")
+
+#: CivitAI's sort values, and the two metrics each metric sort orders by, DESC, before modelId
+#: ASC (model.service.ts getModelsRaw); Newest orders by lastVersionAt DESC NULLS LAST, modelId
+#: DESC, Oldest by lastVersionAt ASC, modelId ASC.
+CIVITAI_SORTS = (
+    "Highest Rated",
+    "Most Downloaded",
+    "Most Liked",
+    "Most Discussed",
+    "Most Collected",
+    "Most Images",
+    "Newest",
+    "Oldest",
+)
+CIVITAI_METRIC_ORDER = {
+    "Highest Rated": ("thumbsUpCount", "downloadCount"),
+    "Most Liked": ("thumbsUpCount", "downloadCount"),
+    "Most Downloaded": ("downloadCount", "thumbsUpCount"),
+    "Most Discussed": ("commentCount", "thumbsUpCount"),
+    "Most Collected": ("collectedCount", "thumbsUpCount"),
+    "Most Images": ("imageCount", "thumbsUpCount"),
+}

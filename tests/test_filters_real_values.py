@@ -9,6 +9,7 @@ from manifest_crawler.filters import NSFW_LEVEL_BITS, ContentRule, listing_key, 
 from tests.api_notes import (
     CIVITAI_FAMILIES,
     CIVITAI_LEGACY_BASE_MODELS,
+    CIVITAI_SORTS,
     CIVITAI_TYPES,
     HUB_LIBRARIES,
     HUB_LICENSES,
@@ -24,16 +25,7 @@ HUB = FILTERS.for_source("huggingface")
 
 # CivitAI (api-notes: ModelType enum, sort and period values, baseModelRecords).
 TYPES = set(CIVITAI_TYPES)
-SORTS = {
-    "Highest Rated",
-    "Most Downloaded",
-    "Most Liked",
-    "Most Discussed",
-    "Most Collected",
-    "Most Images",
-    "Newest",
-    "Oldest",
-}
+SORTS = set(CIVITAI_SORTS)
 PERIODS = {"AllTime", "Year", "Month", "Week", "Day"}
 FAMILIES = {name: set(names) for name, names in CIVITAI_FAMILIES.items()}
 LEGACY = set(CIVITAI_LEGACY_BASE_MODELS)

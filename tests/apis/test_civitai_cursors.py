@@ -12,18 +12,9 @@ from scrapy.http import TextResponse
 from manifest_crawler.apis.base import Page, query_value
 from manifest_crawler.apis.civitai import CivitaiAPI, resume_cursor
 from manifest_crawler.filters import Filter
+from tests.api_notes import CIVITAI_SORTS as SORTS
 
 URL = "http://api.test/api/v1/models"
-SORTS = (
-    "Highest Rated",
-    "Most Downloaded",
-    "Most Liked",
-    "Most Discussed",
-    "Most Collected",
-    "Most Images",
-    "Newest",
-    "Oldest",
-)
 
 
 def _filter(*pairs: tuple[str, str]) -> Filter:

@@ -31,6 +31,7 @@ from manifest_crawler.emulator.vocabulary import (
 )
 from tests.api_notes import CIVITAI_FAMILIES as NOTES_FAMILIES
 from tests.api_notes import CIVITAI_LEGACY_BASE_MODELS as NOTES_LEGACY
+from tests.api_notes import CIVITAI_METRIC_ORDER as NOTES_METRIC_ORDER
 from tests.api_notes import CIVITAI_TYPES as NOTES_TYPES
 from tests.api_notes import (
     HUB_LIBRARIES,
@@ -225,14 +226,7 @@ def naive_civitai(cat: CivitaiCatalogue, params: dict) -> list[int]:
     # The ORDER BY of model.service.ts getModelsRaw (api-notes), spelled out again: two
     # metrics DESC then modelId ASC; Newest lastVersionAt DESC NULLS LAST, modelId DESC;
     # Oldest lastVersionAt ASC, modelId ASC. A null stat counts as 0.
-    metrics = {
-        "Highest Rated": ("thumbsUpCount", "downloadCount"),
-        "Most Liked": ("thumbsUpCount", "downloadCount"),
-        "Most Downloaded": ("downloadCount", "thumbsUpCount"),
-        "Most Discussed": ("commentCount", "thumbsUpCount"),
-        "Most Collected": ("collectedCount", "thumbsUpCount"),
-        "Most Images": ("imageCount", "thumbsUpCount"),
-    }
+    metrics = NOTES_METRIC_ORDER
     sort = params.get("sort", "Highest Rated")
     if sort == "Newest":
         out.sort(key=lambda r: r.id, reverse=True)

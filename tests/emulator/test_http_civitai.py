@@ -11,25 +11,17 @@ from scrapy.utils.defer import deferred_f_from_coro_f
 
 from manifest_crawler.emulator import Emulator
 from manifest_crawler.emulator.vocabulary import CIVITAI_SORTS
+from tests.api_notes import CIVITAI_METRIC_ORDER
 
 from .helpers import civitai_page, crawl_civitai, fetch, query_of, request, url_with
-
-_METRICS = {
-    "Highest Rated": ("thumbsUpCount", "downloadCount"),
-    "Most Liked": ("thumbsUpCount", "downloadCount"),
-    "Most Downloaded": ("downloadCount", "thumbsUpCount"),
-    "Most Discussed": ("commentCount", "thumbsUpCount"),
-    "Most Collected": ("collectedCount", "thumbsUpCount"),
-    "Most Images": ("imageCount", "thumbsUpCount"),
-}
 
 
 def sort_columns(emulator: Emulator, sort: str, model_id: int) -> str:
     """A model's ORDER BY columns joined by "|", as the server's cursors carry them (api-notes):
     two metrics then the id; or the latest publication (timestamp(3)) then the id."""
     record = emulator.catalogue.civitai.record_for_id(model_id)
-    if sort in _METRICS:
-        values = [record.stats[name] or 0 for name in _METRICS[sort]]
+    if sort in CIVITAI_METRIC_ORDER:
+        values = [record.stats[name] or 0 for name in CIVITAI_METRIC_ORDER[sort]]
     else:
         assert record.published_at is not None
         moment = datetime.fromtimestamp(record.published_at, UTC)
