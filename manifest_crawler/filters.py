@@ -59,7 +59,7 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*
 _MAX_NAME_LENGTH = 150
 
 _REQUIRED_KEYS = ("name", "label", "params")
-_OPTIONAL_KEYS = ("max_items", "rated", "rated_at_most", "description")
+_OPTIONAL_KEYS = ("max_items", "max_pages", "rated", "rated_at_most", "description")
 
 # Parameters the crawler owns: a filter that set them would break pagination or page sizing.
 _RESERVED_PARAMS: Mapping[str, Mapping[str, str]] = {
@@ -97,6 +97,8 @@ class Filter:
     #: bitmask of NSFW_LEVEL_BITS (the API has no rating parameter); None keeps every item.
     rating_mask: int | None = None
     description: str = ""
+    #: Its own page budget (filters.json ``max_pages``); None: derived (see page_budget()).
+    max_pages: int | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -217,7 +219,7 @@ def _same_lists(filters: Iterable[Filter], path: str) -> Iterator[str]:
     """One warning per filter that would make the same list as an earlier one."""
     seen: dict[tuple[Any, ...], Filter] = {}
     for filter_ in filters:
-        key = (listing_key(filter_), filter_.rating_mask, filter_.max_items)
+        key = (listing_key(filter_), filter_.rating_mask, filter_.max_items, filter_.max_pages)
         first = seen.setdefault(key, filter_)
         if first is not filter_:
             yield (
@@ -308,6 +310,7 @@ def _parse_entry(entry: Any, source: str, where: str) -> Filter:
         max_items=_parse_max_items(entry.get("max_items"), where),
         rating_mask=_parse_rating(entry, source, where),
         description=description,
+        max_pages=_parse_max_pages(entry.get("max_pages"), where),
     )
 
 
@@ -338,6 +341,36 @@ def item_limit(filter_max_items: int | None, default: int) -> int | None:
     default; 0 in either place means no limit (None)."""
     limit = default if filter_max_items is None else filter_max_items
     return limit if limit > 0 else None
+
+
+def page_budget(
+    max_pages: int | None,
+    max_items: int | None,
+    page_size: int,
+    scan_factor: int,
+    unlimited_pages: int,
+) -> int:
+    """How many pages a filter may read: its own ``max_pages``, else ``scan_factor`` times the
+    pages its ``max_items`` fills at ``page_size`` (the API's largest page), else, for a filter
+    without a limit on models, ``unlimited_pages``. Every page counts, those that brought
+    nothing new (duplicates, models its rating rule left out, invalid ones) too: a filter that
+    keeps models client-side or an API that repeats itself cannot read without end."""
+    if max_pages is not None:
+        return max_pages
+    if max_items is None:
+        return unlimited_pages
+    return scan_factor * max(1, -(-max_items // page_size))
+
+
+def _parse_max_pages(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise FiltersError(
+            f"{where}: 'max_pages' must be an integer of at least 1 (every filter's reading "
+            f"is bounded), got {value!r}"
+        )
+    return value
 
 
 def _parse_max_items(value: Any, where: str) -> int | None:

@@ -144,6 +144,8 @@ CHECKS: Mapping[str, Callable[[BaseSettings], None]] = {
     "MANIFEST_DIR": lambda s: _path(s, "MANIFEST_DIR"),
     "MANIFEST_MAX_ITEMS": lambda s: _integer(s, "MANIFEST_MAX_ITEMS", 0),
     "MANIFEST_MAX_EMPTY_PAGES": lambda s: _integer(s, "MANIFEST_MAX_EMPTY_PAGES", 0),
+    "MANIFEST_SCAN_FACTOR": lambda s: _integer(s, "MANIFEST_SCAN_FACTOR", 1),
+    "MANIFEST_MAX_PAGES": lambda s: _integer(s, "MANIFEST_MAX_PAGES", 1),
     "MANIFEST_OFFLINE": lambda s: _boolean(s, "MANIFEST_OFFLINE"),
     "MANIFEST_MAX_SHRINK": lambda s: _number(s, "MANIFEST_MAX_SHRINK", 0, 1),
     "MANIFEST_STRICT": lambda s: _boolean(s, "MANIFEST_STRICT"),

@@ -102,7 +102,7 @@ def check_site_files(manifest_dir: Path, filters_file: Path) -> dict:
         validators[schema].validate(read_json(manifest_dir / name))
     report = read_json(manifest_dir / RUN_REPORT_FILE)
     assert report["exit_code"] == 0
-    assert report["totals"] == {"fresh": len(filters), "stale": 0, "failed": 0}
+    assert report["totals"] == {"fresh": len(filters), "short": 0, "stale": 0, "failed": 0}
     assert read_json(manifest_dir / ALL_MODELS_FILE)["totalModels"] > 0
     return report
 

@@ -61,7 +61,7 @@ async def test_a_suspicious_shrink_keeps_the_previous_manifest(tmp_path, scripte
     assert row["status"] == "stale"
     assert "shrank from 10 to 3 models" in row["reason"]
     assert row["manifest_models"] == 10
-    assert report["totals"] == {"fresh": 1, "stale": 1, "failed": 0}
+    assert report["totals"] == {"fresh": 1, "short": 0, "stale": 1, "failed": 0}
     # Stale but covered: the run succeeds, loudly.
     assert crawler.stats.get_value("manifest/exit_code") == 0
     all_ids = [m["id"] for m in read_json(out / "all-models.json")["models"]]
@@ -226,7 +226,7 @@ async def test_previous_files_that_cannot_be_trusted_count_as_absent(tmp_path, s
     assert "a bug" not in caplog.text
     assert crawler.stats.get_value("manifest/exit_code") == 0
     report = read_json(out / "run-report.json")
-    assert report["totals"] == {"fresh": 6, "stale": 0, "failed": 0}
+    assert report["totals"] == {"fresh": 6, "short": 0, "stale": 0, "failed": 0}
     assert read_json(out / "changes.json")["previousTimestamp"] is None
 
 
