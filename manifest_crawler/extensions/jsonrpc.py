@@ -42,6 +42,8 @@ from twisted.web import http, resource, server
 from txjsonrpc_ng import jsonrpclib
 from txjsonrpc_ng.web.jsonrpc import JSONRPC
 
+from manifest_crawler import signals as manifest_signals
+
 # Pure, in a module of their own so that the settings check reads them without importing
 # twisted.web (which would install a reactor before Scrapy chooses one).
 from manifest_crawler.extensions.jsonrpc_settings import is_loopback as _is_loopback
@@ -262,6 +264,10 @@ class JsonRpcService(server.Site):
                 "Graceful stop requested over JSON-RPC (client %s): finished filters are "
                 "written, unfinished ones keep their previous manifests",
                 peer,
+            )
+            # Requests waiting out a backoff or a rate limit are let go at once.
+            self.crawler.signals.send_catch_log(
+                signal=manifest_signals.stop_requested, reason=STOP_REASON
             )
             # The answer goes out first; closing waits for the requests in flight.
             call_later(0, self._close_spider)
