@@ -13,7 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from manifest_crawler.files import NotARegularFile, open_regular
+
 DEFAULT_SOURCES: tuple[str, ...] = ("civitai", "huggingface")
+#: The repository's filters.json is about 30 KB: a file past this is not one.
+MAX_FILTERS_BYTES = 16 * 2**20
 
 #: CivitAI's content levels, mildest first, and their bits in a model's ``nsfwLevel`` mask
 #: (api-notes: PG=1, PG13=2, R=4, X=8, XXX=16; 32 is Blocked, not a level).
@@ -165,9 +169,15 @@ def load_filters(path: str | Path, sources: Collection[str] = DEFAULT_SOURCES) -
     """Read and validate a filters file; raise FiltersError naming the culprit."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open_regular(path) as file:
+            data = file.read(MAX_FILTERS_BYTES + 1)
+        if len(data) > MAX_FILTERS_BYTES:
+            raise FiltersError(f"{path}: larger than {MAX_FILTERS_BYTES} bytes, not a filters file")
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise FiltersError(f"{path}: file not found (set FILTERS_FILE to its path)") from None
+    except NotARegularFile as exc:
+        raise FiltersError(str(exc)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise FiltersError(f"{path}: cannot be read: {exc}") from exc
     return parse_filters(text, str(path), sources)

@@ -38,6 +38,11 @@ MANIFEST_OFFLINE = False
 # (its _job argument): Scrapyd keeps no exit status, the report says how the job ended.
 MANIFEST_JOB = None
 
+# Scrapy's run deadline (its CloseSpider extension), in seconds; 0: none. A run past it stops
+# as on SIGTERM: the filters that finished are written, the others reported unfinished, exit 1
+# (waits for a rate limit or a backoff do not hold it up: middlewares/backoff.py).
+CLOSESPIDER_TIMEOUT = 0
+
 # --- Failure semantics --------------------------------------------------------------------
 # A fresh result that lost more than this fraction of the previous manifest's models is
 # suspect: the previous manifest is kept and the filter reported stale. 1.0 allows any shrink.

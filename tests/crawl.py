@@ -15,6 +15,7 @@ from scrapy.utils.test import get_crawler, get_reactor_settings
 from twisted.internet.utils import getProcessOutputAndValue
 
 from manifest_crawler import settings as project_settings
+from manifest_crawler.files import LOCK_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 REPO_FILTERS = ROOT / "filters.json"
@@ -67,6 +68,11 @@ def write_filters(
 ) -> Path:
     path.write_text(json.dumps({"civitai": civitai or [], "huggingface": huggingface or []}))
     return path
+
+
+def files_in(folder: Path) -> dict[str, bytes]:
+    """Every file of ``folder`` by name, but the run's lock file (it holds the pid)."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.name != LOCK_FILE}
 
 
 def read_json(path: Path) -> Any:

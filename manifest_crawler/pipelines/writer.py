@@ -65,6 +65,7 @@ from manifest_crawler.output.schemas import (
     SchemaError,
     Validators,
 )
+from manifest_crawler.settings_check import claim_output_folder
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +120,12 @@ class ManifestWriterPipeline:
     def from_crawler(cls, crawler: Crawler) -> Self:
         return cls(crawler)
 
+    def open_spider(self) -> None:
+        if self.run.folder_lock is None:
+            # A crawler made in code (`scrapy crawl` took the lock when it checked its input):
+            # the same check and lock, before any request; InputError stops the crawl.
+            self.run.folder_lock = claim_output_folder(self.crawler.settings, self.run.filter_set)
+
     def process_item(self, item: Any) -> Any:
         adapter = ItemAdapter(item)
         source = adapter["source"]
@@ -149,7 +156,9 @@ class ManifestWriterPipeline:
         rows: list[dict[str, Any]] = []
         failure: str | None = None
         end: list[tuple[int, str]] = []
-        if fetched_any:
+        lock = self.run.folder_lock
+        if fetched_any and lock is not None and lock.held:
+            # Only the folder's lock holder: another run's temporaries are no leftovers.
             with contextlib.suppress(OSError):  # a folder that is not there has none
                 for leftover in remove_stale_temporaries(self.manifest_dir):
                     logger.info("Removed %s, left by a crawl killed while writing", leftover.name)

@@ -69,7 +69,9 @@ async def test_a_rated_filter_over_a_rare_rating_is_written_short_within_its_bud
     assert len(emulator.requests("civitai")) == 10
     manifest = read_json(out / "civitai-pg.json")["models"]
     assert len(manifest) == pg["models"] == pg["manifest_models"] and 0 < len(manifest) < 100
-    assert pg["items_read"] >= 900 and pg["kept_share"] == round(len(manifest) / pg["items_read"], 4)
+    assert pg["items_read"] >= 900 and pg["kept_share"] == round(
+        len(manifest) / pg["items_read"], 4
+    )
     warnings = [r.getMessage() for r in caplog.records if "written short" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].startswith("civitai:pg: stopped by its page budget")
     assert read_json(out / "run-report.json")["totals"]["short"] == 1
