@@ -31,9 +31,13 @@ class NotARegularFile(OSError):
     """A name the run reads or replaces holds a FIFO, a socket, a device or a folder."""
 
     def __init__(self, path: str | os.PathLike[str], kind: str) -> None:
-        super().__init__(f"{path} is {kind}, not a regular file")
+        self.message = f"{os.fspath(path)} is {kind}, not a regular file"
+        super().__init__(self.message)
         self.filename = os.fspath(path)
         self.kind = kind
+
+    def __str__(self) -> str:
+        return self.message
 
 
 class FolderLocked(Exception):

@@ -183,8 +183,9 @@ class BackoffRetryMiddleware(RetryMiddleware):
         self.unreachable: dict[str, str] = {}
         #: Download slot → its announced rate-limit budget (made at the slot's first request).
         self.budgets: defaultdict[str, RateBudget] = defaultdict(RateBudget)
-        #: Download slot → the budget reset already refused (logged once per reset).
-        self.refused_resets: dict[str, float] = {}
+        #: Download slots whose requests fail for a budget reset too far away (logged once,
+        #: until a request goes out again).
+        self.refusing: set[str] = set()
         #: Why the crawl is stopping, once it is (see the module docstring).
         self.stopping: str | None = None
         #: CLOSESPIDER_TIMEOUT's moment, when Scrapy's CloseSpider extension will close then.
@@ -292,6 +293,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
                 waited = True
                 self.stats.inc_value("manifest/backoff/waits")
             await pause
+        self.refusing.discard(slot)
         budget.in_flight += 1
         if budget.remaining is not None:
             budget.remaining -= 1
@@ -303,8 +305,8 @@ class BackoffRetryMiddleware(RetryMiddleware):
             f"{budget.announced_reset} s, more than MANIFEST_MAX_RETRY_AFTER="
             f"{self.max_wait:.0f}: its requests fail instead of waiting"
         )
-        if self.refused_resets.get(slot) != budget.reset_at:
-            self.refused_resets[slot] = budget.reset_at
+        if slot not in self.refusing:
+            self.refusing.add(slot)
             logger.error(message)
         self.stats.inc_value("manifest/ratelimit/too_far")
         return BudgetTooFar(message)
