@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +107,22 @@ async def start_crawl(
         env={**crawl_env(), **(env or {})},
         **options,
     )
+
+
+@contextlib.asynccontextmanager
+async def crawling(
+    log: Path, *args: str, env: dict[str, str] | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``scrapy crawl *args`` (start_crawl) writing its output to ``log``; killed if it is
+    still running when the block ends."""
+    with log.open("wb") as log_file:
+        process = await start_crawl(*args, env=env, stdout=log_file, stderr=log_file)
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
 
 
 async def scrapy_crawl(*args: str) -> tuple[bytes, bytes, int]:

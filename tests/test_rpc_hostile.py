@@ -18,7 +18,7 @@ from scrapy.utils.defer import deferred_f_from_coro_f
 
 from manifest_crawler import rpc
 from manifest_crawler.files import read_lock_record
-from tests.crawl import ROOT, setting_args, start_crawl, write_filters
+from tests.crawl import ROOT, crawling, setting_args, write_filters
 from tests.extensions.test_jsonrpc import STEER_FILTERS, free_port, slow_config
 
 CHILD_ENV = {
@@ -224,6 +224,22 @@ async def _headers_forever() -> AsyncIterator[bytes]:
 # --- the token goes only to the address the crawl records ---------------------------------------
 
 
+def steered(emulator, tmp_path, jsonrpc_port: str | int) -> list[str]:
+    """``scrapy crawl all`` of STEER_FILTERS (one runs far longer than any test), JSON-RPC on."""
+    return [
+        "all",
+        *setting_args(
+            JSONRPC_ENABLED=True,
+            JSONRPC_PORT=jsonrpc_port,
+            CIVITAI_API_URL=emulator.civitai_url,
+            HF_API_URL=emulator.hf_url,
+            MANIFEST_DIR=tmp_path / "out",
+            FILTERS_FILE=write_filters(tmp_path / "filters.json", **STEER_FILTERS),
+            AUTOTHROTTLE_ENABLED=False,
+        ),
+    ]
+
+
 @deferred_f_from_coro_f
 async def test_a_squatted_port_never_gets_the_token(make_emulator, tmp_path):
     """A process holds the first port of JSONRPC_PORT: the crawl binds the next one, records it
@@ -233,57 +249,38 @@ async def test_a_squatted_port_never_gets_the_token(make_emulator, tmp_path):
     port = free_port()
     squatter = await Hostile(body=answer(STATUS_OK)).start(port)
     emulator = make_emulator(slow_config())
-    out = tmp_path / "out"
-    filters = write_filters(tmp_path / "filters.json", **STEER_FILTERS)
-    log = tmp_path / "crawl.log"
-    env_token = {"JSONRPC_TOKEN": "Sq-secret-7"}
-    with log.open("wb") as log_file:
-        crawl = await start_crawl(
-            "all",
-            *setting_args(
-                JSONRPC_ENABLED=True,
-                JSONRPC_PORT=f"{port}-{port + 20}",
-                CIVITAI_API_URL=emulator.civitai_url,
-                HF_API_URL=emulator.hf_url,
-                MANIFEST_DIR=out,
-                FILTERS_FILE=filters,
-                AUTOTHROTTLE_ENABLED=False,
-            ),
-            stdout=log_file,
-            stderr=log_file,
-            env={**CHILD_ENV, **env_token},
-        )
+    out, log = tmp_path / "out", tmp_path / "crawl.log"
+    token = ("--token", "Sq-secret-7")
+    crawl_args = steered(emulator, tmp_path, f"{port}-{port + 20}")
     try:
-        record = None
-        for _ in range(200):
-            record = read_lock_record(out)
-            if record is not None and record["jsonrpc"]:
-                break
-            assert crawl.returncode is None, log.read_text()
-            await asyncio.sleep(0.05)
-        assert record is not None and record["pid"] == crawl.pid
-        assert record["jsonrpc"] != squatter.url, log.read_text()
+        async with crawling(log, *crawl_args, env={"JSONRPC_TOKEN": token[1]}) as crawl:
+            record = None
+            for _ in range(200):
+                record = read_lock_record(out)
+                if record is not None and record["jsonrpc"]:
+                    break
+                assert crawl.returncode is None, log.read_text()
+                await asyncio.sleep(0.05)
+            assert record is not None and record["pid"] == crawl.pid
+            assert record["jsonrpc"] != squatter.url, log.read_text()
 
-        code, text, err = await client("status", "--dir", str(out), "--token", "Sq-secret-7")
-        assert code == 0, err
-        assert text.startswith("Crawl all: running")
-        code, text, err = await client(
-            "status", "--dir", str(out), "--url", squatter.url, "--token", "Sq-secret-7"
-        )
-        assert (code, text) == (rpc.EXIT_USAGE, "")
-        assert err.startswith(f"error: not sending the token to {squatter.url}")
-        code, text, _ = await client("stop", "--dir", str(out), "--token", "Sq-secret-7")
-        assert code == 0
-        assert await asyncio.wait_for(crawl.wait(), 60) == 1, log.read_text()
+            code, text, err = await client("status", "--dir", str(out), *token)
+            assert code == 0, err
+            assert text.startswith("Crawl all: running")
+            code, text, err = await client(
+                "status", "--dir", str(out), "--url", squatter.url, *token
+            )
+            assert (code, text) == (rpc.EXIT_USAGE, "")
+            assert err.startswith(f"error: not sending the token to {squatter.url}")
+            code, text, _ = await client("stop", "--dir", str(out), *token)
+            assert code == 0
+            assert await asyncio.wait_for(crawl.wait(), 60) == 1, log.read_text()
     finally:
-        if crawl.returncode is None:
-            crawl.kill()
-            await crawl.wait()
         await squatter.stop()
     assert squatter.received == []
     text = log.read_text()
     assert f"port {port} is taken by another process" in text
-    assert "Sq-secret-7" not in text
+    assert token[1] not in text
 
 
 @deferred_f_from_coro_f
@@ -293,46 +290,29 @@ async def test_a_single_squatted_port_fails_the_service_loudly_and_the_client_se
     port = free_port()
     squatter = await Hostile(body=answer(STATUS_OK)).start(port)
     emulator = make_emulator(slow_config())
-    out = tmp_path / "out"
-    filters = write_filters(tmp_path / "filters.json", **STEER_FILTERS)
-    log = tmp_path / "crawl.log"
-    with log.open("wb") as log_file:
-        crawl = await start_crawl(
-            "all",
-            *setting_args(
-                JSONRPC_ENABLED=True,
-                JSONRPC_PORT=port,
-                CIVITAI_API_URL=emulator.civitai_url,
-                HF_API_URL=emulator.hf_url,
-                MANIFEST_DIR=out,
-                FILTERS_FILE=filters,
-                AUTOTHROTTLE_ENABLED=False,
-            ),
-            stdout=log_file,
-            stderr=log_file,
-        )
+    out, log = tmp_path / "out", tmp_path / "crawl.log"
     try:
-        for _ in range(200):
-            if "JSON-RPC service not started" in log.read_text():
-                break
-            assert crawl.returncode is None, log.read_text()
-            await asyncio.sleep(0.05)
-        assert read_lock_record(out) == {"pid": crawl.pid, "jsonrpc": None}
-        code, text, err = await client("status", "--dir", str(out), "--token", "Sq-secret-7")
-        assert (code, text) == (rpc.EXIT_UNREACHABLE, "")
-        assert f"the crawl writing into {out} (pid {crawl.pid}) serves no JSON-RPC service" in err
-        code, text, err = await client(
-            "status", "--dir", str(out), "--url", f"http://127.0.0.1:{port}", "--token", "x"
-        )
-        assert (code, text) == (rpc.EXIT_USAGE, "")
+        async with crawling(log, *steered(emulator, tmp_path, port)) as crawl:
+            for _ in range(200):
+                if "JSON-RPC service not started" in log.read_text():
+                    break
+                assert crawl.returncode is None, log.read_text()
+                await asyncio.sleep(0.05)
+            assert read_lock_record(out) == {"pid": crawl.pid, "jsonrpc": None}
+            code, text, err = await client("status", "--dir", str(out), "--token", "t")
+            assert (code, text) == (rpc.EXIT_UNREACHABLE, "")
+            assert f"the crawl writing into {out} (pid {crawl.pid}) serves no JSON-RPC" in err
+            squatted = f"http://127.0.0.1:{port}"
+            code, text, _ = await client(
+                "status", "--dir", str(out), "--url", squatted, "--token", "t"
+            )
+            assert (code, text) == (rpc.EXIT_USAGE, "")
+            crawl.terminate()
+            await asyncio.wait_for(crawl.wait(), 60)
     finally:
-        crawl.terminate()
-        await asyncio.wait_for(crawl.wait(), 60)
         await squatter.stop()
     assert squatter.received == []
-    lines = [
-        line for line in log.read_text().splitlines() if "JSON-RPC service not started" in line
-    ]
+    lines = [line for line in log.read_text().splitlines() if "service not started" in line]
     assert len(lines) == 1 and f"{port}" in lines[0]
 
 

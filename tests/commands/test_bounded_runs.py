@@ -21,8 +21,17 @@ from manifest_crawler.filters import load_filters, page_budget
 from manifest_crawler.ledger import Ledger
 from manifest_crawler.output.manifests import manifest_filename
 from manifest_crawler.spiders.base import chains
-from tests.crawl import REPO_FILTERS, files_in, read_json, setting_args, start_crawl
+from tests.crawl import (
+    REPO_FILTERS,
+    crawling,
+    files_in,
+    read_json,
+    setting_args,
+    start_crawl,
+)
 
+#: Two filters, one per source.
+TWO = "filters=filter/loras,likes"
 #: A bound no situation here comes near: a run past it hangs (the test fails, not waits).
 HANG = 120.0
 #: 49 models rated above PG for each one rated PG: PG as rare as on the real top pages.
@@ -60,16 +69,8 @@ def args_for(emulator, out: Path, *extra: str, **settings: object) -> list[str]:
 async def run(emulator, tmp_path: Path, *extra: str, name: str = "out", **settings) -> Run:
     out = tmp_path / name
     log = tmp_path / f"{name}.log"
-    with log.open("wb") as log_file:
-        process = await start_crawl(
-            *args_for(emulator, out, *extra, **settings), stdout=log_file, stderr=log_file
-        )
-    try:
+    async with crawling(log, *args_for(emulator, out, *extra, **settings)) as process:
         code = await asyncio.wait_for(process.wait(), HANG)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
     return Run(code, log.read_text(), out, count_requests(emulator))
 
 
@@ -139,10 +140,13 @@ async def test_a_quota_and_window_of_zero_do_not_stall_the_hub(make_emulator, tm
     assert result.requests["huggingface"] == hub_filters
 
 
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 @deferred_f_from_coro_f
-async def test_sigint_while_requests_wait_for_a_budget_ends_the_run(make_emulator, tmp_path):
+async def test_a_signal_while_requests_wait_for_a_budget_ends_the_run(
+    make_emulator, tmp_path, number
+):
     """The Hub says its budget resets in 250 s (under the 300 s cap, so requests wait for it):
-    one SIGINT and the run ends at once, CivitAI's finished filters written, exit 1."""
+    one SIGINT (or SIGTERM) and the run ends at once, the finished filters written, exit 1."""
     emulator = make_emulator(
         EmulatorConfig(
             faults=FaultConfig(
@@ -152,11 +156,7 @@ async def test_sigint_while_requests_wait_for_a_budget_ends_the_run(make_emulato
     )
     out = tmp_path / "out"
     log = tmp_path / "crawl.log"
-    with log.open("wb") as log_file:
-        process = await start_crawl(
-            *args_for(emulator, out, MANIFEST_MAX_ITEMS=300), stdout=log_file, stderr=log_file
-        )
-    try:
+    async with crawling(log, *args_for(emulator, out, MANIFEST_MAX_ITEMS=300)) as process:
         # The first round of Hub answers is in: the next Hub requests wait for the reset.
         for _ in range(600):
             hub = [r for r in emulator.requests("huggingface") if r.finished]
@@ -164,12 +164,8 @@ async def test_sigint_while_requests_wait_for_a_budget_ends_the_run(make_emulato
                 break
             assert process.returncode is None, log.read_text()[-3000:]
             await asyncio.sleep(0.05)
-        process.send_signal(signal.SIGINT)
+        process.send_signal(number)
         code = await asyncio.wait_for(process.wait(), HANG)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
     text = log.read_text()
     assert code == 1, text[-3000:]
     assert "forcing unclean shutdown" not in text
@@ -278,7 +274,7 @@ async def test_a_fifo_at_a_name_the_run_reads_is_refused_before_any_request(
     for name in names:
         fifo = out / name
         os.mkfifo(fifo)
-        result = await run(emulator, tmp_path, "-a", "filters=filter/loras,likes")
+        result = await run(emulator, tmp_path, "-a", TWO)
         assert result.code == 2, result.log[-3000:]
         assert result.log == (
             f"error: {fifo} is a FIFO (named pipe), not a regular file: the run would read or "
@@ -295,23 +291,13 @@ async def test_a_fifo_that_appears_during_the_run_does_not_hang_its_close(make_e
     )
     out = tmp_path / "out"
     log = tmp_path / "crawl.log"
-    with log.open("wb") as log_file:
-        process = await start_crawl(
-            *args_for(emulator, out, "-a", "filters=filter/loras,likes"),
-            stdout=log_file,
-            stderr=log_file,
-        )
-    try:
+    async with crawling(log, *args_for(emulator, out, "-a", TWO)) as process:
         while not emulator.log:
             assert process.returncode is None, log.read_text()
             await asyncio.sleep(0.05)
         # After the up-front check: a FIFO where the previous manifest would be read.
         os.mkfifo(out / "civitai-filter-loras.json")
         code = await asyncio.wait_for(process.wait(), HANG)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
     text = log.read_text()
     assert code == 0, text[-3000:]
     assert "is a FIFO (named pipe), not a regular file" in text
@@ -334,7 +320,7 @@ async def test_two_runs_into_one_folder_started_together(make_emulator, tmp_path
             with path.open("wb") as log_file:
                 processes.append(
                     await start_crawl(
-                        *args_for(emulator, out, "-a", "filters=filter/loras,likes"),
+                        *args_for(emulator, out, "-a", TWO),
                         stdout=log_file,
                         stderr=log_file,
                     )
@@ -359,16 +345,10 @@ async def test_a_lock_left_by_a_killed_run_does_not_block_the_next(make_emulator
         EmulatorConfig(civitai_models=300, hf_models=300, faults=FaultConfig(latency=0.3))
     )
     out = tmp_path / "out"
-    log = tmp_path / "killed.log"
-    with log.open("wb") as log_file:
-        process = await start_crawl(
-            *args_for(emulator, out, "-a", "filters=filter/loras,likes"),
-            stdout=log_file,
-            stderr=log_file,
-        )
-    while not emulator.log:
-        await asyncio.sleep(0.05)
-    process.kill()
-    await process.wait()
-    result = await run(emulator, tmp_path, "-a", "filters=filter/loras,likes", name="out")
+    async with crawling(tmp_path / "killed.log", *args_for(emulator, out, "-a", TWO)) as process:
+        while not emulator.log:
+            await asyncio.sleep(0.05)
+        process.kill()
+        await process.wait()
+    result = await run(emulator, tmp_path, "-a", TWO, name="out")
     assert result.code == 0, result.log[-3000:]
