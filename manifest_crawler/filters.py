@@ -13,7 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from manifest_crawler.files import NotARegularFile, open_regular
+
 DEFAULT_SOURCES: tuple[str, ...] = ("civitai", "huggingface")
+#: The repository's filters.json is about 30 KB: a file past this is not one.
+MAX_FILTERS_BYTES = 16 * 2**20
 
 #: CivitAI's content levels, mildest first, and their bits in a model's ``nsfwLevel`` mask
 #: (api-notes: PG=1, PG13=2, R=4, X=8, XXX=16; 32 is Blocked, not a level).
@@ -98,7 +102,7 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*
 _MAX_NAME_LENGTH = 150
 
 _REQUIRED_KEYS = ("name", "label", "params")
-_OPTIONAL_KEYS = ("max_items", *RULE_KEYS, "description")
+_OPTIONAL_KEYS = ("max_items", "max_pages", *RULE_KEYS, "description")
 
 # Parameters the crawler owns: a filter that set them would break pagination or page sizing.
 _RESERVED_PARAMS: Mapping[str, Mapping[str, str]] = {
@@ -136,6 +140,8 @@ class Filter:
     #: API has no such parameter. None keeps every item.
     rule: ContentRule | None = None
     description: str = ""
+    #: Its own page budget (filters.json ``max_pages``); None: derived (see page_budget()).
+    max_pages: int | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -208,9 +214,15 @@ def load_filters(path: str | Path, sources: Collection[str] = DEFAULT_SOURCES) -
     """Read and validate a filters file; raise FiltersError naming the culprit."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open_regular(path) as file:
+            data = file.read(MAX_FILTERS_BYTES + 1)
+        if len(data) > MAX_FILTERS_BYTES:
+            raise FiltersError(f"{path}: larger than {MAX_FILTERS_BYTES} bytes, not a filters file")
+        text = data.decode("utf-8")
     except FileNotFoundError:
         raise FiltersError(f"{path}: file not found (set FILTERS_FILE to its path)") from None
+    except NotARegularFile as exc:
+        raise FiltersError(str(exc)) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise FiltersError(f"{path}: cannot be read: {exc}") from exc
     return parse_filters(text, str(path), sources)
@@ -261,7 +273,7 @@ def _same_lists(filters: Iterable[Filter], path: str) -> Iterator[str]:
     """One warning per filter that would make the same list as an earlier one."""
     seen: dict[tuple[Any, ...], Filter] = {}
     for filter_ in filters:
-        key = (listing_key(filter_), filter_.rule, filter_.max_items)
+        key = (listing_key(filter_), filter_.rule, filter_.max_items, filter_.max_pages)
         first = seen.setdefault(key, filter_)
         if first is not filter_:
             yield (
@@ -339,6 +351,7 @@ def _parse_entry(entry: Any, source: str, where: str) -> Filter:
         max_items=_parse_max_items(entry.get("max_items"), where),
         rule=_parse_rule(entry, source, where),
         description=description,
+        max_pages=_parse_max_pages(entry.get("max_pages"), where),
     )
 
 
@@ -369,6 +382,36 @@ def item_limit(filter_max_items: int | None, default: int) -> int | None:
     default; 0 in either place means no limit (None)."""
     limit = default if filter_max_items is None else filter_max_items
     return limit if limit > 0 else None
+
+
+def page_budget(
+    max_pages: int | None,
+    max_items: int | None,
+    page_size: int,
+    scan_factor: int,
+    unlimited_pages: int,
+) -> int:
+    """How many pages a filter may read: its own ``max_pages``, else ``scan_factor`` times the
+    pages its ``max_items`` fills at ``page_size`` (the API's largest page), else, for a filter
+    without a limit on models, ``unlimited_pages``. Every page counts, those that brought
+    nothing new (duplicates, models its rating rule left out, invalid ones) too: a filter that
+    keeps models client-side or an API that repeats itself cannot read without end."""
+    if max_pages is not None:
+        return max_pages
+    if max_items is None:
+        return unlimited_pages
+    return scan_factor * max(1, -(-max_items // page_size))
+
+
+def _parse_max_pages(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise FiltersError(
+            f"{where}: 'max_pages' must be an integer of at least 1 (every filter's reading "
+            f"is bounded), got {value!r}"
+        )
+    return value
 
 
 def _parse_max_items(value: Any, where: str) -> int | None:

@@ -141,6 +141,9 @@ def test_list_params_repeat_their_key_in_order():
         (_doc(civitai=[_civitai(max_items=True)]), "'max_items' must be an integer of at least 0"),
         (_doc(civitai=[_civitai(rated="NC17", params=_NSFW)]), "'rated' must be one of PG, PG13"),
         (_doc(civitai=[_civitai(rated_at_most=["PG"], params=_NSFW)]), "'rated_at_most' must be"),
+        (_doc(civitai=[_civitai(max_pages=0)]), "'max_pages' must be an integer of at least 1"),
+        (_doc(civitai=[_civitai(max_pages=2.5)]), "'max_pages' must be an integer of at least 1"),
+        (_doc(huggingface=[_entry(max_pages="9")]), "'max_pages' must be an integer of at least 1"),
         (_doc(huggingface=[_entry(rated="PG")]), "'rated' applies to CivitAI filters only"),
         (_doc(huggingface=[_entry(browsing_levels=["PG"])]), "applies to CivitAI filters only"),
         (_doc(civitai=[_civitai(rated="R", rated_at_most="X", params=_NSFW)]), "not several"),
@@ -369,3 +372,10 @@ def test_max_items_0_means_no_limit_in_the_file_as_in_the_setting():
     assert item_limit(5, 0) == 5
     document = _doc(civitai=[_civitai(max_items=0)])
     assert parse_filters(document, "filters.json").for_source("civitai")[0].max_items == 0
+
+
+def test_max_pages_is_a_filters_own_page_budget():
+    document = _doc(civitai=[_civitai(max_pages=40)], huggingface=[_entry()])
+    filter_set = parse_filters(document, "filters.json")
+    assert filter_set.for_source("civitai")[0].max_pages == 40
+    assert filter_set.for_source("huggingface")[0].max_pages is None

@@ -18,10 +18,15 @@ from scrapy.exceptions import UsageError
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from manifest_crawler.extensions.runstate import FILTER_SET_SETTING
+from manifest_crawler.extensions.runstate import FILTER_SET_SETTING, FOLDER_LOCK_SETTING
 from manifest_crawler.filters import FiltersError
 from manifest_crawler.output.runreport import EXIT_CODE_STAT, run_exit_status
-from manifest_crawler.settings_check import EXIT_USAGE, InputError, check_crawl_input
+from manifest_crawler.settings_check import (
+    EXIT_USAGE,
+    InputError,
+    check_crawl_input,
+    claim_output_folder,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -34,11 +39,15 @@ class Command(ScrapyCrawlCommand):
         # or filters file is the one line printed (Scrapyd runs its jobs through this command).
         try:
             filter_set = check_crawl_input(self.settings, args, opts.spargs)
+            # Last: nothing of bad input locks or creates the folder.
+            folder_lock = claim_output_folder(self.settings, filter_set)
         except (InputError, FiltersError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             sys.exit(EXIT_USAGE)
-        # The run uses the file as read here: filters.json is read once per run.
+        # The run uses the file as read here: filters.json is read once per run; and holds
+        # the lock taken here until it ends.
         self.settings.set(FILTER_SET_SETTING, filter_set, priority="cmdline")
+        self.settings.set(FOLDER_LOCK_SETTING, folder_lock, priority="cmdline")
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:

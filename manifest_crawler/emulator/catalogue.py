@@ -430,6 +430,10 @@ class CivitaiCatalogue:
         self._orders: dict[str, array[int]] = {}
         self._cache = _answer_cache()
 
+    def set_levels(self, levels: Sequence[int]) -> None:
+        """Give model ``i`` the nsfwLevel ``levels[i % len(levels)]`` (before serving)."""
+        self.nsfw_level = array("B", (levels[i % len(levels)] for i in range(len(self.ids))))
+
     def __len__(self) -> int:
         return len(self.ids)
 

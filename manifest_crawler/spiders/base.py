@@ -34,9 +34,9 @@ from manifest_crawler.apis.base import (
 )
 from manifest_crawler.apis.normalize import InvalidModel, normalize_model
 from manifest_crawler.extensions.runstate import RunState
-from manifest_crawler.filters import FiltersError
+from manifest_crawler.filters import FiltersError, page_budget
 from manifest_crawler.items import ModelEntry
-from manifest_crawler.ledger import FilterState, FilterStatus, Ledger
+from manifest_crawler.ledger import PAGE_BUDGET_REASON, FilterState, FilterStatus, Ledger
 from manifest_crawler.middlewares.backoff import RATELIMIT_PROBE_META
 from manifest_crawler.pqueues import RESERVE_META
 
@@ -91,6 +91,8 @@ class ManifestSpider(scrapy.Spider):
     apis: dict[str, SourceAPI]
     max_empty_pages: int
     max_retry_times: int
+    scan_factor: int
+    unlimited_pages: int
 
     @classmethod
     def update_settings(cls, settings: BaseSettings) -> None:
@@ -119,6 +121,8 @@ class ManifestSpider(scrapy.Spider):
             crawler.settings.set("MANIFEST_FILTERS", names, priority="spider")
         spider.max_empty_pages = crawler.settings.getint("MANIFEST_MAX_EMPTY_PAGES")
         spider.max_retry_times = crawler.settings.getint("MANIFEST_RETRY_TIMES")
+        spider.scan_factor = crawler.settings.getint("MANIFEST_SCAN_FACTOR")
+        spider.unlimited_pages = crawler.settings.getint("MANIFEST_MAX_PAGES")
         return spider
 
     async def start(self) -> AsyncIterator[Any]:
@@ -130,6 +134,14 @@ class ManifestSpider(scrapy.Spider):
         for api_cls in self.source_apis:
             token = os.environ.get(api_cls.token_env) or None
             self.apis[api_cls.name] = api_cls(self.settings[api_cls.url_setting], token)
+        for state in self.ledger:
+            state.max_pages = page_budget(
+                state.filter.max_pages,
+                state.max_items,
+                self.apis[state.filter.source].max_page_size,
+                self.scan_factor,
+                self.unlimited_pages,
+            )
         for chain in chains(self.ledger):
             # A resumed job (JOBDIR): a filter that is not PENDING finished in an earlier
             # process, or its next page waits in the job's request queue.
@@ -196,6 +208,7 @@ class ManifestSpider(scrapy.Spider):
         going_on = []
         for state in states:
             state.pages += 1
+            state.items_read += len(page.items)
             # The page's final response carries how many times it was retried.
             state.retries += response.meta.get("retry_times", 0)
             yield from self._entries(state, api, page.items)
@@ -257,9 +270,34 @@ class ManifestSpider(scrapy.Spider):
                 f"(MANIFEST_MAX_EMPTY_PAGES={self.max_empty_pages})"
             )
             self._fail(state, request, detail, "empty_pages")
+        elif state.max_pages is not None and state.pages >= state.max_pages:
+            self._stop_short(state, api)
         else:
             return True
         return False
+
+    def _stop_short(self, state: FilterState, api: SourceAPI) -> None:
+        """The filter read its page budget: it ends with the models it has, reported short."""
+        own = state.filter.max_pages is not None
+        budget = (
+            f"its max_pages={state.max_pages}"
+            if own
+            else f"its page budget of {state.max_pages} (MANIFEST_SCAN_FACTOR, MANIFEST_MAX_PAGES)"
+        )
+        share = state.kept_share
+        logger.warning(
+            "%s:%s: stopped by %s with %d of %s models (it kept %s of the %d items read); "
+            "written short",
+            state.filter.source,
+            state.filter.name,
+            budget,
+            state.models,
+            "no limit of" if state.max_items is None else state.max_items,
+            "none" if not share else f"{share:.1%}",
+            state.items_read,
+        )
+        self.crawler.stats.inc_value(f"manifest/{api.name}/short")
+        self._finish(state, FilterStatus.DONE, PAGE_BUDGET_REASON)
 
     def _entries(
         self, state: FilterState, api: SourceAPI, items: list[Any]

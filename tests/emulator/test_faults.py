@@ -208,8 +208,13 @@ def test_fixed_window_limiter() -> None:
     clock.now += 4.2
     blocked = limiter.hit()
     assert not blocked.allowed and blocked.exhausted_on_arrival and blocked.remaining == 0
-    assert dict(blocked.headers)["RateLimit"] == '"api";r=0;t=6'
-    clock.now += 5.8  # the window resets exactly now
+    # 5.8 s to the reset, rounded down as the Hub does: a retry at exactly t comes 0.8 s early.
+    assert dict(blocked.headers)["RateLimit"] == '"api";r=0;t=5'
+    clock.now += 5.0
+    early = limiter.hit()
+    assert not early.allowed and early.exhausted_on_arrival
+    assert dict(early.headers)["RateLimit"] == '"api";r=0;t=0'
+    clock.now += 0.8  # the window resets exactly now
     fresh = limiter.hit()
     assert fresh.allowed and fresh.remaining == 2 and not fresh.exhausted_on_arrival
 
