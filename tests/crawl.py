@@ -83,11 +83,21 @@ def crawl_env() -> dict[str, str]:
     return env
 
 
-async def start_crawl(*args: str, **options: Any) -> asyncio.subprocess.Process:
+async def start_crawl(
+    *args: str, env: dict[str, str] | None = None, **options: Any
+) -> asyncio.subprocess.Process:
     """``scrapy crawl *args`` started in a process of its own, in the project, with
-    crawl_env(); ``options`` go to asyncio.create_subprocess_exec (stdout, stderr, …)."""
+    crawl_env() and ``env`` over it; ``options`` go to asyncio.create_subprocess_exec
+    (stdout, stderr, …)."""
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "scrapy", "crawl", *args, cwd=ROOT, env=crawl_env(), **options
+        sys.executable,
+        "-m",
+        "scrapy",
+        "crawl",
+        *args,
+        cwd=ROOT,
+        env={**crawl_env(), **(env or {})},
+        **options,
     )
 
 
