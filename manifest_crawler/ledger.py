@@ -54,6 +54,8 @@ class FilterState:
     #: Items that do not satisfy the filter's parameters although the API returned them.
     mismatched: int = 0
     first_mismatch: str = ""
+    #: Items dropped, by reason (an invalid id, no name, …): none of them is in the manifest.
+    dropped: dict[str, int] = field(default_factory=dict)
     retries: int = 0
     errors: list[str] = field(default_factory=list)
     end_reason: str = ""
@@ -119,6 +121,7 @@ class FilterState:
             "duplicates": self.duplicates,
             "excluded": self.excluded,
             "mismatched": self.mismatched,
+            "dropped": dict(self.dropped),
             "errors": list(self.errors),
             "end_reason": self.end_reason,
             "duration": None if duration is None else round(duration, 3),
@@ -141,6 +144,7 @@ class FilterState:
             "empty_pages": self.empty_pages,
             "mismatched": self.mismatched,
             "first_mismatch": self.first_mismatch,
+            "dropped": dict(self.dropped),
             "retries": self.retries,
             "errors": list(self.errors),
             "end_reason": self.end_reason,
@@ -160,6 +164,7 @@ class FilterState:
         self.empty_pages = snapshot["empty_pages"]
         self.mismatched = snapshot["mismatched"]
         self.first_mismatch = snapshot["first_mismatch"]
+        self.dropped = dict(snapshot["dropped"])
         self.retries = snapshot["retries"]
         self.errors = list(snapshot["errors"])
         self.end_reason = snapshot["end_reason"]

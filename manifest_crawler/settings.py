@@ -75,6 +75,9 @@ DOWNLOADER_MIDDLEWARES = {
     # Replaced: it retries at once and ignores Retry-After (scrapy#3849).
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
     "manifest_crawler.middlewares.backoff.BackoffRetryMiddleware": 550,
+    # Requests go to the APIs' own origins only, each API's token to its origin only, and
+    # only while the request is in the downloader (middlewares/origin.py, ORIGIN_PRIORITY).
+    "manifest_crawler.middlewares.origin.ApiOriginMiddleware": 650,
 }
 # Scrapy's spider middlewares wrap every item a callback yields, a model each here. Two do
 # nothing for an API crawler: DepthMiddleware only counts link depth (no DEPTH_LIMIT, no

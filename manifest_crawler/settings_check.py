@@ -20,11 +20,18 @@ from scrapy.spiderloader import get_spider_loader
 
 from manifest_crawler.extensions.jsonrpc_settings import is_loopback, port_range
 from manifest_crawler.files import FolderLock, FolderLocked, file_kind, non_regular
-from manifest_crawler.filters import FiltersError, FilterSet, load_filters
+from manifest_crawler.filters import (
+    MAX_ITEMS_LIMIT,
+    MAX_PAGES_LIMIT,
+    FiltersError,
+    FilterSet,
+    load_filters,
+)
 from manifest_crawler.output.changes import CHANGES_FILE
 from manifest_crawler.output.manifests import ALL_MODELS_FILE, manifest_filename
 from manifest_crawler.output.runreport import RUN_REPORT_FILE
 from manifest_crawler.output.sitemap import SitemapError, parse_patterns
+from manifest_crawler.text import shown
 
 #: The exit status of a run refused before it started (bad settings, arguments or filters).
 EXIT_USAGE = 2
@@ -39,17 +46,31 @@ class InputError(ValueError):
 
 
 def _shown(value: Any) -> str:
-    return value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+    text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+    return shown(text)
 
 
-def _integer(settings: BaseSettings, name: str, minimum: int) -> None:
-    try:
-        value = settings.getint(name)
-    except (TypeError, ValueError):
-        value = None
+def _integer(settings: BaseSettings, name: str, minimum: int, maximum: int | None = None) -> None:
     raw = settings.get(name)
-    if value is None or isinstance(raw, float) or value < minimum:
-        raise InputError(f"{name}={_shown(raw)}: must be an integer of at least {minimum}")
+    if isinstance(raw, str) and len(raw.strip().lstrip("+-")) > 19:
+        value = None  # converting thousands of digits is slow, or refused by int() itself
+    else:
+        try:
+            value = settings.getint(name)
+        except (TypeError, ValueError):
+            value = None
+    if (
+        value is None
+        or isinstance(raw, float)
+        or value < minimum
+        or (maximum is not None and value > maximum)
+    ):
+        allowed = (
+            f"an integer from {minimum} to {maximum}"
+            if maximum is not None
+            else f"an integer of at least {minimum}"
+        )
+        raise InputError(f"{name}={_shown(raw)}: must be {allowed}")
 
 
 def _number(
@@ -148,10 +169,10 @@ CHECKS: Mapping[str, Callable[[BaseSettings], None]] = {
     "HF_API_URL": lambda s: _api_url(s, "HF_API_URL"),
     "FILTERS_FILE": lambda s: _path(s, "FILTERS_FILE"),
     "MANIFEST_DIR": lambda s: _path(s, "MANIFEST_DIR"),
-    "MANIFEST_MAX_ITEMS": lambda s: _integer(s, "MANIFEST_MAX_ITEMS", 0),
+    "MANIFEST_MAX_ITEMS": lambda s: _integer(s, "MANIFEST_MAX_ITEMS", 0, MAX_ITEMS_LIMIT),
     "MANIFEST_MAX_EMPTY_PAGES": lambda s: _integer(s, "MANIFEST_MAX_EMPTY_PAGES", 0),
-    "MANIFEST_SCAN_FACTOR": lambda s: _integer(s, "MANIFEST_SCAN_FACTOR", 1),
-    "MANIFEST_MAX_PAGES": lambda s: _integer(s, "MANIFEST_MAX_PAGES", 1),
+    "MANIFEST_SCAN_FACTOR": lambda s: _integer(s, "MANIFEST_SCAN_FACTOR", 1, 1000),
+    "MANIFEST_MAX_PAGES": lambda s: _integer(s, "MANIFEST_MAX_PAGES", 1, MAX_PAGES_LIMIT),
     "MANIFEST_OFFLINE": lambda s: _boolean(s, "MANIFEST_OFFLINE"),
     "MANIFEST_MAX_SHRINK": lambda s: _number(s, "MANIFEST_MAX_SHRINK", 0, 1),
     "MANIFEST_STRICT": lambda s: _boolean(s, "MANIFEST_STRICT"),

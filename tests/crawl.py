@@ -97,8 +97,8 @@ async def start_crawl(
     *args: str, env: dict[str, str] | None = None, **options: Any
 ) -> asyncio.subprocess.Process:
     """``scrapy crawl *args`` started in a process of its own, in the project, with
-    crawl_env() and ``env`` over it; ``options`` go to asyncio.create_subprocess_exec (stdout,
-    stderr, …)."""
+    crawl_env() and ``env`` over it; ``options`` go to asyncio.create_subprocess_exec
+    (stdout, stderr, …)."""
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

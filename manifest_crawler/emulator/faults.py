@@ -270,6 +270,17 @@ def transient_fault(kind: str, retry_after: int = 1) -> Fault:
     raise ValueError(f"unknown fault kind {kind!r}")
 
 
+def _permanent_body(api: str, status: int) -> dict[str, Any]:
+    """A refusal in each API's real shape (api-notes): a 5xx ``{"message": …}``; a 4xx from
+    CivitAI a Zod error object, from the Hub ``{"error": "…"}``."""
+    if status >= 500:
+        return {"message": "Internal server error"}
+    if api == CIVITAI:
+        issue = {"code": "custom", "path": [], "message": "Bad request"}
+        return {"error": {"issues": [issue], "name": "ZodError"}}
+    return {"error": "Bad request"}
+
+
 def truncate(body: bytes) -> bytes:
     """Cut a body mid-way: what a dropped upstream connection leaves a CDN to forward."""
     return body[: max(1, len(body) // 2)]
@@ -335,9 +346,7 @@ class FaultInjector:
         """Permanent failures first, then transient ones (which count the attempt)."""
         cfg = self.config
         if api in cfg.fail_apis and any(matches(m, query) for m in cfg.fail_matching):
-            key = "error" if cfg.fail_status < 500 else "message"
-            body = _json({key: "Internal server error" if key == "message" else "Bad request"})
-            return Fault("permanent", cfg.fail_status, body)
+            return Fault("permanent", cfg.fail_status, _json(_permanent_body(api, cfg.fail_status)))
         if api not in cfg.transient_apis or not (cfg.transient_failures or cfg.fault_rate):
             return None
         attempt = self.attempts.get(url, 0)

@@ -78,6 +78,12 @@ export interface FilterRow {
   duplicates: Count;
   excluded: Count;
   mismatched: Count;
+  /**
+   * Items the API returned that the filter dropped, by reason (manifest/dropped/<reason> in the stats): missing_id, invalid_id, missing_name, name_too_long, not_an_object, invalid_nsfw_level, unreadable. None of them is in the manifest.
+   */
+  dropped: {
+    [k: string]: Count | undefined;
+  };
   errors: string[];
   end_reason: string;
   /**

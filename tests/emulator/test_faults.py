@@ -149,6 +149,21 @@ def test_permanent_failure_status_and_api() -> None:
     assert injector.decide("huggingface", "/x", {"types": ["LORA"]}) is None
 
 
+def test_a_permanent_400_is_in_each_apis_real_shape() -> None:
+    """api-notes: CivitAI refuses a parameter with a Zod error object, the Hub with a string."""
+    injector = FaultInjector(FaultConfig(fail_matching=[{"sort": "x"}], fail_status=400))
+    civitai = injector.decide("civitai", "/x", {"sort": ["x"]})
+    hub = injector.decide("huggingface", "/y", {"sort": ["x"]})
+    assert civitai is not None and hub is not None
+    assert json.loads(civitai.body) == {
+        "error": {
+            "issues": [{"code": "custom", "path": [], "message": "Bad request"}],
+            "name": "ZodError",
+        }
+    }
+    assert json.loads(hub.body) == {"error": "Bad request"}
+
+
 def test_matches() -> None:
     assert matches({"a": "1"}, {"a": ["0", "1"]})
     assert not matches({"a": "1"}, {"a": ["0"]})

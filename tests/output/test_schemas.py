@@ -85,6 +85,7 @@ def _examples():
         "duplicates": 0,
         "excluded": 0,
         "mismatched": 0,
+        "dropped": {"invalid_id": 1},
         "errors": [],
         "end_reason": "last_page",
         "duration": 0.5,
@@ -236,6 +237,15 @@ def test_the_error_names_the_file_and_the_field():
     message = str(caught.value)
     assert message.startswith("civitai-x.json does not match manifest.schema.json: at /models/0")
     assert '"name" is a required property' in message
+
+
+def test_a_string_json_cannot_hold_is_refused_like_an_invalid_value():
+    """A lone surrogate passes the schema (it is a string) but is not UTF-8: the file is
+    refused with a SchemaError, so a manifest is stale, not the run crashed."""
+    manifest = copy.deepcopy(EXAMPLES[MANIFEST_SCHEMA])
+    manifest["models"][0]["name"] = "Cat \ud83d"
+    with pytest.raises(SchemaError, match=r"civitai-x.json cannot be encoded as JSON"):
+        b"".join(VALIDATORS.encode_checked(MANIFEST_SCHEMA, manifest, "civitai-x.json"))
 
 
 hf_parts = st.text(alphabet="aZ09._-/", min_size=1, max_size=12)

@@ -68,14 +68,10 @@ def test_only_the_longest_chains_keep_their_place(max_items, rule, reserves):
 def test_a_parsed_page_gives_its_place_back_once_it_is_done(monkeypatch):
     spider = HuggingFaceSpider.__new__(HuggingFaceSpider)
     meta = {RESERVE_META: True}
-    seen: list[bool] = []
-
-    def fake_parse(response):
-        yield "item"
-        seen.append(RESERVE_META in response.meta)
-        yield "next page"
-
-    monkeypatch.setattr(spider, "_parse_page", fake_parse)
+    monkeypatch.setattr(spider, "_handle_page", lambda response: ["item", "next page"])
     response = Response("http://x/", request=Request("http://x/", meta=meta))
-    assert list(spider.parse_page(response)) == ["item", "next page"]
-    assert seen == [True] and RESERVE_META not in response.meta
+    outputs = spider.parse_page(response)
+    assert next(outputs) == "item"
+    assert RESERVE_META in response.meta
+    assert list(outputs) == ["next page"]
+    assert RESERVE_META not in response.meta
