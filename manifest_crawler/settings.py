@@ -33,6 +33,10 @@ MANIFEST_JOB = None
 # A fresh result that lost more than this fraction of the previous manifest's models is
 # suspect: the previous manifest is kept and the filter reported stale. 1.0 allows any shrink.
 MANIFEST_MAX_SHRINK = 0.5
+# A manifest whose filter is gone from filters.json (removed or renamed) is deleted in the run's
+# commit and listed in changes.json as removed; true keeps such files (with a warning), and the
+# deploy guard (python -m manifest_crawler.guard) still refuses a folder that holds one.
+MANIFEST_KEEP_ORPHANS = False
 # Exit non-zero when any filter is not fresh or holds no model (by default only when one has
 # no manifest at all; an empty one is only warned about).
 MANIFEST_STRICT = False

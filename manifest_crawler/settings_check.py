@@ -146,6 +146,7 @@ CHECKS: Mapping[str, Callable[[BaseSettings], None]] = {
     "MANIFEST_MAX_EMPTY_PAGES": lambda s: _integer(s, "MANIFEST_MAX_EMPTY_PAGES", 0),
     "MANIFEST_OFFLINE": lambda s: _boolean(s, "MANIFEST_OFFLINE"),
     "MANIFEST_MAX_SHRINK": lambda s: _number(s, "MANIFEST_MAX_SHRINK", 0, 1),
+    "MANIFEST_KEEP_ORPHANS": lambda s: _boolean(s, "MANIFEST_KEEP_ORPHANS"),
     "MANIFEST_STRICT": lambda s: _boolean(s, "MANIFEST_STRICT"),
     "MANIFEST_RETRY_TIMES": lambda s: _integer(s, "MANIFEST_RETRY_TIMES", 0),
     "MANIFEST_BACKOFF_INITIAL": lambda s: _number(s, "MANIFEST_BACKOFF_INITIAL", 0),

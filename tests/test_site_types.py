@@ -38,6 +38,8 @@ def test_the_committed_types_are_generated_from_the_schemas(tmp_path, npm_packag
     assert sorted(fresh) == [
         "all-models.d.ts",
         "changes.d.ts",
+        "filters.d.ts",
+        "index.d.ts",
         "manifest.d.ts",
         "run-report.d.ts",
     ]

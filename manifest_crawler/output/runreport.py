@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -133,3 +133,32 @@ def build_report(
         "totals": totals,
         "filters": filters,
     }
+
+
+#: What a carried row's ``carried_from`` says of the run it comes from.
+_RUN_FIELDS = ("spider", "job", "started", "finished", "exit_code")
+
+
+def carried_rows(
+    previous: Mapping[str, Any] | None,
+    *,
+    crawled: Collection[tuple[str, str]],
+    wanted: Collection[tuple[str, str]],
+    origins: Mapping[str, str],
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """The rows of the ``previous`` report to keep beside this run's: those of the filters of
+    filters.json (``wanted``) this run did not crawl, when their source had this run's origin
+    then (a row about the emulator's models says nothing of a live site). Each says in
+    ``carried_from`` which run it comes from (a row carried twice keeps its first run)."""
+    if previous is None:
+        return {}
+    run = {key: previous[key] for key in _RUN_FIELDS}
+    carried: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in previous["filters"]:
+        key = (row["source"], row["filter"])
+        if key in crawled or key not in wanted:
+            continue
+        if previous["origins"].get(row["source"]) != origins.get(row["source"]):
+            continue
+        carried[key] = {**row, "carried_from": row.get("carried_from") or run}
+    return carried

@@ -19,11 +19,13 @@ from manifest_crawler.output.manifests import ManifestModel, SiteModels, manifes
 from manifest_crawler.output.schemas import (
     ALL_MODELS_SCHEMA,
     CHANGES_SCHEMA,
+    INDEX_SCHEMA,
     MANIFEST_SCHEMA,
     RUN_REPORT_SCHEMA,
     Validators,
 )
 from manifest_crawler.spiders.all import AllSpider
+from manifest_crawler.spiders.huggingface import HuggingFaceSpider
 from tests.crawl import REPO_FILTERS, crawl, crawl_settings, read_json, successor
 
 rankings = st.lists(st.integers(0, 30).map(lambda n: f"civitai-{n + 1}"), unique=True)
@@ -55,11 +57,12 @@ def test_diff_ranking_accounts_for_every_id(before, after):
     assert all(before[m["from"] - 1] == m["id"] == after[m["to"] - 1] for m in diff.moved)
 
 
-def test_only_a_fresh_filter_changes_and_new_and_gone_come_from_all_models():
+def test_each_manifest_is_compared_before_and_after_and_new_and_gone_come_from_all_models():
+    # The writer gives a filter that is not fresh its manifest as it was, before and after.
     outcomes = [
         FilterOutcome("civitai", "a", "civitai-a.json", "fresh", ["civitai-1"], ["civitai-2"]),
-        FilterOutcome("civitai", "b", "civitai-b.json", "stale", ["civitai-3"], []),
-        FilterOutcome("civitai", "c", "civitai-c.json", "failed", None, []),
+        FilterOutcome("civitai", "b", "civitai-b.json", "stale", ["civitai-3"], ["civitai-3"]),
+        FilterOutcome("civitai", "c", "civitai-c.json", "failed", None, None),
     ]
     before = [
         {"id": "civitai-1", "slug": "civitai-1", "source": "civitai", "name": "One"},
@@ -143,37 +146,17 @@ FILTERS = ",".join(
 )
 
 
-@deferred_f_from_coro_f
-async def test_two_runs_over_a_changed_catalogue_list_exactly_what_changed(make_emulator, tmp_path):
-    selected = load_filters(REPO_FILTERS).select(["civitai", "huggingface"], FILTERS.split(","))
-    paths = {f.key: tmp_path / manifest_filename(f.source, f.name) for f in selected}
-
-    before = make_emulator(revision=0)
-    await crawl(
-        AllSpider, crawl_settings(before, tmp_path, MANIFEST_MAX_ITEMS=150), filters=FILTERS
-    )
-    first = read_json(tmp_path / CHANGES_FILE)
-    assert first["previousTimestamp"] is None and first["gone"] == []
-    assert first["totals"]["added"] == sum(len(_ids(p)) for p in paths.values())
-    old = {key: _ids(path) for key, path in paths.items()}
-    old_all = read_json(tmp_path / "all-models.json")
-
-    after = await successor(make_emulator, before, EmulatorConfig(revision=1))
-    crawler = await crawl(
-        AllSpider, crawl_settings(after, tmp_path, MANIFEST_MAX_ITEMS=150), filters=FILTERS
-    )
-    new = {key: _ids(path) for key, path in paths.items()}
-    new_all = read_json(tmp_path / "all-models.json")
-    changes = read_json(tmp_path / CHANGES_FILE)
-
+def _assert_changes(changes, old, new, old_all, new_all, gone_in_order=True):
+    """``changes`` lists exactly what differs between the manifests ``old`` and ``new`` (ids
+    by filter key) and between the all-models.json documents ``old_all`` and ``new_all``
+    (the gone ones in ``old_all``'s order, when a run replaced ``old_all`` itself)."""
     assert changes["previousTimestamp"] == old_all["timestamp"]
     assert changes["timestamp"] == new_all["timestamp"]
     by_filter = {(f["source"], f["filter"]): f for f in changes["filters"]}
-    assert list(by_filter) == [f.key for f in selected]
+    assert list(by_filter) == list(new)
     changed = 0
-    for key in paths:
+    for key in new:
         entry, was, now = by_filter[key], old[key], new[key]
-        assert entry["status"] == "fresh"
         assert (entry["previousModels"], entry["models"]) == (len(was), len(now))
         assert entry["added"] == [
             {"id": i, "rank": now.index(i) + 1} for i in now if i not in was
@@ -187,24 +170,93 @@ async def test_two_runs_over_a_changed_catalogue_list_exactly_what_changed(make_
             if i in was and was.index(i) != now.index(i)
         ], key
         changed += bool(entry["added"] or entry["removed"] or entry["moved"])
-    # Revision 1 really changed the catalogue: every kind of change shows somewhere.
+    # The catalogue really changed: every kind of change shows somewhere.
     assert changed and all(changes["totals"][k] for k in ("added", "removed", "moved"))
     assert changes["totals"]["filtersChanged"] == changed
     old_ids = {m["id"]: m for m in old_all["models"]}
     new_ids = {m["id"] for m in new_all["models"]}
-    assert changes["gone"] == [
+    gone = [
         {"id": m["id"], "slug": m["slug"], "source": m["source"]}
         for m in old_all["models"]
         if m["id"] not in new_ids
     ]
+    if gone_in_order:
+        assert changes["gone"] == gone
+    else:
+        assert sorted(changes["gone"], key=str) == sorted(gone, key=str)
     assert changes["new"] == [
         {"id": m["id"], "slug": m["slug"], "source": m["source"]}
         for m in new_all["models"]
         if m["id"] not in old_ids
     ]
     assert changes["gone"] and changes["new"]
+
+
+@deferred_f_from_coro_f
+async def test_two_runs_over_a_changed_catalogue_list_exactly_what_changed(make_emulator, tmp_path):
+    selected = load_filters(REPO_FILTERS).select(["civitai", "huggingface"], FILTERS.split(","))
+    paths = {f.key: tmp_path / manifest_filename(f.source, f.name) for f in selected}
+
+    before = make_emulator(revision=0)
+    await crawl(
+        AllSpider, crawl_settings(before, tmp_path, MANIFEST_MAX_ITEMS=150), filters=FILTERS
+    )
+    first = read_json(tmp_path / CHANGES_FILE)
+    assert first["previousTimestamp"] is None and first["gone"] == [] and first["runs"] == 1
+    assert first["totals"]["added"] == sum(len(_ids(p)) for p in paths.values())
+    old = {key: _ids(path) for key, path in paths.items()}
+    old_all = read_json(tmp_path / "all-models.json")
+    # The site acted on it (deployed, purged): it deletes it, as docs/SITE.md says.
+    (tmp_path / CHANGES_FILE).unlink()
+
+    after = await successor(make_emulator, before, EmulatorConfig(revision=1))
+    crawler = await crawl(
+        AllSpider, crawl_settings(after, tmp_path, MANIFEST_MAX_ITEMS=150), filters=FILTERS
+    )
+    new = {key: _ids(path) for key, path in paths.items()}
+    changes = read_json(tmp_path / CHANGES_FILE)
+    assert changes["runs"] == 1
+    assert {f["status"] for f in changes["filters"]} == {"fresh"}
+    _assert_changes(changes, old, new, old_all, read_json(tmp_path / "all-models.json"))
     assert crawler.stats.get_value("manifest/exit_code") == 0
     _assert_every_file_valid(tmp_path)
+
+
+@deferred_f_from_coro_f
+async def test_changes_accumulate_over_runs_until_the_site_consumes_them(make_emulator, tmp_path):
+    """Two runs between deploys, the second of one source only: changes.json then holds what
+    changed since the files the site last acted on, for both sources."""
+    selected = load_filters(REPO_FILTERS).select(["civitai", "huggingface"], FILTERS.split(","))
+    paths = {f.key: tmp_path / manifest_filename(f.source, f.name) for f in selected}
+    settings = {"MANIFEST_MAX_ITEMS": 150}
+    emulator = make_emulator(revision=0)
+    await crawl(AllSpider, crawl_settings(emulator, tmp_path, **settings), filters=FILTERS)
+    deployed = {key: _ids(path) for key, path in paths.items()}
+    deployed_all = read_json(tmp_path / "all-models.json")
+    (tmp_path / CHANGES_FILE).unlink()
+
+    emulator = await successor(make_emulator, emulator, EmulatorConfig(revision=1))
+    await crawl(AllSpider, crawl_settings(emulator, tmp_path, **settings), filters=FILTERS)
+    emulator = await successor(make_emulator, emulator, EmulatorConfig(revision=2))
+    hub_filters = ",".join(name for source, name in paths if source == "huggingface")
+    await crawl(
+        HuggingFaceSpider, crawl_settings(emulator, tmp_path, **settings), filters=hub_filters
+    )
+
+    changes = read_json(tmp_path / CHANGES_FILE)
+    assert changes["runs"] == 2
+    now = {key: _ids(path) for key, path in paths.items()}
+    now_all = read_json(tmp_path / "all-models.json")
+    _assert_changes(changes, deployed, now, deployed_all, now_all, gone_in_order=False)
+    _assert_every_file_valid(tmp_path)
+    # The run report still has the CivitAI rows, from the run that crawled them.
+    report = read_json(tmp_path / "run-report.json")
+    rows = {(row["source"], row["filter"]): row for row in report["filters"]}
+    assert list(rows) == list(paths)
+    for (source, _), row in rows.items():
+        carried = row["carried_from"]
+        assert (carried is not None) == (source == "civitai")
+        assert carried is None or (carried["spider"], carried["exit_code"]) == ("all", 0)
 
 
 def _assert_every_file_valid(folder):
@@ -213,6 +265,7 @@ def _assert_every_file_valid(folder):
         name = {
             "all-models.json": ALL_MODELS_SCHEMA,
             "run-report.json": RUN_REPORT_SCHEMA,
+            "index.json": INDEX_SCHEMA,
             CHANGES_FILE: CHANGES_SCHEMA,
         }.get(path.name, MANIFEST_SCHEMA)
         validators.check(name, read_json(path), path.name)
