@@ -16,6 +16,10 @@ FILTERS_FILE = "filters.json"
 # and the names given with `-a filters=a,b` (None: every filter of those sources).
 MANIFEST_SOURCES: list[str] = []
 MANIFEST_FILTERS = None
+# A crawl of a manifest spider is a manifest run: it reads FILTERS_FILE and writes MANIFEST_DIR.
+# Scrapy's tools (scrapy shell, fetch, view, parse, check) set it to false (commands/): the
+# run's components (RunState, the writer, the offline emulator) are then off, as in any project.
+MANIFEST_RUN = True
 # Where the per-filter manifests and all-models.json are written.
 MANIFEST_DIR = "public/manifests"
 # Distinct models kept per filter unless the filter sets its own max_items; 0 = no limit.

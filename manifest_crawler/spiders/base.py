@@ -12,6 +12,7 @@ import sys
 from collections.abc import AsyncIterator, Iterable, Iterator
 from itertools import zip_longest
 from typing import Any, ClassVar, Self
+from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 import scrapy
@@ -30,10 +31,11 @@ from manifest_crawler.apis.base import (
     PageError,
     SourceAPI,
     redact_url,
+    with_query_param,
 )
 from manifest_crawler.apis.normalize import InvalidModel, normalize_model
 from manifest_crawler.extensions.runstate import RunState
-from manifest_crawler.filters import FiltersError
+from manifest_crawler.filters import Filter, FiltersError, load_filters
 from manifest_crawler.items import ModelEntry
 from manifest_crawler.ledger import FilterState, FilterStatus, Ledger
 from manifest_crawler.middlewares.backoff import RATELIMIT_PROBE_META
@@ -172,7 +174,76 @@ class ManifestSpider(scrapy.Spider):
             meta=meta,
         )
 
+    def parse(self, response: Response, **kwargs: Any) -> Iterator[Any]:
+        """The callback of ``scrapy parse --spider=<name> <API listing URL>``: the entries
+        this spider keeps of the page, as items, and the request of the next page.
+
+        Each filter of filters.json whose parameters the URL carries takes the page's items
+        by its own rules (a rating, say), as in a run; a URL of no filter shows every entry
+        with a valid id. A manifest run does not use it (its pages go to parse_page).
+        """
+        api = self._api_for(response.url)
+        if api is None:
+            endpoints = [self.settings[cls.url_setting] for cls in self.source_apis]
+            logger.error(
+                "%s is not a listing URL of %s (give --spider=<source>)",
+                redact_url(response.url),
+                " or ".join(endpoints),
+            )
+            return
+        try:
+            page = api.parse(response)
+        except PageError as exc:
+            logger.error("%s: not a page of %s: %s", redact_url(response.url), api.name, exc)
+            return
+        for filter_ in self._filters_for(api, response.url):
+            yield from self._entries(FilterState(filter_, max_items=None), api, page.items)
+        if page.next_cursor is not None:
+            next_url = page.next_url or with_query_param(response.url, "cursor", page.next_cursor)
+            yield scrapy.Request(next_url, headers=api.headers, callback=self.parse)
+
+    def _api_for(self, url: str) -> SourceAPI | None:
+        """This spider's API that serves ``url``: the only one, or the one whose endpoint
+        setting the URL starts with."""
+        token = None  # scrapy parse sends its own request, without our headers
+        apis = [cls(self.settings[cls.url_setting], token) for cls in self.source_apis]
+        if len(apis) == 1:
+            return apis[0]
+        return next((api for api in apis if url.startswith(api.base_url)), None)
+
+    def _filters_for(self, api: SourceAPI, url: str) -> list[Filter]:
+        """The filters of FILTERS_FILE whose parameters ``url`` carries (those the crawler
+        owns, such as the cursor, aside), else one of no rule named after none."""
+        owned = {"limit", "cursor", "expand"}
+        query = sorted(
+            (key, value)
+            for key, value in parse_qsl(urlsplit(url).query, keep_blank_values=True)
+            if key not in owned
+        )
+        try:
+            filters = load_filters(self.settings["FILTERS_FILE"]).for_source(api.name)
+        except FiltersError as exc:
+            logger.warning("%s: no filter rule applies", exc)
+            filters = ()
+        found = [f for f in filters if sorted(f.query_pairs()) == query]
+        if found:
+            logger.info(
+                "%s is the page of filter(s) %s",
+                redact_url(url),
+                ", ".join(f"{f.source}:{f.name}" for f in found),
+            )
+            return found
+        params: dict[str, list[str]] = {}
+        for key, value in query:
+            params.setdefault(key, []).append(value)
+        values = tuple((key, tuple(values)) for key, values in params.items())
+        return [Filter(source=api.name, name="(no filter)", label="", params=values)]
+
     def parse_page(self, response: Response) -> Iterator[Any]:
+        if FILTER_META not in response.meta:
+            # scrapy parse -c parse_page <URL>: a page of no run.
+            yield from self.parse(response)
+            return
         try:
             yield from self._parse_page(response)
         finally:
