@@ -38,7 +38,7 @@ class OfflineEmulator:
     def from_crawler(cls, crawler: Crawler) -> Self:
         if not crawler.settings.getbool("MANIFEST_OFFLINE"):
             raise NotConfigured
-        if not crawler.settings.getbool(MANIFEST_RUN):
+        if not crawler.settings.getbool(MANIFEST_RUN, True):
             # scrapy parse, fetch, shell: they name their URL; none could name this one.
             raise NotConfigured("not a manifest run")
         return cls(crawler)

@@ -56,7 +56,7 @@ class RunState:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
-        if not settings.getbool(MANIFEST_RUN):
+        if not settings.getbool(MANIFEST_RUN, True):
             raise NotConfigured("not a manifest run (scrapy shell, fetch, view, parse or check)")
         sources = tuple(settings.getlist("MANIFEST_SOURCES"))
         if not sources:

@@ -57,6 +57,7 @@ from manifest_crawler.output.manifests import (
     utc_timestamp,
 )
 from manifest_crawler.output.runreport import (
+    EXIT_CAUSE_STAT,
     EXIT_CODE_STAT,
     EXIT_FAILED,
     RUN_REPORT_FILE,
@@ -65,6 +66,7 @@ from manifest_crawler.output.runreport import (
     build_report,
     carried_rows,
     empty_listing_note,
+    exit_cause,
     exit_status,
     judge_filter,
 )
@@ -209,7 +211,17 @@ class ManifestWriterPipeline:
         if failure is not None:
             exit_code = EXIT_FAILED
             end.append((logging.ERROR, f"{failure}; nothing in {self.manifest_dir} was changed"))
-        elif not fetched_any:
+            cause = "the run's files could not be written (see above); nothing was changed"
+        else:
+            cause = exit_cause(
+                rows,
+                code=exit_code,
+                strict=self.strict,
+                fetched_any=fetched_any,
+                unfinished=sum(1 for state in ledger if state.status in UNFINISHED),
+                empty=[row for row in rows if row["empty"]],
+            )
+        if failure is None and not fetched_any:
             first = next((row["errors"][0] for row in rows if row["errors"]), "none recorded")
             end.append(
                 (
@@ -219,6 +231,7 @@ class ManifestWriterPipeline:
                 )
             )
         self.stats.set_value(EXIT_CODE_STAT, exit_code)
+        self.stats.set_value(EXIT_CAUSE_STAT, cause)
         self._end_lines = [*self._summary_lines(ledger, rows), *end]
 
     def _report(self, timestamp: str, exit_code: int, rows: list[dict[str, Any]]) -> Any:
@@ -547,8 +560,12 @@ class ManifestWriterPipeline:
                 if resumed
                 else baseline
             )
+            # An earlier process of this resumed job wrote it: the job is still one run.
+            own = resumed and pending.timestamp != baseline.all_models_timestamp
             try:
-                return self._accumulated_changes(pending, outcomes, on_disk, models, timestamp)
+                return self._accumulated_changes(
+                    pending, outcomes, on_disk, models, timestamp, runs=pending.runs + (not own)
+                )
             except ChangesError as exc:
                 logger.warning(
                     "%s was not consumed, but does not fit the files beside it (%s): this "
@@ -578,9 +595,10 @@ class ManifestWriterPipeline:
         on_disk: Baseline,
         models: Sequence[Mapping[str, Any]],
         timestamp: str,
+        runs: int,
     ) -> dict[str, Any]:
-        """The changes from the consumed state to this run's files. ChangesError when
-        ``pending`` is not the changes of the files on disk."""
+        """The changes from the consumed state to this run's files (``runs`` runs in all).
+        ChangesError when ``pending`` is not the changes of the files on disk."""
         if on_disk.all_models is None or pending.timestamp != on_disk.all_models_timestamp:
             raise ChangesError(
                 f"it was written at {pending.timestamp}, all-models.json at "
@@ -614,7 +632,7 @@ class ManifestWriterPipeline:
             previous_timestamp=pending.previous_timestamp,
             models=models,
             timestamp=timestamp,
-            runs=pending.runs + 1,
+            runs=runs,
         )
 
     def _manifest_ids(self, key: tuple[str, str]) -> list[str] | None:
@@ -637,7 +655,7 @@ class ManifestWriterPipeline:
             fresh = sum(1 for row in source_rows if row["status"] == Verdict.FRESH)
             lines.append(
                 f"  {source}: {fresh}/{len(states)} filters fetched, "
-                f"{sum(s.pages for s in states)} pages, {sum(s.models for s in states)} models, "
+                f"{ledger.pages.get(source, 0)} pages, {sum(s.models for s in states)} models, "
                 f"{self.stats.get_value(f'manifest/{source}/dropped', 0)} dropped, "
                 f"{sum(s.retries for s in states)} retries, {span:.1f} s"
             )

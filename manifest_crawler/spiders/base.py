@@ -263,6 +263,7 @@ class ManifestSpider(scrapy.Spider):
             yield from self._retry_or_fail(states, response, exc)
             return
         self.crawler.stats.inc_value(f"manifest/{api.name}/pages")
+        self.ledger.page_fetched(api.name)
         going_on = []
         for state in states:
             state.pages += 1

@@ -103,10 +103,13 @@ async def test_offline_quickstart_writes_every_manifest(tmp_path):
     assert all_models["civitai"] + all_models["huggingface"] == len(union)
     assert "Offline mode: crawling the bundled emulator at http://127.0.0.1:" in err.decode()
     assert "synthetic" in err.decode()
-    # The run's summary is what a person reads last: Scrapy's stats and close lines come before.
-    last_record = err.decode().rsplit("\n20", 1)[1]
-    assert (
-        "[manifest_crawler.pipelines.writer] INFO: Manifest run summary (synthetic" in last_record
+    # The run's summary, then its exit status and why, are what a person reads last: Scrapy's
+    # stats and close lines come before.
+    *_, summary, last_record = err.decode().split("\n20")
+    assert "[manifest_crawler.pipelines.writer] INFO: Manifest run summary (synthetic" in summary
+    assert last_record.endswith(
+        "[manifest_crawler.commands.crawl] INFO: Exit status 0: every filter has its manifest: "
+        "108 fresh\n"
     )
     report = read_json(tmp_path / "run-report.json")
     assert report["synthetic"] is True
@@ -147,3 +150,11 @@ async def test_a_listing_nobody_is_in_is_written_named_and_fails_a_strict_build(
     _, err, code = await scrapy_crawl("civitai", *common, "-s", "MANIFEST_STRICT=true")
     assert code == 1, err.decode()[-2000:]
     assert "civitai:nobody: the API listed no model" in err.decode()
+    # The last line says why the run fails, in words.
+    assert (
+        err.decode()
+        .splitlines()[-1]
+        .endswith(
+            "ERROR: Exit status 1: MANIFEST_STRICT and 1 filter(s) hold no model (civitai:nobody)"
+        )
+    )

@@ -157,7 +157,7 @@ async def test_files_and_folders_get_the_modes_of_the_umask(tmp_path):
     code, log = await run_crawl(*offline(folder, *setting_args(JOBDIR=jobdir)), umask=0o022)
     assert code == 0, log[-3000:]
     files = sorted(folder.iterdir())
-    assert len(files) == 5
+    assert len(files) == 6  # 2 manifests, all-models, changes, index, run report
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
     assert stat.S_IMODE(folder.stat().st_mode) == 0o755
@@ -289,7 +289,10 @@ async def test_a_filters_file_without_filters_exits_2_in_one_line(tmp_path, text
     empty.write_text(text)
     code, log = await run_crawl("all", "-s", f"FILTERS_FILE={empty}")
     assert code == 2
-    assert log == f"error: {empty}: no filters for source(s) civitai, huggingface\n"
+    assert log == (
+        f"error: {empty}: no filters for source(s) civitai, huggingface "
+        "(exit status 2: bad input, nothing was requested)\n"
+    )
 
 
 # --- Bounded downloads --------------------------------------------------------------------

@@ -83,6 +83,8 @@ def idle_run(crawler: Crawler) -> RunState:
     if not first.finished:
         first.start()
         first.pages, first.seen_ids = 2, {"1", "2", "3"}
+        run.ledger.page_fetched("civitai")
+        run.ledger.page_fetched("civitai")
         first.finish(FilterStatus.DONE, "last_page")
     return run
 
