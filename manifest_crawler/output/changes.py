@@ -262,10 +262,11 @@ class PendingFilter:
     file: str
     previous_models: int | None
     models: int | None
-    #: Ranks, in the manifest on disk, of the models it added.
-    added_ranks: frozenset[int]
-    #: Rank in the manifest on disk -> rank in the manifest measured against, of moved models.
-    moved_from: Mapping[int, int]
+    #: Rank in the manifest on disk -> id, of the models it added.
+    added: Mapping[int, str]
+    #: Rank in the manifest on disk -> (id, rank in the manifest measured against), of the
+    #: models it moved.
+    moved: Mapping[int, tuple[str, int]]
     #: (old rank, id) of the models it removed.
     removed: tuple[tuple[int, str], ...]
 
@@ -308,8 +309,14 @@ class PendingChanges:
             ranking[rank - 1] = model_id
 
         for rank, model_id in enumerate(current, 1):
-            if rank not in entry.added_ranks:
-                place(entry.moved_from.get(rank, rank), model_id)
+            if rank in entry.added:
+                if entry.added[rank] != model_id:
+                    raise ChangesError(f"{key[0]}:{key[1]}: rank {rank} does not fit")
+                continue
+            moved_id, old = entry.moved.get(rank, (model_id, rank))
+            if moved_id != model_id:
+                raise ChangesError(f"{key[0]}:{key[1]}: rank {rank} does not fit")
+            place(old, model_id)
         for rank, model_id in entry.removed:
             place(rank, model_id)
         if None in ranking:
@@ -345,8 +352,10 @@ def pending_filter(entry: Any) -> tuple[tuple[str, str], PendingFilter]:
     if not isinstance(entry, dict):
         raise ChangesError("a filter entry is not an object")
     try:
-        added = frozenset(_rank(m["rank"]) for m in entry["added"])
-        moved = {_rank(m["to"]): _rank(m["from"]) for m in entry["moved"]}
+        added = {_rank(m["rank"]): sys.intern(_text(m, "id")) for m in entry["added"]}
+        moved = {
+            _rank(m["to"]): (sys.intern(_text(m, "id")), _rank(m["from"])) for m in entry["moved"]
+        }
         removed = tuple((_rank(m["rank"]), sys.intern(_text(m, "id"))) for m in entry["removed"])
     except (KeyError, TypeError) as exc:
         raise ChangesError(f"a filter entry is not of changes.json's shape ({exc!r})") from None
@@ -356,8 +365,8 @@ def pending_filter(entry: Any) -> tuple[tuple[str, str], PendingFilter]:
         file=_text(entry, "file"),
         previous_models=_count(entry.get("previousModels")),
         models=_count(entry.get("models")),
-        added_ranks=added,
-        moved_from=moved,
+        added=added,
+        moved=moved,
         removed=removed,
     )
 

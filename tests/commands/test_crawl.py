@@ -70,6 +70,10 @@ async def test_exit_status_follows_the_run(tmp_path, scripted):
     assert code == 1, err.decode()[-2000:]
     assert "FAILED civitai:bad" in err.decode()
     assert (tmp_path / "out" / "civitai-good.json").exists()
+    # The last line says how the run ends, and why.
+    assert _last_line(err).endswith(
+        "ERROR: Exit status 1: 1 filter(s) failed with no manifest to keep: civitai:bad"
+    )
 
     # With a previous manifest for "bad", the run passes with a loud warning ...
     (tmp_path / "out" / "civitai-bad.json").write_text(
@@ -78,10 +82,21 @@ async def test_exit_status_follows_the_run(tmp_path, scripted):
     _, err, code = await scrapy_crawl("civitai", *common)
     assert code == 0, err.decode()[-2000:]
     assert "STALE civitai:bad" in err.decode()
+    assert _last_line(err).endswith(
+        "INFO: Exit status 0: every filter has its manifest: 1 fresh, 1 stale (previous "
+        "manifest kept: civitai:bad)"
+    )
 
     # ... unless the build asks for strictness.
-    _, _, code = await scrapy_crawl("civitai", *common, "-s", "MANIFEST_STRICT=true")
+    _, err, code = await scrapy_crawl("civitai", *common, "-s", "MANIFEST_STRICT=true")
     assert code == 1
+    assert _last_line(err).endswith(
+        "ERROR: Exit status 1: MANIFEST_STRICT and 1 filter(s) not refreshed (civitai:bad)"
+    )
+
+
+def _last_line(err: bytes) -> str:
+    return err.decode().rstrip("\n").rsplit("\n", 1)[-1]
 
 
 @deferred_f_from_coro_f

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -216,8 +217,13 @@ async def test_a_signal_stops_the_run_writes_what_finished_and_exits_1(
     report = read_json(out / "run-report.json")
     assert report["exit_code"] == 1
     assert report["totals"]["failed"] > 0
-    # The summary is the end of the log.
+    # The summary ends the log, then the exit status and why.
     assert "NOT refreshed" in log.rsplit("Manifest run summary", 1)[1]
+    assert re.search(
+        r"ERROR: Exit status 1: the crawl stopped before [0-9]+ filter\(s\) finished; the [0-9]+ "
+        r"that finished were written\n\Z",
+        log,
+    ), log[-3000:]
 
 
 @deferred_f_from_coro_f
@@ -404,6 +410,13 @@ def test_generated_files_are_ignored_by_git():
         "public/manifests/civitai-filter-loras.json",
         "public/manifests/run-report.json",
         "public/manifests/changes.json",
+        "public/manifests/index.json",
+        "examples/site/public/manifests/index.json",
+        "examples/site/node_modules/next/package.json",
+        "examples/site/.next/trace",
+        "examples/site/out/index.html",
+        "examples/site/next-env.d.ts",
+        "examples/site/screenshots/home.png",
         "public/manifests/.all-models.json.x1y2.tmp",
         "public/sitemap.xml",
         "public/sitemap-1.xml",

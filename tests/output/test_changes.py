@@ -1,7 +1,9 @@
 """The run diff: pure rules, then two real crawls over an emulator whose catalogue changed."""
 
+import json
 import re
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from scrapy.utils.defer import deferred_f_from_coro_f
@@ -10,12 +12,21 @@ from manifest_crawler.emulator import EmulatorConfig
 from manifest_crawler.filters import load_filters
 from manifest_crawler.output.changes import (
     CHANGES_FILE,
+    ChangesError,
     FilterOutcome,
+    PendingChanges,
     build_changes,
     diff_ranking,
+    pending_filter,
+    read_pending_changes,
     summarize,
 )
-from manifest_crawler.output.manifests import ManifestModel, SiteModels, manifest_filename
+from manifest_crawler.output.manifests import (
+    ManifestModel,
+    SiteModels,
+    encode_json,
+    manifest_filename,
+)
 from manifest_crawler.output.schemas import (
     ALL_MODELS_SCHEMA,
     CHANGES_SCHEMA,
@@ -283,3 +294,69 @@ def test_summary_names_the_biggest_changes_and_how_many_more():
     text = summarize(changes)
     assert re.search(r"^  civitai:f8: \+8 -0 ~0$", text, re.M)
     assert "… and 3 more (see changes.json)" in text
+
+
+# --- Pending changes: the consumed state rebuilt from the files on disk ----------------------
+
+
+def _pending(*outcomes, timestamp="2026-01-02T00:00:00Z"):
+    """What read_pending_changes gives back of a changes.json made of these outcomes."""
+    changes = build_changes(
+        outcomes=list(outcomes),
+        previous_models=None,
+        previous_timestamp="2026-01-01T00:00:00Z",
+        models=[],
+        timestamp=timestamp,
+    )
+    document = json.loads(encode_json(changes))
+    return PendingChanges(
+        timestamp=document["timestamp"],
+        previous_timestamp=document["previousTimestamp"],
+        runs=document["runs"],
+        filters=dict(map(pending_filter, document["filters"])),
+    )
+
+
+@given(consumed=st.one_of(st.none(), rankings), on_disk=st.one_of(st.none(), rankings))
+def test_the_consumed_ranking_is_rebuilt_exactly_from_the_files_and_the_changes(consumed, on_disk):
+    status = "fresh" if on_disk is not None else "removed"
+    pending = _pending(FilterOutcome("civitai", "f", "civitai-f.json", status, consumed, on_disk))
+    assert pending.consumed_ranking(("civitai", "f"), on_disk) == consumed
+    # A filter the changes do not name is as it is on disk.
+    assert pending.consumed_ranking(("civitai", "other"), on_disk) == on_disk
+
+
+def test_changes_that_do_not_fit_the_files_are_refused():
+    pending = _pending(
+        FilterOutcome("civitai", "f", "civitai-f.json", "fresh", ["civitai-1"], ["civitai-2"])
+    )
+    with pytest.raises(ChangesError, match="has 2 models on disk, not 1"):
+        pending.consumed_ranking(("civitai", "f"), ["civitai-2", "civitai-3"])
+    with pytest.raises(ChangesError, match="rank 1 does not fit"):
+        pending.consumed_ranking(("civitai", "f"), ["civitai-1"])
+
+
+def test_a_changes_file_that_is_not_one_is_refused_naming_it(tmp_path):
+    path = tmp_path / CHANGES_FILE
+    assert read_pending_changes(path) is None
+    for text in ("{not json", '{"timestamp": 5}', '{"timestamp": "T", "filters": [{"added": 1}]}'):
+        path.write_text(text)
+        with pytest.raises(ChangesError, match=re.escape(str(path))):
+            read_pending_changes(path)
+
+
+@deferred_f_from_coro_f
+async def test_a_changes_file_that_does_not_fit_its_folder_is_started_over(
+    make_emulator, tmp_path, caplog
+):
+    emulator = make_emulator()
+    settings = crawl_settings(emulator, tmp_path, MANIFEST_MAX_ITEMS=5)
+    await crawl(AllSpider, settings, filters="likes")
+    first = read_json(tmp_path / CHANGES_FILE)
+    # Edited by hand: its timestamp no longer the all-models.json's beside it.
+    (tmp_path / CHANGES_FILE).write_text(json.dumps({**first, "timestamp": "2020-01-01T00:00:00Z"}))
+    await crawl(AllSpider, settings, filters="likes")
+    assert "was not consumed, but does not fit the files beside it" in caplog.text
+    changes = read_json(tmp_path / CHANGES_FILE)
+    assert changes["runs"] == 1
+    assert changes["previousTimestamp"] == first["timestamp"]
