@@ -240,10 +240,6 @@ class ManifestSpider(scrapy.Spider):
         return [Filter(source=api.name, name="(no filter)", label="", params=values)]
 
     def parse_page(self, response: Response) -> Iterator[Any]:
-        if FILTER_META not in response.meta:
-            # scrapy parse -c parse_page <URL>: a page of no run.
-            yield from self.parse(response)
-            return
         try:
             yield from self._parse_page(response)
         finally:

@@ -78,13 +78,6 @@ async def test_parse_shows_the_entries_a_filter_keeps_and_its_next_page(emulator
     assert [item["rank"] for item in items] == [0, 1, 2, 3]
     [next_page] = requests
     assert next_page.startswith(emulator.hf_url) and "cursor=" in next_page
-    # The callback a run uses gives the same, for a page of no run.
-    out, err, code = await scrapy(
-        "parse", *settings, "--spider=huggingface", "--nocolour", "-c", "parse_page", url
-    )
-    assert code == 0
-    _clean(err, folder)
-    assert _parsed(out)[0] == items
 
 
 @deferred_f_from_coro_f

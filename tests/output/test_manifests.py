@@ -113,7 +113,9 @@ def test_build_manifest_shape_and_stable_bytes():
     )
     data = encode_json(doc)
     assert json.loads(data) == {
+        "source": "civitai",
         "filter": "filter/sdxl",
+        "label": "SDXL",
         "origin": "O",
         "models": [{"id": "civitai-5", "slug": "civitai-5", "name": "Zeta é"}],
         "timestamp": "2026-11-24T10:00:00Z",
