@@ -77,6 +77,9 @@ class CrawlBenchConfig:
     #: Another checkout whose `scrapy crawl all` runs too, in turn with this one's in every
     #: repetition (same emulator settings, same seeds): before/after side by side in one run.
     before_root: Path | None = None
+    #: The filters the other checkout crawls (its own filters.json when the format changed);
+    #: None: the same as this one's.
+    before_filters_file: Path | None = None
     #: The sequential baseline and huggingface_hub take many minutes at realistic latency.
     commands: Sequence[str] = ("crawl",)
     #: Extra ``-s NAME=value`` settings for the crawls (to try a knob without editing files).
@@ -131,13 +134,14 @@ def run_command(
     log = work / f"{name}.log"
     env: dict[str, str] = {}
     cwd = ROOT
+    before_filters = cfg.before_filters_file or cfg.filters_file
     if name in ("crawl", "crawl-hf", "crawl-before"):
         argv = scrapy_argv(
             "huggingface" if name == "crawl-hf" else "all",
             civitai_url=emu.civitai_url,
             hf_url=emu.hf_url,
             manifest_dir=out,
-            filters_file=cfg.filters_file,
+            filters_file=before_filters if name == "crawl-before" else cfg.filters_file,
             max_items=max_items,
             extra=cfg.crawl_settings,
         )
@@ -357,7 +361,8 @@ def run(cfg: CrawlBenchConfig, progress: Callable[[str], None] | None = None) ->
         f"Hub budget {cfg.hf_rate_limit or 'none'}; medians of {cfg.repeat} run(s); latency "
         f"draws seeded {', '.join(map(str, jitter_seeds(cfg)))}, one seed per run in turn",
         f"filters: {cfg.filters_file}; crawler: {cfg.crawler_root}"
-        + (f"; before: {cfg.before_root}" if cfg.before_root else ""),
+        + (f"; before: {cfg.before_root}" if cfg.before_root else "")
+        + (f" with {cfg.before_filters_file}" if cfg.before_filters_file else ""),
         "allowed concurrency per API (politeness settings): "
         + ", ".join(f"{api} {n}" for api, n in concurrency.items())
         + f" (CONCURRENT_REQUESTS {settings.get('CONCURRENT_REQUESTS')}, AutoThrottle "

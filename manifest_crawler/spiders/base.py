@@ -30,6 +30,7 @@ from manifest_crawler.apis.base import (
     Page,
     PageError,
     SourceAPI,
+    query_value,
     redact_url,
     with_query_param,
 )
@@ -50,7 +51,7 @@ FILTER_META = "manifest_filters"
 
 def start_order(states: Iterable[FilterState]) -> list[FilterState]:
     """The order in which filters send their first page: every source's filters in turn, and
-    within a source those that keep items client-side (by rating) first.
+    within a source those that keep items client-side (by their content rule) first.
 
     Scrapy sends start requests as they come while its downloader has room, so in file order
     one source would fill it before the other got a request. A client-side filter needs the
@@ -61,7 +62,7 @@ def start_order(states: Iterable[FilterState]) -> list[FilterState]:
     for state in states:
         by_source.setdefault(state.filter.source, []).append(state)
     queues = [
-        sorted(group, key=lambda state: state.filter.rating_mask is None)
+        sorted(group, key=lambda state: not state.filter.keeps_client_side)
         for group in by_source.values()
     ]
     return [state for turn in zip_longest(*queues) for state in turn if state is not None]
@@ -146,7 +147,7 @@ class ManifestSpider(scrapy.Spider):
         lead = states[0]
         api = self.apis[lead.filter.source]
         wanted = [state.remaining for state in states]
-        client_side = any(state.filter.rating_mask is not None for state in states)
+        client_side = any(state.filter.keeps_client_side for state in states)
         # A filter whose items are kept client-side cannot know how many a page will keep.
         page_size = api.max_page_size
         if not client_side:
@@ -291,9 +292,24 @@ class ManifestSpider(scrapy.Spider):
             state.empty_pages += 1
         if state.remaining == 0:
             self._finish(state, FilterStatus.DONE, "max_items")
+        elif page.next_cursor is None and page.end_reason is not None:
+            logger.warning(
+                "%s:%s: the API pointed onwards with a cursor it would refuse (%s); ending "
+                "the filter at %d models",
+                state.filter.source,
+                state.filter.name,
+                page.end_reason,
+                state.models,
+            )
+            self.crawler.stats.inc_value(f"manifest/{api.name}/{page.end_reason}")
+            self._finish(state, FilterStatus.DONE, page.end_reason)
         elif page.next_cursor is None:
             self._finish(state, FilterStatus.DONE, "last_page")
-        elif page.next_cursor in state.cursors:
+        elif page.next_cursor in state.cursors or page.next_cursor == query_value(
+            request.url, "cursor"
+        ):
+            # The cursor of an earlier page, or the one this page was asked with (which the
+            # spider may have adjusted, see CivitaiAPI.page_url): the chain would loop.
             logger.warning(
                 "%s:%s: the API repeated cursor %r; ending the filter at %d models",
                 state.filter.source,

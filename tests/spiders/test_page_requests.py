@@ -9,7 +9,7 @@ from scrapy.utils.defer import deferred_f_from_coro_f
 
 from manifest_crawler.apis.civitai import CivitaiAPI
 from manifest_crawler.emulator import Emulator
-from manifest_crawler.filters import Filter
+from manifest_crawler.filters import ContentRule, Filter
 from manifest_crawler.ledger import FilterState
 from manifest_crawler.pqueues import RESERVE_META
 from manifest_crawler.spiders.civitai import CivitaiSpider
@@ -43,12 +43,20 @@ async def test_spider_middlewares_an_api_crawl_does_not_need_are_off(emulator, t
 
 
 @pytest.mark.parametrize(
-    ("max_items", "rating_mask", "reserves"),
-    [(100, 0b100, True), (None, 0b1000, True), (None, None, False), (5000, None, False)],
+    ("max_items", "rule", "reserves"),
+    [
+        (100, ContentRule("rated", 0b100), True),
+        (None, ContentRule("browsing_levels", 0b11), True),
+        (None, None, False),
+        (5000, None, False),
+        # Browsing levels as wide as the listing's drop nothing: not kept client-side.
+        (100, ContentRule("browsing_levels", 0b11111), False),
+    ],
 )
-def test_only_the_longest_chains_keep_their_place(max_items, rating_mask, reserves):
-    """Filters kept client-side (by rating) need the most pages, one after another."""
-    filter_ = Filter("civitai", "f", "F", (("sort", "Newest"),), max_items, rating_mask)
+def test_only_the_longest_chains_keep_their_place(max_items, rule, reserves):
+    """Filters kept client-side (by their rule) need the most pages, one after another."""
+    params = (("sort", "Newest"), ("nsfw", "true"))
+    filter_ = Filter("civitai", "f", "F", params, max_items, rule)
     state = FilterState(filter_, max_items)
     state.start()
     spider = CivitaiSpider.__new__(CivitaiSpider)
