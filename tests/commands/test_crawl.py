@@ -197,6 +197,7 @@ async def test_a_listing_nobody_is_in_is_written_named_and_fails_a_strict_build(
         err.decode()
         .splitlines()[-1]
         .endswith(
-            "ERROR: Exit status 1: MANIFEST_STRICT and 1 filter(s) hold no model (civitai:nobody)"
+            "ERROR: Exit status 1: MANIFEST_STRICT and 2 filter(s) hold no model "
+            "(civitai:nobody, civitai:again)"
         )
     )
