@@ -112,6 +112,8 @@ def run(cfg: ScaleConfig, progress: Callable[[str], None] | None = None) -> str:
                 out = work / f"out-{models}-{rep}"
                 startups.append(_crawl(cfg, models, small, work, f"{models}-s{rep}"))
                 firsts.append(_crawl(cfg, models, filters, work, f"{models}-{rep}", out))
+                # Deployed: the site consumed changes.json (docs/SITE.md), as between builds.
+                (out / "changes.json").unlink(missing_ok=True)
                 rebuilds.append(_crawl(cfg, models, filters, work, f"{models}-{rep}r", out))
                 say(
                     f"  [{models:,} models, run {rep + 1}/{cfg.repeat}] first build "

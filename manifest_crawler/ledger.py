@@ -182,6 +182,12 @@ class Ledger:
             f.key: FilterState(filter=f, max_items=max_items) for f, max_items in filters
         }
         self.started_at = time.monotonic()
+        #: Listing pages fetched, by source: a page that several filters of one listing read
+        #: counts once here (and in each of their FilterState.pages).
+        self.pages: dict[str, int] = {}
+
+    def page_fetched(self, source: str) -> None:
+        self.pages[source] = self.pages.get(source, 0) + 1
 
     def __iter__(self) -> Iterator[FilterState]:
         return iter(self._states.values())
@@ -229,7 +235,7 @@ class Ledger:
             "filters_total": total,
             "filters_finished": finished,
             **self.counts(),
-            "pages": sum(state.pages for state in self),
+            "pages": sum(self.pages.values()),
             "models": sum(state.models for state in self),
             "errors": sum(len(state.errors) for state in self),
             "elapsed": round(elapsed, 1),

@@ -16,6 +16,10 @@ FILTERS_FILE = "filters.json"
 # and the names given with `-a filters=a,b` (None: every filter of those sources).
 MANIFEST_SOURCES: list[str] = []
 MANIFEST_FILTERS = None
+# A crawl of a manifest spider is a manifest run: it reads FILTERS_FILE and writes MANIFEST_DIR.
+# Scrapy's tools (scrapy shell, fetch, view, parse, check) set it to false (commands/): the
+# run's components (RunState, the writer, the offline emulator) are then off, as in any project.
+MANIFEST_RUN = True
 # Where the per-filter manifests and all-models.json are written.
 MANIFEST_DIR = "public/manifests"
 # Distinct models kept per filter unless the filter sets its own max_items; 0 = no limit.
@@ -47,6 +51,10 @@ CLOSESPIDER_TIMEOUT = 0
 # A fresh result that lost more than this fraction of the previous manifest's models is
 # suspect: the previous manifest is kept and the filter reported stale. 1.0 allows any shrink.
 MANIFEST_MAX_SHRINK = 0.5
+# A manifest whose filter is gone from filters.json (removed or renamed) is deleted in the run's
+# commit and listed in changes.json as removed; true keeps such files (with a warning), and the
+# deploy guard (python -m manifest_crawler.guard) still refuses a folder that holds one.
+MANIFEST_KEEP_ORPHANS = False
 # Exit non-zero when any filter is not fresh or holds no model (by default only when one has
 # no manifest at all; an empty one is only warned about).
 MANIFEST_STRICT = False

@@ -163,11 +163,21 @@ def _jsonrpc(settings: BaseSettings) -> None:
         )
 
 
+def _manifest_run(settings: BaseSettings) -> None:
+    _boolean(settings, "MANIFEST_RUN")
+    if not settings.getbool("MANIFEST_RUN"):
+        raise InputError(
+            "MANIFEST_RUN=false: scrapy crawl always makes a manifest run (Scrapy's tools, "
+            "scrapy shell, fetch, view, parse and check, set it to false themselves)"
+        )
+
+
 #: name -> check of every setting the project defines that a run reads, in settings.py order.
 CHECKS: Mapping[str, Callable[[BaseSettings], None]] = {
     "CIVITAI_API_URL": lambda s: _api_url(s, "CIVITAI_API_URL"),
     "HF_API_URL": lambda s: _api_url(s, "HF_API_URL"),
     "FILTERS_FILE": lambda s: _path(s, "FILTERS_FILE"),
+    "MANIFEST_RUN": _manifest_run,
     "MANIFEST_DIR": lambda s: _path(s, "MANIFEST_DIR"),
     "MANIFEST_MAX_ITEMS": lambda s: _integer(s, "MANIFEST_MAX_ITEMS", 0, MAX_ITEMS_LIMIT),
     "MANIFEST_MAX_EMPTY_PAGES": lambda s: _integer(s, "MANIFEST_MAX_EMPTY_PAGES", 0),
@@ -175,6 +185,7 @@ CHECKS: Mapping[str, Callable[[BaseSettings], None]] = {
     "MANIFEST_MAX_PAGES": lambda s: _integer(s, "MANIFEST_MAX_PAGES", 1, MAX_PAGES_LIMIT),
     "MANIFEST_OFFLINE": lambda s: _boolean(s, "MANIFEST_OFFLINE"),
     "MANIFEST_MAX_SHRINK": lambda s: _number(s, "MANIFEST_MAX_SHRINK", 0, 1),
+    "MANIFEST_KEEP_ORPHANS": lambda s: _boolean(s, "MANIFEST_KEEP_ORPHANS"),
     "MANIFEST_STRICT": lambda s: _boolean(s, "MANIFEST_STRICT"),
     "MANIFEST_RETRY_TIMES": lambda s: _integer(s, "MANIFEST_RETRY_TIMES", 0),
     "MANIFEST_BACKOFF_INITIAL": lambda s: _number(s, "MANIFEST_BACKOFF_INITIAL", 0),

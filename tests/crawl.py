@@ -127,14 +127,17 @@ async def crawling(
             await process.wait()
 
 
-async def scrapy_crawl(*args: str) -> tuple[bytes, bytes, int]:
-    """``scrapy crawl *args`` in a process of its own, in the project: (stdout, stderr, code)."""
+async def scrapy(*args: str) -> tuple[bytes, bytes, int]:
+    """``scrapy *args`` in a process of its own, in the project: (stdout, stderr, code)."""
     env = crawl_env()
     return await maybe_deferred_to_future(
-        getProcessOutputAndValue(
-            sys.executable, ["-m", "scrapy", "crawl", *args], env=env, path=str(ROOT)
-        )
+        getProcessOutputAndValue(sys.executable, ["-m", "scrapy", *args], env=env, path=str(ROOT))
     )
+
+
+async def scrapy_crawl(*args: str) -> tuple[bytes, bytes, int]:
+    """``scrapy crawl *args`` in a process of its own, in the project: (stdout, stderr, code)."""
+    return await scrapy("crawl", *args)
 
 
 def setting_args(**settings: object) -> list[str]:

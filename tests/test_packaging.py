@@ -25,11 +25,12 @@ import requests
 from manifest_crawler.files import LOCK_FILE
 from manifest_crawler.filters import load_filters
 from manifest_crawler.output.changes import CHANGES_FILE
-from manifest_crawler.output.manifests import ALL_MODELS_FILE, manifest_filename
+from manifest_crawler.output.manifests import ALL_MODELS_FILE, INDEX_FILE, manifest_filename
 from manifest_crawler.output.runreport import RUN_REPORT_FILE
 from manifest_crawler.output.schemas import (
     ALL_MODELS_SCHEMA,
     CHANGES_SCHEMA,
+    INDEX_SCHEMA,
     MANIFEST_SCHEMA,
     RUN_REPORT_SCHEMA,
     SCHEMA_DIR,
@@ -89,7 +90,13 @@ def check_site_files(manifest_dir: Path, filters_file: Path) -> dict:
     fresh. Returns the run report."""
     validators = {
         name: jsonschema.Draft202012Validator(json.loads((SCHEMA_DIR / name).read_text()))
-        for name in (MANIFEST_SCHEMA, ALL_MODELS_SCHEMA, CHANGES_SCHEMA, RUN_REPORT_SCHEMA)
+        for name in (
+            MANIFEST_SCHEMA,
+            ALL_MODELS_SCHEMA,
+            CHANGES_SCHEMA,
+            RUN_REPORT_SCHEMA,
+            INDEX_SCHEMA,
+        )
     }
     filters = list(load_filters(filters_file))
     expected = {manifest_filename(*f.key): MANIFEST_SCHEMA for f in filters}
@@ -97,6 +104,7 @@ def check_site_files(manifest_dir: Path, filters_file: Path) -> dict:
         ALL_MODELS_FILE: ALL_MODELS_SCHEMA,
         CHANGES_FILE: CHANGES_SCHEMA,
         RUN_REPORT_FILE: RUN_REPORT_SCHEMA,
+        INDEX_FILE: INDEX_SCHEMA,
     }
     # And the run's lock file, never a manifest.
     assert sorted(files_in(manifest_dir)) == sorted(expected)
@@ -240,43 +248,71 @@ def test_a_scrapyd_job_writes_the_manifests(tmp_path, scrapyd):
     run([deploy, "--egg", egg, "--version", "1"], project)
 
     manifest_dir = tmp_path / "site" / "public" / "manifests"
-    scheduled = requests.post(
-        url + "schedule.json",
-        data={
-            "project": "manifest-crawler",
-            "spider": "all",
-            "setting": [
-                f"MANIFEST_DIR={manifest_dir}",
-                f"FILTERS_FILE={REPO_FILTERS}",
-                "MANIFEST_OFFLINE=true",
-            ],
-        },
-        timeout=30,
-    ).json()
-    assert scheduled["status"] == "ok", scheduled
-    job = scheduled["jobid"]
-
-    deadline = time.monotonic() + CRAWL_TIMEOUT
-    while True:
-        jobs = requests.get(
-            url + "listjobs.json", params={"project": "manifest-crawler"}, timeout=30
-        ).json()
-        if any(entry["id"] == job for entry in jobs["finished"]):
-            break
-        assert time.monotonic() < deadline, jobs
-        time.sleep(0.5)
+    job = schedule(
+        url, f"MANIFEST_DIR={manifest_dir}", f"FILTERS_FILE={REPO_FILTERS}", "MANIFEST_OFFLINE=true"
+    )
+    wait_finished(url, job)
 
     [log] = (home / "logs" / "manifest-crawler" / "all").glob(f"{job}.log")
     report = check_site_files(manifest_dir, REPO_FILTERS)
     # Scrapyd keeps no exit status: the run report says how this job ended.
     assert report["job"] == job, log.read_text()[-3000:]
+    assert (
+        log.read_text()
+        .splitlines()[-1]
+        .endswith("Exit status 0: every filter has its manifest: 108 fresh")
+    )
+
+    # A job refused by the input checks (exit 2, before Scrapy logs anything) has its log too.
+    refused = schedule(url, f"MANIFEST_DIR={manifest_dir}", "MANIFEST_MAX_SHRINK=2")
+    finished = wait_finished(url, refused)
+    assert finished["log_url"] == f"/logs/manifest-crawler/all/{refused}.log"
+    assert (home / "logs" / "manifest-crawler" / "all" / f"{refused}.log").read_text() == (
+        "error: MANIFEST_MAX_SHRINK=2: must be a number from 0 to 1 "
+        "(exit status 2: bad input, nothing was requested)\n"
+    )
 
 
-def test_ci_runs_exactly_the_readme_set_up_commands():
+def schedule(url: str, *settings: str) -> str:
+    scheduled = requests.post(
+        url + "schedule.json",
+        data={"project": "manifest-crawler", "spider": "all", "setting": list(settings)},
+        timeout=30,
+    ).json()
+    assert scheduled["status"] == "ok", scheduled
+    return scheduled["jobid"]
+
+
+def wait_finished(url: str, job: str) -> dict:
+    """The job's entry in listjobs.json once it has finished."""
+    deadline = time.monotonic() + CRAWL_TIMEOUT
+    while True:
+        jobs = requests.get(
+            url + "listjobs.json", params={"project": "manifest-crawler"}, timeout=30
+        ).json()
+        finished = [entry for entry in jobs["finished"] if entry["id"] == job]
+        if finished:
+            return finished[0]
+        assert time.monotonic() < deadline, jobs
+        time.sleep(0.5)
+
+
+def test_ci_runs_the_readme_set_up_commands_then_the_site_check():
     readme = (ROOT / "README.md").read_text()
     block = readme.split("## Quickstart", 1)[1].split("```sh\n", 1)[1].split("```", 1)[0]
     documented = [line.split("   #", 1)[0].strip() for line in block.splitlines()]
     script = (ROOT / ".ci" / "run").read_text().splitlines()
-    commands = script[script.index('cd "$(dirname "$0")/.."') + 1 :]
-    assert documented == [line for line in commands if line.strip()]
+    commands = [line for line in script[script.index('cd "$(dirname "$0")/.."') + 1 :] if line]
+    assert commands[: len(documented)] == documented
     assert documented[0].startswith("python3 -m venv .venv && . .venv/bin/activate && ")
+    # Then only the example site's check, which the README documents, and what it needs: the
+    # chromium package when missing (never in the README's two set-up commands) and the
+    # example site's npm packages.
+    rest = commands[len(documented) :]
+    assert rest[-1] == "examples/site/check.sh" and rest[-1] in readme
+    assert rest[:-1] == [
+        "command -v chromium >/dev/null || { apt-get update -qq && "
+        "DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }",
+        "npm ci --prefix examples/site --no-audit --no-fund",
+    ]
+    assert "apt-get" not in block and "examples/site" not in block

@@ -27,6 +27,9 @@ def test_the_project_defaults_pass_and_every_checked_setting_exists():
          ["-1", "1.5", "abc", "", 2.0, "10000001", str(10**30), "9" * 5000]),
         ("MANIFEST_MAX_SHRINK", ["0", "1", "0.25", 1], ["-0.1", "1.01", "nan", "x"]),
         ("MANIFEST_STRICT", ["true", "False", "1", "0", True], ["yes", "2", "on"]),
+        ("MANIFEST_KEEP_ORPHANS", ["true", "0"], ["keep"]),
+        # Scrapy's tools set it false themselves; a crawl is always a manifest run.
+        ("MANIFEST_RUN", ["true", "1"], ["false", "0", "maybe"]),
         ("MANIFEST_BACKOFF_JITTER", ["0", "0.5"], ["1.5", "-1"]),
         ("CIVITAI_API_URL", ["http://127.0.0.1:8000/api", "https://civitai.com/api/v1/models"],
          ["notaurl", "ftp://host/x", "https://", "http://[::1/x", "//host/x"]),

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from scrapy.commands.crawl import Command as ScrapyCrawlCommand
 from scrapy.exceptions import UsageError
@@ -20,7 +21,7 @@ from twisted.python.failure import Failure
 
 from manifest_crawler.extensions.runstate import FILTER_SET_SETTING, FOLDER_LOCK_SETTING
 from manifest_crawler.filters import FiltersError
-from manifest_crawler.output.runreport import EXIT_CODE_STAT, run_exit_status
+from manifest_crawler.output.runreport import run_exit_cause, run_exit_status
 from manifest_crawler.settings_check import (
     EXIT_USAGE,
     InputError,
@@ -30,6 +31,9 @@ from manifest_crawler.settings_check import (
 from manifest_crawler.text import shown
 
 logger = logging.getLogger(__name__)
+
+#: What ends the one line of a refused input.
+REFUSED = " (exit status 2: bad input, nothing was requested)"
 
 
 class Command(ScrapyCrawlCommand):
@@ -43,8 +47,7 @@ class Command(ScrapyCrawlCommand):
             # Last: nothing of bad input locks or creates the folder.
             folder_lock = claim_output_folder(self.settings, filter_set)
         except (InputError, FiltersError) as exc:
-            print(f"error: {one_line(exc)}", file=sys.stderr)
-            sys.exit(EXIT_USAGE)
+            self._refuse(exc)
         # The run uses the file as read here: filters.json is read once per run; and holds
         # the lock taken here until it ends.
         self.settings.set(FILTER_SET_SETTING, filter_set, priority="cmdline")
@@ -68,18 +71,32 @@ class Command(ScrapyCrawlCommand):
         # What the check above cannot see (MANIFEST_SOURCES set by hand) fails while the crawl
         # is set up, before any request: one clear line, not a traceback.
         if filters_error:
-            print(f"error: {one_line(filters_error[0])}", file=sys.stderr)
-            self.exitcode = EXIT_USAGE
-            return
+            self._refuse(filters_error[0])
         if self.crawler_process.bootstrap_failed:
             self.exitcode = 1
+            logger.error("Exit status 1: the crawl could not start (the error is above)")
             return
-        self.exitcode = run_exit_status(crawler.stats.get_stats())
-        if crawler.stats.get_value(EXIT_CODE_STAT) is None:
-            logger.error(
-                "The crawl ended before its files were written (stopped, or the writer failed): "
-                "nothing was changed"
-            )
+        stats = crawler.stats.get_stats()
+        self.exitcode = run_exit_status(stats)
+        # The run's last line: how it ends and why, in words.
+        logger.log(
+            logging.INFO if self.exitcode == 0 else logging.ERROR,
+            "Exit status %d: %s",
+            self.exitcode,
+            run_exit_cause(stats),
+        )
+
+    def _refuse(self, error: Exception) -> NoReturn:
+        """Bad input: one line, exit 2. Printed before Scrapy logs anything; also appended to
+        LOG_FILE if one is set, so that a Scrapyd job's log says why it ended."""
+        assert self.settings is not None
+        line = f"error: {one_line(error)}{REFUSED}"
+        print(line, file=sys.stderr)
+        log_file = self.settings.get("LOG_FILE")
+        if log_file:
+            with contextlib.suppress(OSError), open(log_file, "a", encoding="utf-8") as log:
+                log.write(line + "\n")
+        sys.exit(EXIT_USAGE)
 
 
 def one_line(error: Exception) -> str:

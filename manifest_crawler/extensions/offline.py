@@ -9,6 +9,8 @@ from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.exceptions import NotConfigured
 
+from manifest_crawler.commands import MANIFEST_RUN
+
 logger = logging.getLogger(__name__)
 
 
@@ -36,6 +38,9 @@ class OfflineEmulator:
     def from_crawler(cls, crawler: Crawler) -> Self:
         if not crawler.settings.getbool("MANIFEST_OFFLINE"):
             raise NotConfigured
+        if not crawler.settings.getbool(MANIFEST_RUN, True):
+            # scrapy parse, fetch, shell: they name their URL; none could name this one.
+            raise NotConfigured("not a manifest run")
         return cls(crawler)
 
     async def spider_closed(self) -> None:

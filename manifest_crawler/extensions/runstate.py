@@ -23,6 +23,7 @@ from scrapy.exceptions import NotConfigured
 from twisted.python.failure import Failure
 
 from manifest_crawler import signals as manifest_signals
+from manifest_crawler.commands import MANIFEST_RUN
 from manifest_crawler.files import FolderLock
 from manifest_crawler.filters import FiltersError, FilterSet, item_limit, load_filters
 from manifest_crawler.ledger import Ledger
@@ -70,6 +71,8 @@ class RunState:
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         settings = crawler.settings
+        if not settings.getbool(MANIFEST_RUN, True):
+            raise NotConfigured("not a manifest run (scrapy shell, fetch, view, parse or check)")
         sources = tuple(settings.getlist("MANIFEST_SOURCES"))
         if not sources:
             raise NotConfigured("no MANIFEST_SOURCES: not a manifest spider")

@@ -190,6 +190,9 @@ class BackoffRetryMiddleware(RetryMiddleware):
         self.stopping: str | None = None
         #: CLOSESPIDER_TIMEOUT's moment, when Scrapy's CloseSpider extension will close then.
         self.deadline: float | None = None
+        #: Whether the spider was opened by a crawl (Crawler.crawling), not by one of Scrapy's
+        #: tools.
+        self.crawl_started = False
         #: Requests waiting here, each woken by a stop.
         self.sleepers: set[Deferred[None]] = set()
         crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
@@ -200,6 +203,9 @@ class BackoffRetryMiddleware(RetryMiddleware):
         return cls(crawler)
 
     def spider_opened(self) -> None:
+        # Scrapy's tools (scrapy shell, fetch) download without a crawl: for them "not
+        # crawling" is no stop.
+        self.crawl_started = self.crawler.crawling
         timeout = self.crawler.settings.getfloat("CLOSESPIDER_TIMEOUT")
         if timeout > 0 and self.crawler.get_extension(CloseSpider) is not None:
             # Scrapy's CloseSpider closes the spider then; no request may be waiting here.
@@ -215,7 +221,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
 
     def _stop_reason(self) -> str | None:
         if self.stopping is None:
-            if not self.crawler.crawling:
+            if self.crawl_started and not self.crawler.crawling:
                 # Crawler.stop_async(): SIGINT or SIGTERM (Scrapy's shutdown handlers).
                 self.stopping = "shutdown"
             elif self.deadline is not None and time.monotonic() >= self.deadline:
@@ -263,11 +269,6 @@ class BackoffRetryMiddleware(RetryMiddleware):
         waited = False
         # Re-checked after every pause: another response may have extended the slot's wait.
         while True:
-            if self._stop_reason() is not None:
-                # Not sent: back to the scheduler, so that the graceful close does not wait
-                # for it (with JOBDIR the resumed job sends it).
-                self.stats.inc_value("manifest/backoff/handed_back")
-                return request
             now = time.monotonic()
             if budget.remaining is not None and now >= budget.reset_at:
                 budget.remaining = budget.quota
@@ -281,18 +282,23 @@ class BackoffRetryMiddleware(RetryMiddleware):
                 if budget.reset_at - now > self.max_wait + ANNOUNCED_WAIT_MARGIN:
                     raise self._budget_too_far(slot, budget)
                 wait = max(wait, budget.reset_at - now)
-            if wait > 0:
-                pause = self._pause(wait)
-            elif budget.remaining is None and probe and budget.in_flight and not budget.answered:
-                # The budget is still unknown: held back until the request in flight lands,
-                # and sent the moment it does, its answer read.
-                pause = self._pause(STOP_POLL, budget.until_landed())
-            else:
+            probing = budget.remaining is None and probe and budget.in_flight > 0
+            if wait <= 0 and not (probing and not budget.answered):
                 break
+            if self._stop_reason() is not None:
+                # Not sent: back to the scheduler, so that the graceful close does not wait
+                # for it (with JOBDIR the resumed job sends it).
+                self.stats.inc_value("manifest/backoff/handed_back")
+                return request
             if not waited:
                 waited = True
                 self.stats.inc_value("manifest/backoff/waits")
-            await pause
+            if wait > 0:
+                await self._pause(wait)
+            else:
+                # The budget is still unknown: held back until the request in flight lands,
+                # and sent the moment it does, its answer read.
+                await self._pause(STOP_POLL, budget.until_landed())
         self.refusing.discard(slot)
         budget.in_flight += 1
         if budget.remaining is not None:

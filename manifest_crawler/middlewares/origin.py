@@ -1,10 +1,12 @@
 """The APIs' origins: a request goes to one of them or nowhere, and an API's token goes to that
 API's own origin only, and only while the request is in the downloader.
 
-- A request whose scheme, host or port is not an API's (a redirect elsewhere, a ``file://``
-  URL, anything a server named) is refused (IgnoreRequest, one error line): no request leaves
-  the APIs, whatever their answers say. The spider checks the next pages it is told of
-  itself (apis/huggingface.py); this is the transport's own guard, for the rest.
+- In a manifest run, a request whose scheme, host or port is not an API's (a redirect
+  elsewhere, a ``file://`` URL, anything a server named) is refused (IgnoreRequest, one error
+  line): no request leaves the APIs, whatever their answers say. Scrapy's tools (``scrapy
+  fetch URL``, MANIFEST_RUN false) ask for the URL a person gave, without a token. The spider
+  checks the next pages it is told of itself (apis/huggingface.py); this is the transport's
+  own guard, for the rest.
 - ``Authorization: Bearer <token>`` (``CIVITAI_API_TOKEN``, ``HF_TOKEN``) is added to a request
   of that API's download slot, to its origin, as it goes out, and taken off again when its
   answer or error comes back, before the redirect, retry and cache middlewares see it: a
@@ -27,6 +29,7 @@ from scrapy.http import Response
 from manifest_crawler.apis.base import Origin, SourceAPI, shown_url, url_origin
 from manifest_crawler.apis.civitai import CivitaiAPI
 from manifest_crawler.apis.huggingface import HuggingFaceAPI
+from manifest_crawler.commands import MANIFEST_RUN
 
 logger = logging.getLogger(__name__)
 
@@ -40,10 +43,16 @@ _AUTHORIZATION = b"Authorization"
 
 class ApiOriginMiddleware:
     def __init__(
-        self, origins: Mapping[str, Origin], tokens: Mapping[str, str], crawler: Crawler
+        self,
+        origins: Mapping[str, Origin],
+        tokens: Mapping[str, str],
+        crawler: Crawler,
+        *,
+        refuse_elsewhere: bool = True,
     ) -> None:
         #: source name (a request's download slot) -> its API's origin
         self.origins = dict(origins)
+        self.refuse_elsewhere = refuse_elsewhere
         #: source name -> its token, for the sources that have one
         self.tokens = dict(tokens)
         self.stats = crawler.stats
@@ -60,14 +69,20 @@ class ApiOriginMiddleware:
             for api in SOURCE_APIS
             if (token := os.environ.get(api.token_env, "").strip())
         }
-        return cls(origins, tokens, crawler)
+        manifest_run = crawler.settings.getbool(MANIFEST_RUN, True)
+        return cls(origins, tokens, crawler, refuse_elsewhere=manifest_run)
 
     def process_request(self, request: Request) -> None:
         slot = request.meta.get("download_slot")
         source = slot if isinstance(slot, str) else ""
         origin = url_origin(request.url)
         own = self.origins.get(source)
-        if origin is None or (origin != own if own else origin not in self.origins.values()):
+        elsewhere = origin is None or (
+            origin != own if own else origin not in self.origins.values()
+        )
+        if elsewhere and not self.refuse_elsewhere:
+            return
+        if elsewhere:
             self.stats.inc_value("manifest/refused_requests")
             allowed = own or ", ".join(sorted({str(o) for o in self.origins.values()}))
             reason = (

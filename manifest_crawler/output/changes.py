@@ -7,14 +7,17 @@ whole: the models new to all-models.json and the ones gone from every manifest. 
 
 from __future__ import annotations
 
+import sys
 from array import array
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+import ijson
 
 from manifest_crawler.output.jsonstream import StreamedArray
 from manifest_crawler.output.manifests import PreviousModel, model_ids
-from manifest_crawler.output.runreport import WRITTEN
 
 CHANGES_FILE = "changes.json"
 
@@ -97,7 +100,9 @@ def diff_ranking(previous: Sequence[str] | None, current: Sequence[str]) -> Rank
 
 @dataclass(frozen=True, slots=True)
 class FilterOutcome:
-    """One filter of the run: its verdict and its ids before and after (None: no manifest)."""
+    """One filter's manifest across the changes: its status (the run report's, or
+    ``removed``), the ids the changes are measured against (``previous``) and the ids of its
+    manifest now (``current``); None where there is no manifest."""
 
     source: str
     filter: str
@@ -107,18 +112,22 @@ class FilterOutcome:
     current: Sequence[str] | None
 
 
+#: The status of a manifest removed because its filter is gone from filters.json.
+REMOVED = "removed"
+
+
 def filter_changes(outcome: FilterOutcome) -> dict[str, Any]:
-    # Only a rewritten (fresh or short) manifest can differ from the one it replaced.
-    rewritten = outcome.status in WRITTEN
-    diff = diff_ranking(outcome.previous, outcome.current or ()) if rewritten else RankingDiff()
-    current = outcome.current if rewritten else outcome.previous
+    if outcome.previous is None and outcome.current is None:
+        diff = RankingDiff()
+    else:
+        diff = diff_ranking(outcome.previous, outcome.current or ())
     return {
         "source": outcome.source,
         "filter": outcome.filter,
         "file": outcome.file,
         "status": outcome.status,
         "previousModels": None if outcome.previous is None else len(outcome.previous),
-        "models": None if current is None else len(current),
+        "models": None if outcome.current is None else len(outcome.current),
         "added": diff.added,
         "removed": diff.removed,
         "moved": diff.moved,
@@ -153,8 +162,10 @@ def build_changes(
     previous_timestamp: str | None,
     models: Sequence[Mapping[str, Any]],
     timestamp: str,
+    runs: int = 1,
 ) -> dict[str, Any]:
-    """The changes document; ``previous_models``/``models`` are all-models.json's models.
+    """The changes document; ``previous_models``/``models`` are all-models.json's models, and
+    ``runs`` how many runs the changes accumulate (see PendingChanges).
 
     Its per-model lists are StreamedArrays made as they are written (jsonstream), from the
     rankings and models given, which must not change until then.
@@ -166,6 +177,7 @@ def build_changes(
     return {
         "timestamp": timestamp,
         "previousTimestamp": previous_timestamp,
+        "runs": runs,
         "totals": {
             "filtersChanged": sum(1 for f in filters if f["added"] or f["removed"] or f["moved"]),
             "added": sum(len(f["added"]) for f in filters),
@@ -183,8 +195,13 @@ def build_changes(
 def summarize(changes: Mapping[str, Any]) -> str:
     """A few lines for the log: totals, then the filters that changed most."""
     totals = changes["totals"]
+    since = (
+        "the last build"
+        if changes.get("runs", 1) == 1
+        else f"{CHANGES_FILE} was last consumed ({changes['runs']} runs)"
+    )
     lines = [
-        f"Changes since the last build: {totals['filtersChanged']} filter(s) changed, "
+        f"Changes since {since}: {totals['filtersChanged']} filter(s) changed, "
         f"+{totals['added']} added, -{totals['removed']} removed, {totals['moved']} moved; "
         f"all-models.json: {totals['new']} new, {totals['gone']} gone"
     ]
@@ -230,3 +247,171 @@ class Baseline:
             else [PreviousModel(m["id"], m["slug"], m["source"]) for m in all_models],
             all_models_timestamp=data["all_models_timestamp"],
         )
+
+
+class ChangesError(ValueError):
+    """A changes.json on disk cannot be built on: unreadable, not of its shape, or not the
+    changes of the files beside it. The run then measures its changes against those files."""
+
+
+@dataclass(frozen=True, slots=True)
+class PendingFilter:
+    """One filter of a pending changes.json, as much as it takes to undo it."""
+
+    status: str
+    file: str
+    previous_models: int | None
+    models: int | None
+    #: Rank in the manifest on disk -> id, of the models it added.
+    added: Mapping[int, str]
+    #: Rank in the manifest on disk -> (id, rank in the manifest measured against), of the
+    #: models it moved.
+    moved: Mapping[int, tuple[str, int]]
+    #: (old rank, id) of the models it removed.
+    removed: tuple[tuple[int, str], ...]
+
+
+@dataclass(slots=True)
+class PendingChanges:
+    """A changes.json that no site has consumed yet (the site deletes it once it has acted on
+    it): the changes from the files on disk when it was last consumed (the *consumed* state)
+    to the files on disk now. A run adds its own changes to it: it measures against the
+    consumed state, which it rebuilds from the files on disk and these changes."""
+
+    timestamp: str
+    previous_timestamp: str | None
+    runs: int
+    filters: dict[tuple[str, str], PendingFilter] = field(default_factory=dict)
+    new_ids: frozenset[str] = frozenset()
+    gone: list[PreviousModel] = field(default_factory=list)
+
+    def consumed_ranking(
+        self, key: tuple[str, str], on_disk: Sequence[str] | None
+    ) -> Sequence[str] | None:
+        """The filter's ranking in the consumed state (None: it had no manifest), from its
+        manifest on disk (``on_disk``, None when there is none). ChangesError when the two do
+        not fit together."""
+        entry = self.filters.get(key)
+        if entry is None:
+            return on_disk
+        current = on_disk or ()
+        if (entry.models or 0) != len(current):
+            raise ChangesError(
+                f"{key[0]}:{key[1]} has {len(current)} models on disk, not {entry.models or 0}"
+            )
+        if entry.previous_models is None:
+            return None
+        ranking: list[str | None] = [None] * entry.previous_models
+
+        def place(rank: int, model_id: str) -> None:
+            if not 1 <= rank <= len(ranking) or ranking[rank - 1] is not None:
+                raise ChangesError(f"{key[0]}:{key[1]}: rank {rank} does not fit")
+            ranking[rank - 1] = model_id
+
+        for rank, model_id in enumerate(current, 1):
+            if rank in entry.added:
+                if entry.added[rank] != model_id:
+                    raise ChangesError(f"{key[0]}:{key[1]}: rank {rank} does not fit")
+                continue
+            moved_id, old = entry.moved.get(rank, (model_id, rank))
+            if moved_id != model_id:
+                raise ChangesError(f"{key[0]}:{key[1]}: rank {rank} does not fit")
+            place(old, model_id)
+        for rank, model_id in entry.removed:
+            place(rank, model_id)
+        if None in ranking:
+            raise ChangesError(f"{key[0]}:{key[1]}: its earlier ranking has a hole")
+        return ranking  # type: ignore[return-value]  # no None left
+
+    def consumed_site_models(self, on_disk: Sequence[PreviousModel]) -> list[PreviousModel]:
+        """all-models.json's models in the consumed state, from the ones on disk now."""
+        return [m for m in on_disk if m.id not in self.new_ids] + self.gone
+
+
+def _rank(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise ChangesError(f"not a rank: {value!r}")
+
+
+def _count(value: Any) -> int | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        return value
+    raise ChangesError(f"not a count: {value!r}")
+
+
+def _text(entry: Mapping[str, Any], key: str) -> str:
+    value = entry.get(key)
+    if not isinstance(value, str) or not value:
+        raise ChangesError(f"{key} is not a string")
+    return value
+
+
+def pending_filter(entry: Any) -> tuple[tuple[str, str], PendingFilter]:
+    """One item of a changes.json's ``filters``, checked. ChangesError when it is not one."""
+    if not isinstance(entry, dict):
+        raise ChangesError("a filter entry is not an object")
+    try:
+        added = {_rank(m["rank"]): sys.intern(_text(m, "id")) for m in entry["added"]}
+        moved = {
+            _rank(m["to"]): (sys.intern(_text(m, "id")), _rank(m["from"])) for m in entry["moved"]
+        }
+        removed = tuple((_rank(m["rank"]), sys.intern(_text(m, "id"))) for m in entry["removed"])
+    except (KeyError, TypeError) as exc:
+        raise ChangesError(f"a filter entry is not of changes.json's shape ({exc!r})") from None
+    key = (_text(entry, "source"), _text(entry, "filter"))
+    return key, PendingFilter(
+        status=_text(entry, "status"),
+        file=_text(entry, "file"),
+        previous_models=_count(entry.get("previousModels")),
+        models=_count(entry.get("models")),
+        added=added,
+        moved=moved,
+        removed=removed,
+    )
+
+
+def read_pending_changes(path: Path) -> PendingChanges | None:
+    """The changes.json at ``path``, read as a stream (a pass per list: one list at a time is
+    held as Python objects); None when there is none (consumed). ChangesError naming the file
+    when it cannot be built on."""
+    try:
+        with path.open("rb") as file:
+            head: dict[str, Any] = {}
+            for key in ("timestamp", "previousTimestamp", "runs"):
+                file.seek(0)
+                head[key] = next(ijson.items(file, key), None)
+            file.seek(0)
+            pending = _pending_head(head, ijson.items(file, "filters.item"))
+            file.seek(0)
+            pending.new_ids = frozenset(_site_ref(m).id for m in ijson.items(file, "new.item"))
+            file.seek(0)
+            pending.gone = [_site_ref(m) for m in ijson.items(file, "gone.item")]
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ChangesError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    except ijson.JSONError as exc:
+        raise ChangesError(f"{path}: not valid JSON: {str(exc).splitlines()[0]}") from None
+    except ChangesError as exc:
+        raise ChangesError(f"{path}: {exc}") from None
+    return pending
+
+
+def _pending_head(head: Mapping[str, Any], filters: Iterable[Any]) -> PendingChanges:
+    timestamp, previous, runs = head["timestamp"], head["previousTimestamp"], head["runs"]
+    if not isinstance(timestamp, str) or not (previous is None or isinstance(previous, str)):
+        raise ChangesError("not a changes.json (timestamps)")
+    # A changes.json written before runs were counted holds one run.
+    runs = 1 if runs is None else runs
+    if not isinstance(runs, int) or isinstance(runs, bool) or runs < 1:
+        raise ChangesError("not a changes.json (runs)")
+    return PendingChanges(timestamp, previous, runs, dict(map(pending_filter, filters)))
+
+
+def _site_ref(model: Any) -> PreviousModel:
+    if not isinstance(model, dict):
+        raise ChangesError("a model of new or gone is not an object")
+    return PreviousModel(
+        sys.intern(_text(model, "id")), sys.intern(_text(model, "slug")), _text(model, "source")
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import operator
 import os
+import re
 import sys
 import tempfile
 from array import array
@@ -27,6 +28,7 @@ from manifest_crawler.output.jsonstream import (
 )
 
 ALL_MODELS_FILE = "all-models.json"
+INDEX_FILE = "index.json"
 
 #: The file-name prefix of each source's manifests (the names the site already reads).
 SOURCE_PREFIXES: Mapping[str, str] = {"civitai": "civitai", "huggingface": "hf"}
@@ -68,6 +70,41 @@ class FilesNotWritten(OSError):
 def manifest_filename(source: str, filter_name: str) -> str:
     """``civitai-<name with / as ->.json`` or ``hf-<name with / as ->.json``."""
     return f"{SOURCE_PREFIXES[source]}-{filter_file_stem(filter_name)}.json"
+
+
+#: A name manifest_filename() can make (a filter name's segments start with a letter or digit).
+_MANIFEST_NAME_RE = re.compile(
+    "(?P<prefix>"
+    + "|".join(map(re.escape, SOURCE_PREFIXES.values()))
+    + r")-[A-Za-z0-9][A-Za-z0-9._-]*\.json\Z"
+)
+
+
+def manifest_source(file_name: str) -> str | None:
+    """The source whose manifest ``file_name`` would be, or None when no filter makes such a
+    name (dot files, such as the lock or a temporary, never are)."""
+    match = _MANIFEST_NAME_RE.match(file_name)
+    if match is None:
+        return None
+    prefix = match["prefix"]
+    return next(source for source, known in SOURCE_PREFIXES.items() if known == prefix)
+
+
+def find_orphans(manifest_dir: Path, filters: Iterable[Filter]) -> list[Path]:
+    """The files of ``manifest_dir`` named as a manifest of no filter of ``filters`` (a filter
+    removed or renamed in filters.json), sorted by name. Only regular files."""
+    current = {manifest_filename(f.source, f.name) for f in filters}
+    try:
+        names = sorted(os.listdir(manifest_dir))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    return [
+        manifest_dir / name
+        for name in names
+        if name not in current
+        and manifest_source(name) is not None
+        and (manifest_dir / name).is_file()
+    ]
 
 
 def utc_timestamp(moment: datetime | None = None) -> str:
@@ -244,12 +281,21 @@ class CollectedModels:
 
 
 def build_manifest(
-    filter_name: str, models: Sequence[Entry], timestamp: str, origin: str
+    filter_name: str,
+    models: Sequence[Entry],
+    timestamp: str,
+    origin: str,
+    *,
+    source: str,
+    label: str,
 ) -> dict[str, Any]:
     """A manifest document; its models stream (jsonstream), each made as it is written.
-    ``origin`` says where the models came from: the API endpoint, or ``"emulator"``."""
+    ``origin`` says where the models came from: the API endpoint, or ``"emulator"``; ``source``
+    and ``label`` are the filter's, so that a page needs no other file to show it."""
     return {
+        "source": source,
         "filter": filter_name,
+        "label": label,
         "origin": origin,
         "models": StreamedArray(models, make=expand_entry),
         "timestamp": timestamp,
@@ -258,10 +304,11 @@ def build_manifest(
 
 @dataclass(frozen=True, slots=True)
 class SourceManifest:
-    """The models of one filter's manifest, tagged with the filter's source."""
+    """The models of one filter's manifest, tagged with the filter's source (and its name)."""
 
     source: str
     models: Sequence[Entry]
+    filter: str = ""
 
 
 def merge_all_models(
@@ -597,7 +644,7 @@ def manifests_on_disk(
     problems: list[str] = []
     for filter_ in filters:
         if written is not None and filter_.key in written:
-            found.append(SourceManifest(filter_.source, written[filter_.key]))
+            found.append(SourceManifest(filter_.source, written[filter_.key], filter_.name))
             continue
         path = manifest_dir / manifest_filename(filter_.source, filter_.name)
         try:
@@ -608,5 +655,20 @@ def manifests_on_disk(
         if models is None:
             problems.append(f"{path}: missing (filter {filter_.source}:{filter_.name})")
             continue
-        found.append(SourceManifest(filter_.source, models))
+        found.append(SourceManifest(filter_.source, models, filter_.name))
     return found, problems
+
+
+def read_orphan(path: Path, origin: str) -> tuple[str, list[str] | None]:
+    """The filter name and model ids of a manifest whose filter is gone from filters.json:
+    the ids are None when its models came from another origin (they were never this site's).
+    ManifestError when the file is no manifest (it is then not removed)."""
+    try:
+        ids = read_manifest_ids(path, origin)
+    except OtherOrigin:
+        ids = None
+    with path.open("rb") as file:
+        name = _top_level_value(path, file, "filter")
+    if not isinstance(name, str) or not name:
+        raise ManifestError(f"{path}: not a manifest (no filter name)")
+    return name, ids

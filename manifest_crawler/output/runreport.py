@@ -11,7 +11,7 @@ status.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -19,6 +19,8 @@ from typing import Any
 RUN_REPORT_FILE = "run-report.json"
 #: Stats key where the manifest writer leaves the exit status the run deserves.
 EXIT_CODE_STAT = "manifest/exit_code"
+#: Stats key where it leaves why, in words (the run's last log line says it).
+EXIT_CAUSE_STAT = "manifest/exit_cause"
 
 #: Stats key counting the errors raised while the crawl closed (a pipeline's, an extension's
 #: or a signal handler's): extensions/closefailures.py.
@@ -98,6 +100,50 @@ def exit_status(
     return EXIT_OK
 
 
+def _names(rows: Sequence[Mapping[str, Any]], shown: int = 5) -> str:
+    names = [f"{row['source']}:{row['filter']}" for row in rows]
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
+
+
+def exit_cause(
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    code: int,
+    strict: bool,
+    fetched_any: bool,
+    unfinished: int = 0,
+    empty: Sequence[Mapping[str, Any]] = (),
+) -> str:
+    """Why a run whose filters got these report ``rows`` exits with ``code`` (exit_status's
+    verdict), in words, naming the filters concerned."""
+    by_status: dict[str, list[Mapping[str, Any]]] = {}
+    for row in rows:
+        by_status.setdefault(row["status"], []).append(row)
+    fresh, short, stale, failed = (by_status.get(str(v), []) for v in Verdict)
+    if code == EXIT_OK:
+        cut = f", {len(short)} short (stopped by its page budget: {_names(short)})" if short else ""
+        kept = f", {len(stale)} stale (previous manifest kept: {_names(stale)})" if stale else ""
+        return f"every filter has its manifest: {len(fresh)} fresh{cut}{kept}"
+    if not fetched_any:
+        return "no filter could be fetched; nothing was changed"
+    if unfinished:
+        return (
+            f"the crawl stopped before {unfinished} filter(s) finished; the "
+            f"{len(fresh) + len(short)} that finished were written"
+        )
+    if failed:
+        return f"{len(failed)} filter(s) failed with no manifest to keep: {_names(failed)}"
+    causes = []
+    if short:
+        causes.append(f"{len(short)} filter(s) stopped by their page budget ({_names(short)})")
+    if stale:
+        causes.append(f"{len(stale)} filter(s) not refreshed ({_names(stale)})")
+    if empty:
+        causes.append(f"{len(empty)} filter(s) hold no model ({_names(empty)})")
+    return "MANIFEST_STRICT and " + "; ".join(causes) if strict and causes else "see above"
+
+
 def empty_listing_note(excluded: int) -> str:
     """Why a filter fetched to its end holds no model, for the warning naming it."""
     if excluded:
@@ -105,6 +151,19 @@ def empty_listing_note(excluded: int) -> str:
     # baseModels, tag and username are free text upstream: a retired or misspelled value
     # answers an empty list, not an error (api-notes).
     return "the API listed no model (a retired or misspelled value?)"
+
+
+def run_exit_cause(stats: Mapping[str, Any]) -> str:
+    """Why the process exits with run_exit_status(stats), in words."""
+    failures = stats.get(CLOSE_FAILURES_STAT)
+    if failures:
+        return f"{failures} error(s) were raised while the crawl closed (logged above)"
+    if stats.get(EXIT_CODE_STAT) is None:
+        return (
+            "the crawl ended before its files were written (stopped, or the writer failed): "
+            "nothing was changed"
+        )
+    return str(stats.get(EXIT_CAUSE_STAT) or "see above")
 
 
 def run_exit_status(stats: Mapping[str, Any]) -> int:
@@ -145,3 +204,32 @@ def build_report(
         "totals": totals,
         "filters": filters,
     }
+
+
+#: What a carried row's ``carried_from`` says of the run it comes from.
+_RUN_FIELDS = ("spider", "job", "started", "finished", "exit_code")
+
+
+def carried_rows(
+    previous: Mapping[str, Any] | None,
+    *,
+    crawled: Collection[tuple[str, str]],
+    wanted: Collection[tuple[str, str]],
+    origins: Mapping[str, str],
+) -> dict[tuple[str, str], dict[str, Any]]:
+    """The rows of the ``previous`` report to keep beside this run's: those of the filters of
+    filters.json (``wanted``) this run did not crawl, when their source had this run's origin
+    then (a row about the emulator's models says nothing of a live site). Each says in
+    ``carried_from`` which run it comes from (a row carried twice keeps its first run)."""
+    if previous is None:
+        return {}
+    run = {key: previous[key] for key in _RUN_FIELDS}
+    carried: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in previous["filters"]:
+        key = (row["source"], row["filter"])
+        if key in crawled or key not in wanted:
+            continue
+        if previous["origins"].get(row["source"]) != origins.get(row["source"]):
+            continue
+        carried[key] = {**row, "carried_from": row.get("carried_from") or run}
+    return carried

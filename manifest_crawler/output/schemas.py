@@ -35,11 +35,16 @@ MANIFEST_SCHEMA = "manifest.schema.json"
 ALL_MODELS_SCHEMA = "all-models.schema.json"
 RUN_REPORT_SCHEMA = "run-report.schema.json"
 CHANGES_SCHEMA = "changes.schema.json"
+INDEX_SCHEMA = "index.schema.json"
+#: filters.json: the crawler's input, described for the site (and the deploy guard).
+FILTERS_SCHEMA = "filters.schema.json"
 JSON_SCHEMAS: tuple[str, ...] = (
     MANIFEST_SCHEMA,
     ALL_MODELS_SCHEMA,
     RUN_REPORT_SCHEMA,
     CHANGES_SCHEMA,
+    INDEX_SCHEMA,
+    FILTERS_SCHEMA,
 )
 #: XML Schema of the sitemaps.org protocol, as far as the sitemap writer uses it.
 SITEMAP_XSD = "sitemap.xsd"

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Self
 
+import orjson
 from itemadapter import ItemAdapter
 from scrapy import signals as scrapy_signals
 from scrapy.crawler import Crawler
+from scrapy.exceptions import NotConfigured
 from twisted.python.failure import Failure
 
 from manifest_crawler import signals
@@ -19,14 +22,19 @@ from manifest_crawler.extensions.runstate import RunState
 from manifest_crawler.ledger import UNFINISHED, FilterState, FilterStatus, Ledger
 from manifest_crawler.output.changes import (
     CHANGES_FILE,
+    REMOVED,
     Baseline,
+    ChangesError,
     FilterOutcome,
+    PendingChanges,
     build_changes,
+    read_pending_changes,
     summarize,
 )
 from manifest_crawler.output.manifests import (
     ALL_MODELS_FILE,
     EMULATOR_ORIGIN,
+    INDEX_FILE,
     SOURCE_URL_SETTINGS,
     AtomicFiles,
     Entry,
@@ -37,15 +45,19 @@ from manifest_crawler.output.manifests import (
     build_manifest,
     compact_entry,
     entry_id,
+    find_orphans,
     manifest_filename,
+    manifest_source,
     manifests_on_disk,
     merge_all_models,
     read_manifest_ids,
+    read_orphan,
     read_previous_site_models,
     remove_stale_temporaries,
     utc_timestamp,
 )
 from manifest_crawler.output.runreport import (
+    EXIT_CAUSE_STAT,
     EXIT_CODE_STAT,
     EXIT_FAILED,
     RUN_REPORT_FILE,
@@ -53,18 +65,22 @@ from manifest_crawler.output.runreport import (
     FilterVerdict,
     Verdict,
     build_report,
+    carried_rows,
     empty_listing_note,
+    exit_cause,
     exit_status,
     judge_filter,
 )
 from manifest_crawler.output.schemas import (
     ALL_MODELS_SCHEMA,
     CHANGES_SCHEMA,
+    INDEX_SCHEMA,
     MANIFEST_SCHEMA,
     RUN_REPORT_SCHEMA,
     SchemaError,
     Validators,
 )
+from manifest_crawler.output.siteindex import build_index
 from manifest_crawler.settings_check import claim_output_folder
 
 logger = logging.getLogger(__name__)
@@ -82,7 +98,8 @@ class ManifestWriterPipeline:
         settings = crawler.settings
         run = crawler.get_extension(RunState)
         if run is None:
-            raise RuntimeError("ManifestWriterPipeline needs the RunState extension")
+            # scrapy shell, fetch, parse, check: no manifest run, nothing to write.
+            raise NotConfigured("not a manifest run (no RunState)")
         #: The run's state (extensions/runstate.py): its filters, its Ledger, and the models
         #: collected here.
         self.run = run
@@ -91,6 +108,7 @@ class ManifestWriterPipeline:
         self.manifest_dir = Path(settings["MANIFEST_DIR"])
         self.max_shrink = settings.getfloat("MANIFEST_MAX_SHRINK")
         self.strict = settings.getbool("MANIFEST_STRICT")
+        self.keep_orphans = settings.getbool("MANIFEST_KEEP_ORPHANS")
         # Scrapyd keeps no exit status: the report names the job, so that its outcome can be
         # read back from the files.
         self.job: str | None = settings.get("MANIFEST_JOB") or None
@@ -151,7 +169,10 @@ class ManifestWriterPipeline:
         ledger = self.run.ledger
         timestamp = utc_timestamp()
         fetched_any = any(state.status is FilterStatus.DONE for state in ledger)
-        baseline = self.run.baseline or self._read_baseline(ledger)
+        # A resumed job (JOBDIR) keeps the baseline its first process read: the files on
+        # disk may since hold what that process wrote.
+        resumed = self.run.baseline is not None
+        baseline = self.run.baseline or self._read_baseline(state.filter.key for state in ledger)
         self.run.baseline = baseline
         rows: list[dict[str, Any]] = []
         failure: str | None = None
@@ -182,9 +203,13 @@ class ManifestWriterPipeline:
                 empty=empty,
             )
             if fetched_any:
-                failure = self._stage_all_models(timestamp, outcomes, baseline, written, files)
+                report_rows = self._report_rows(rows)
+                outcomes += self._stage_orphan_removals(files)
+                failure = self._stage_site_files(
+                    timestamp, outcomes, baseline, written, files, report_rows, resumed
+                )
                 if failure is None:
-                    report = self._report(timestamp, exit_code, rows)
+                    report = self._report(timestamp, exit_code, report_rows)
                     failure = self._stage_checked(RUN_REPORT_SCHEMA, RUN_REPORT_FILE, report, files)
                 if failure is None:
                     files.commit()
@@ -196,7 +221,17 @@ class ManifestWriterPipeline:
         if failure is not None:
             exit_code = EXIT_FAILED
             end.append((logging.ERROR, f"{failure}; nothing in {self.manifest_dir} was changed"))
-        elif not fetched_any:
+            cause = "the run's files could not be written (see above); nothing was changed"
+        else:
+            cause = exit_cause(
+                rows,
+                code=exit_code,
+                strict=self.strict,
+                fetched_any=fetched_any,
+                unfinished=sum(1 for state in ledger if state.status in UNFINISHED),
+                empty=[row for row in rows if row["empty"]],
+            )
+        if failure is None and not fetched_any:
             first = next((row["errors"][0] for row in rows if row["errors"]), "none recorded")
             end.append(
                 (
@@ -206,6 +241,7 @@ class ManifestWriterPipeline:
                 )
             )
         self.stats.set_value(EXIT_CODE_STAT, exit_code)
+        self.stats.set_value(EXIT_CAUSE_STAT, cause)
         self._end_lines = [*self._summary_lines(ledger, rows), *end]
 
     def _report(self, timestamp: str, exit_code: int, rows: list[dict[str, Any]]) -> Any:
@@ -272,7 +308,12 @@ class ManifestWriterPipeline:
         errors = list(state.errors)
         if verdict.verdict in WRITTEN:
             document = build_manifest(
-                state.filter.name, ranked, timestamp, self.origins[state.filter.source]
+                state.filter.name,
+                ranked,
+                timestamp,
+                self.origins[state.filter.source],
+                source=state.filter.source,
+                label=state.filter.label,
             )
             try:
                 # Fresh means fetched_any. Checked as it is written and in pieces, so that
@@ -304,27 +345,34 @@ class ManifestWriterPipeline:
             file=path.name,
             status=str(verdict.verdict),
             previous=previous_ids,
-            current=[entry_id(entry) for entry in ranked],
+            # Only a written (fresh or short) filter's manifest is replaced.
+            current=(
+                [entry_id(entry) for entry in ranked]
+                if verdict.verdict in WRITTEN
+                else previous_ids
+            ),
         )
         self.stats.inc_value(f"manifest/filters/{verdict.verdict}")
         return row, outcome
 
-    def _read_baseline(self, ledger: Ledger) -> Baseline:
-        # Each previous file is read once: its ids serve both the shrink guard and the diff.
+    def _read_baseline(self, keys: Iterable[tuple[str, str]], quiet: bool = False) -> Baseline:
+        """The manifests of the filters of ``keys`` and the all-models.json on disk. Each
+        previous file is read once: its ids serve both the shrink guard and the diff."""
         baseline = Baseline()
         other_origin: list[OtherOrigin] = []
-        for state in ledger:
-            path = self.manifest_dir / manifest_filename(*state.filter.key)
+        for key in keys:
+            path = self.manifest_dir / manifest_filename(*key)
             try:
-                ids = read_manifest_ids(path, self.origins[state.filter.source])
+                ids = read_manifest_ids(path, self.origins[key[0]])
             except OtherOrigin as exc:
                 other_origin.append(exc)
                 ids = None
             except ManifestError as exc:
-                logger.warning("%s; treated as absent (no fallback, no baseline)", exc)
+                if not quiet:
+                    logger.warning("%s; treated as absent (no fallback, no baseline)", exc)
                 ids = None
-            baseline.manifests[state.filter.key] = ids
-        if other_origin:
+            baseline.manifests[key] = ids
+        if other_origin and not quiet:
             # One line, not one per filter: every file of an offline run is of another origin.
             logger.warning(
                 "%d previous manifest(s) came from %s, not from this run's origin, so none of "
@@ -338,11 +386,87 @@ class ManifestWriterPipeline:
         try:
             previous = read_previous_site_models(path, self.origins)
         except ManifestError as exc:
-            logger.warning("%s; changes.json diffs against none", exc)
+            if not quiet:
+                logger.warning("%s; changes.json diffs against none", exc)
             previous = None
         if previous is not None:
             baseline.all_models, baseline.all_models_timestamp = previous
         return baseline
+
+    def _report_rows(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """This run's rows and, for the filters of filters.json it did not crawl (a run of one
+        source), the previous report's, in filters.json order."""
+        mine = {(row["source"], row["filter"]): row for row in rows}
+        carried = carried_rows(
+            self._previous_report(),
+            crawled=mine.keys(),
+            wanted={f.key for f in self.run.filter_set},
+            origins=self.origins,
+        )
+        for row in rows:
+            row["carried_from"] = None
+        merged = [mine.get(f.key) or carried.get(f.key) for f in self.run.filter_set]
+        return [row for row in merged if row is not None]
+
+    def _previous_report(self) -> dict[str, Any] | None:
+        """The run report on disk, if it is one this run can carry rows of (one line why not)."""
+        path = self.manifest_dir / RUN_REPORT_FILE
+        try:
+            report = orjson.loads(path.read_bytes())
+        except FileNotFoundError:
+            return None
+        except (OSError, orjson.JSONDecodeError) as exc:
+            logger.warning("%s: not read (%s); no row of it is kept", path, exc)
+            return None
+        try:
+            if not isinstance(report, dict) or not isinstance(report.get("filters"), list):
+                raise SchemaError(f"{path.name} is not a run report")
+            for row in report["filters"]:
+                if isinstance(row, dict):
+                    # A report written before rows were carried: each row is its run's own.
+                    row.setdefault("carried_from", None)
+            self.validators.check(RUN_REPORT_SCHEMA, report, path.name)
+        except SchemaError as exc:
+            logger.warning("%s; no row of it is kept", exc)
+            return None
+        return report
+
+    def _stage_orphan_removals(self, files: AtomicFiles) -> list[FilterOutcome]:
+        """Remove, with the run's commit, the manifests whose filter is gone from filters.json
+        (unless MANIFEST_KEEP_ORPHANS); their changes.json entries (every model removed)."""
+        orphans = find_orphans(self.manifest_dir, self.run.filter_set)
+        if not orphans:
+            return []
+        names = ", ".join(path.name for path in orphans)
+        if self.keep_orphans:
+            logger.warning(
+                "%d manifest(s) of filters no longer in %s kept (MANIFEST_KEEP_ORPHANS): %s",
+                len(orphans),
+                self.run.filter_set.path,
+                names,
+            )
+            return []
+        outcomes = []
+        for path in orphans:
+            source = manifest_source(path.name)
+            assert source is not None  # find_orphans found its name as a manifest's
+            try:
+                name, ids = read_orphan(path, self.origins[source])
+            except ManifestError as exc:
+                logger.warning("%s; named as a manifest but left in place", exc)
+                continue
+            files.remove(path)
+            outcomes.append(FilterOutcome(source, name, path.name, REMOVED, ids, None))
+        if not outcomes:
+            return []
+        logger.warning(
+            "Removing %d manifest(s) of filters no longer in %s: %s",
+            len(outcomes),
+            self.run.filter_set.path,
+            ", ".join(outcome.file for outcome in outcomes),
+        )
+        self.stats.set_value("manifest/orphans_removed", len(outcomes))
+        return outcomes
 
     def _invalid_manifest(
         self, key: tuple[str, str], exc: SchemaError, previous: int | None
@@ -370,16 +494,18 @@ class ManifestWriterPipeline:
             return f"{name} is not valid (a bug)"
         return None
 
-    def _stage_all_models(
+    def _stage_site_files(
         self,
         timestamp: str,
         outcomes: list[FilterOutcome],
         baseline: Baseline,
         written: Mapping[tuple[str, str], Sequence[Entry]],
         files: AtomicFiles,
+        report_rows: Sequence[Mapping[str, Any]],
+        resumed: bool,
     ) -> str | None:
-        """Stage all-models.json, what is built from it, and changes.json; why not, if one
-        cannot be."""
+        """Stage all-models.json, what is built from it, changes.json and index.json; why not,
+        if one cannot be."""
         # The manifests staged this run are the models in memory: not read back.
         manifests, problems = manifests_on_disk(
             self.manifest_dir, self.run.filter_set, written, origins=self.origins
@@ -413,17 +539,121 @@ class ManifestWriterPipeline:
             if result is False:
                 # Its handler has logged why.
                 return "a file built from all-models.json could not be made"
-        changes = build_changes(
+        changes = self._changes(outcomes, baseline, resumed, document["models"], timestamp)
+        failure = self._stage_checked(CHANGES_SCHEMA, CHANGES_FILE, changes, files)
+        if failure is not None:
+            return failure
+        logger.info(summarize(changes))
+        index = build_index(
+            filters=self.run.filter_set,
+            manifests=manifests,
+            statuses={(row["source"], row["filter"]): row["status"] for row in report_rows},
+            origins=self.origins,
+            timestamp=timestamp,
+        )
+        return self._stage_checked(INDEX_SCHEMA, INDEX_FILE, index, files)
+
+    def _changes(
+        self,
+        outcomes: list[FilterOutcome],
+        baseline: Baseline,
+        resumed: bool,
+        models: Sequence[Mapping[str, Any]],
+        timestamp: str,
+    ) -> dict[str, Any]:
+        """changes.json: this run's changes, added to those of a changes.json no site has
+        consumed yet (PendingChanges), if there is one that fits the files on disk."""
+        pending = self._pending_changes()
+        if pending is not None:
+            # What is on disk before this run's commit: for a resumed job, no longer the
+            # baseline its first process read.
+            on_disk = (
+                self._read_baseline([(o.source, o.filter) for o in outcomes], quiet=True)
+                if resumed
+                else baseline
+            )
+            # An earlier process of this resumed job wrote it: the job is still one run.
+            own = resumed and pending.timestamp != baseline.all_models_timestamp
+            try:
+                return self._accumulated_changes(
+                    pending, outcomes, on_disk, models, timestamp, runs=pending.runs + (not own)
+                )
+            except ChangesError as exc:
+                logger.warning(
+                    "%s was not consumed, but does not fit the files beside it (%s): this "
+                    "run's changes.json starts over from them",
+                    CHANGES_FILE,
+                    exc,
+                )
+        return build_changes(
             outcomes=outcomes,
             previous_models=baseline.all_models,
             previous_timestamp=baseline.all_models_timestamp,
-            models=document["models"],
+            models=models,
             timestamp=timestamp,
         )
-        failure = self._stage_checked(CHANGES_SCHEMA, CHANGES_FILE, changes, files)
-        if failure is None:
-            logger.info(summarize(changes))
-        return failure
+
+    def _pending_changes(self) -> PendingChanges | None:
+        try:
+            return read_pending_changes(self.manifest_dir / CHANGES_FILE)
+        except ChangesError as exc:
+            logger.warning("%s; this run's changes.json starts over", exc)
+            return None
+
+    def _accumulated_changes(
+        self,
+        pending: PendingChanges,
+        outcomes: list[FilterOutcome],
+        on_disk: Baseline,
+        models: Sequence[Mapping[str, Any]],
+        timestamp: str,
+        runs: int,
+    ) -> dict[str, Any]:
+        """The changes from the consumed state to this run's files (``runs`` runs in all).
+        ChangesError when ``pending`` is not the changes of the files on disk."""
+        if on_disk.all_models is None or pending.timestamp != on_disk.all_models_timestamp:
+            raise ChangesError(
+                f"it was written at {pending.timestamp}, all-models.json at "
+                f"{on_disk.all_models_timestamp or 'no time this run can use'}"
+            )
+        measured: list[FilterOutcome] = []
+        for outcome in outcomes:
+            key = (outcome.source, outcome.filter)
+            before = outcome.previous if outcome.status == REMOVED else on_disk.manifests.get(key)
+            measured.append(
+                dataclasses.replace(outcome, previous=pending.consumed_ranking(key, before))
+            )
+        seen = {(outcome.source, outcome.filter) for outcome in outcomes}
+        filters = [f.key for f in self.run.filter_set]
+        for key, entry in pending.filters.items():
+            if key in seen:
+                continue
+            # A filter this run did not crawl (or one removed by an earlier run): as on disk.
+            current = self._manifest_ids(key) if key in filters else None
+            measured.append(
+                FilterOutcome(
+                    *key, entry.file, entry.status, pending.consumed_ranking(key, current), current
+                )
+            )
+        # In filters.json order, then the manifests removed (stable: in the order found).
+        order = {key: position for position, key in enumerate(filters)}
+        measured.sort(key=lambda outcome: order.get((outcome.source, outcome.filter), len(order)))
+        return build_changes(
+            outcomes=measured,
+            previous_models=pending.consumed_site_models(on_disk.all_models),
+            previous_timestamp=pending.previous_timestamp,
+            models=models,
+            timestamp=timestamp,
+            runs=runs,
+        )
+
+    def _manifest_ids(self, key: tuple[str, str]) -> list[str] | None:
+        try:
+            return read_manifest_ids(
+                self.manifest_dir / manifest_filename(*key), self.origins[key[0]]
+            )
+        except ManifestError:
+            return None
 
     def _summary_lines(self, ledger: Ledger, rows: list[dict[str, Any]]) -> list[tuple[int, str]]:
         synthetic = " (synthetic: the emulator's made-up models)" if self.synthetic else ""
@@ -439,7 +669,7 @@ class ManifestWriterPipeline:
             lines.append(
                 f"  {source}: {written}/{len(states)} filters fetched"
                 f"{f' ({short} short)' if short else ''}, "
-                f"{sum(s.pages for s in states)} pages, {sum(s.models for s in states)} models, "
+                f"{ledger.pages.get(source, 0)} pages, {sum(s.models for s in states)} models, "
                 f"{self.stats.get_value(f'manifest/{source}/dropped', 0)} dropped, "
                 f"{sum(s.retries for s in states)} retries, {span:.1f} s"
             )

@@ -10,6 +10,7 @@ import logging
 from collections.abc import AsyncIterator, Iterable, Iterator
 from itertools import zip_longest
 from typing import Any, ClassVar, Self
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import scrapy
 from scrapy import signals
@@ -30,10 +31,11 @@ from manifest_crawler.apis.base import (
     api_error_message,
     query_value,
     redact_url,
+    with_query_param,
 )
 from manifest_crawler.apis.selection import Selection, select_items
 from manifest_crawler.extensions.runstate import RunState
-from manifest_crawler.filters import FiltersError, page_budget
+from manifest_crawler.filters import Filter, FiltersError, load_filters, page_budget
 from manifest_crawler.items import ModelEntry
 from manifest_crawler.ledger import PAGE_BUDGET_REASON, FilterState, FilterStatus, Ledger
 from manifest_crawler.middlewares.backoff import RATELIMIT_PROBE_META
@@ -123,7 +125,6 @@ class ManifestSpider(scrapy.Spider):
         spider.max_retry_times = crawler.settings.getint("MANIFEST_RETRY_TIMES")
         spider.scan_factor = crawler.settings.getint("MANIFEST_SCAN_FACTOR")
         spider.unlimited_pages = crawler.settings.getint("MANIFEST_MAX_PAGES")
-        crawler.signals.connect(spider.spider_idle, signal=signals.spider_idle)
         return spider
 
     async def start(self) -> AsyncIterator[Any]:
@@ -131,6 +132,7 @@ class ManifestSpider(scrapy.Spider):
         if run is None:
             raise RuntimeError(f"{type(self).__name__} needs the RunState extension")
         self.ledger = run.ledger
+        self.crawler.signals.connect(self.spider_idle, signal=signals.spider_idle)
         self.apis = {
             api_cls.name: api_cls(self.settings[api_cls.url_setting])
             for api_cls in self.source_apis
@@ -186,6 +188,74 @@ class ManifestSpider(scrapy.Spider):
             meta=meta,
         )
 
+    def parse(self, response: Response, **kwargs: Any) -> Iterator[Any]:
+        """The callback of ``scrapy parse --spider=<name> <API listing URL>``: the entries
+        this spider keeps of the page, as items, and the request of the next page.
+
+        Each filter of filters.json whose parameters the URL carries takes the page's items
+        by its own rules (a rating, say), as in a run; a URL of no filter shows every entry
+        with a valid id. A manifest run does not use it (its pages go to parse_page).
+        """
+        api = self._api_for(response.url)
+        if api is None:
+            endpoints = [self.settings[cls.url_setting] for cls in self.source_apis]
+            logger.error(
+                "%s is not a listing URL of %s (give --spider=<source>)",
+                redact_url(response.url),
+                " or ".join(endpoints),
+            )
+            return
+        try:
+            page = api.parse(response)
+        except PageError as exc:
+            logger.error("%s: not a page of %s: %s", redact_url(response.url), api.name, exc)
+            return
+        for filter_ in self._filters_for(api, response.url):
+            selection = select_items(api, filter_, page.items, (), None)
+            yield from self._entries(FilterState(filter_, max_items=None), api, selection)
+        if page.next_cursor is not None:
+            next_url = page.next_url or with_query_param(response.url, "cursor", page.next_cursor)
+            yield scrapy.Request(next_url, headers=api.headers, callback=self.parse)
+
+    def _api_for(self, url: str) -> SourceAPI | None:
+        """This spider's API that serves ``url``: the one whose endpoint setting the URL
+        starts with, else, for a spider of one source, that source's API at the URL's own
+        endpoint (a person named it: an emulator, say), whose next pages it then follows."""
+        for cls in self.source_apis:
+            if url.startswith(self.settings[cls.url_setting]):
+                return cls(self.settings[cls.url_setting])
+        if len(self.source_apis) == 1:
+            return self.source_apis[0](urlunsplit(urlsplit(url)._replace(query="", fragment="")))
+        return None
+
+    def _filters_for(self, api: SourceAPI, url: str) -> list[Filter]:
+        """The filters of FILTERS_FILE whose parameters ``url`` carries (those the crawler
+        owns, such as the cursor, aside), else one of no rule named after none."""
+        owned = {"limit", "cursor", "expand"}
+        query = sorted(
+            (key, value)
+            for key, value in parse_qsl(urlsplit(url).query, keep_blank_values=True)
+            if key not in owned
+        )
+        try:
+            filters = load_filters(self.settings["FILTERS_FILE"]).for_source(api.name)
+        except FiltersError as exc:
+            logger.warning("%s: no filter rule applies", exc)
+            filters = ()
+        found = [f for f in filters if sorted(f.query_pairs()) == query]
+        if found:
+            logger.info(
+                "%s is the page of filter(s) %s",
+                redact_url(url),
+                ", ".join(f"{f.source}:{f.name}" for f in found),
+            )
+            return found
+        params: dict[str, list[str]] = {}
+        for key, value in query:
+            params.setdefault(key, []).append(value)
+        values = tuple((key, tuple(values)) for key, values in params.items())
+        return [Filter(source=api.name, name="(no filter)", label="", params=values)]
+
     def parse_page(self, response: Response) -> Iterator[Any]:
         try:
             yield from self._handle_page(response)
@@ -240,6 +310,7 @@ class ManifestSpider(scrapy.Spider):
         request = response.request
         assert request is not None
         self.crawler.stats.inc_value(f"manifest/{api.name}/pages")
+        self.ledger.page_fetched(api.name)
         outputs: list[Any] = []
         going_on = []
         for state, selection in zip(states, selections, strict=True):

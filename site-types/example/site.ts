@@ -5,6 +5,7 @@ import { join } from "node:path";
 
 import type { AllModels, Model } from "../types/all-models";
 import type { Changes } from "../types/changes";
+import type { Index, IndexEntry } from "../types/index";
 import type { Manifest } from "../types/manifest";
 import type { RunReport } from "../types/run-report";
 
@@ -17,9 +18,13 @@ async function readManifestFile<T>(name: string): Promise<T> {
   return JSON.parse(await readFile(join(manifestDir(), name), "utf8")) as T;
 }
 
-/** The crawler's file name of a filter's manifest (manifests.manifest_filename). */
-export function manifestFile(source: Source, filter: string): string {
-  return `${source === "civitai" ? "civitai" : "hf"}-${filter.replaceAll("/", "-")}.json`;
+/** index.json's entry of a filter: its manifest's file (no site re-derives file names), its
+ * label, model count and status. */
+export async function indexEntry(source: Source, filter: string): Promise<IndexEntry> {
+  const index = await readManifestFile<Index>("index.json");
+  const entry = index.filters.find((e) => e.source === source && e.filter === filter);
+  if (entry === undefined) throw new Error(`${source}:${filter} is not in index.json`);
+  return entry;
 }
 
 export function modelPath(source: Source, slug: string): string {
@@ -34,15 +39,17 @@ export async function generateStaticParams(): Promise<{ source: Source; slug: st
 
 export interface FilterPage {
   filter: string;
+  label: string;
   updated: string;
   models: { href: string; name: string }[];
 }
 
 /** app/[source]/[...filter]/page.tsx: a filter's list, in the API's order. */
 export async function filterPage(source: Source, filter: string): Promise<FilterPage> {
-  const manifest = await readManifestFile<Manifest>(manifestFile(source, filter));
+  const manifest = await readManifestFile<Manifest>((await indexEntry(source, filter)).file);
   return {
     filter: manifest.filter,
+    label: manifest.label,
     updated: manifest.timestamp,
     models: manifest.models.map((model) => ({
       href: modelPath(source, model.slug),

@@ -26,14 +26,18 @@ export type ModelSlug = CivitaiId | HuggingFaceSlug;
 export type HuggingFaceSlug = string;
 
 /**
- * What this run changed against the manifests and all-models.json it replaced (public/manifests/changes.json).
+ * What changed since the site last consumed this file: against the manifests and all-models.json that were on disk when changes.json was last absent (public/manifests/changes.json). A run that finds the changes.json of an earlier run adds its changes to it; the site deletes it once it has acted on it (see docs/SITE.md).
  */
 export interface Changes {
   timestamp: Timestamp;
   /**
-   * The replaced all-models.json's timestamp; null when there was none.
+   * The timestamp of the all-models.json these changes are measured against (the one on disk when changes.json was last consumed); null when there was none.
    */
   previousTimestamp: Timestamp | null;
+  /**
+   * How many runs these changes accumulate (1: only the last run's).
+   */
+  runs: number;
   totals: {
     filtersChanged: Count;
     added: Count;
@@ -44,11 +48,11 @@ export interface Changes {
   };
   filters: FilterChanges[];
   /**
-   * Models in all-models.json that the replaced one did not have.
+   * Models in all-models.json that the one these changes are measured against did not have, in all-models.json's order.
    */
   new: SiteModelRef[];
   /**
-   * Models of the replaced all-models.json that are in no manifest now.
+   * Models of the all-models.json these changes are measured against that are in no manifest now (their pages can go); when the changes accumulate runs, the last run's files give the order of the ones they still held.
    */
   gone: SiteModelRef[];
 }
@@ -57,11 +61,11 @@ export interface FilterChanges {
   filter: string;
   file: string;
   /**
-   * The run report's verdict; only a fresh or short filter's manifest changed.
+   * The run report's verdict of the run that last crawled the filter (only a fresh or short filter's manifest changed); removed: its filter is gone from filters.json and so is its manifest (every model of it is in removed).
    */
-  status: "fresh" | "short" | "stale" | "failed";
+  status: "fresh" | "short" | "stale" | "failed" | "removed";
   /**
-   * Models in the replaced manifest; null when there was none.
+   * Models in the manifest these changes are measured against; null when there was none.
    */
   previousModels: Count | null;
   /**
@@ -69,11 +73,11 @@ export interface FilterChanges {
    */
   models: Count | null;
   /**
-   * In the new manifest only, at their new rank.
+   * In the manifest now only, at their new rank.
    */
   added: RankedModel[];
   /**
-   * In the replaced manifest only, at their old rank.
+   * In the earlier manifest only, at their old rank.
    */
   removed: RankedModel[];
   /**

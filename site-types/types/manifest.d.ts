@@ -27,13 +27,21 @@ export type HuggingFaceSlug = string;
 export type Timestamp = string;
 
 /**
- * One filter's models in API order, each at most once (public/manifests/civitai-*.json, hf-*.json).
+ * One filter's models in API order, each at most once, with the filter's source and label (public/manifests/civitai-*.json, hf-*.json).
  */
 export interface Manifest {
+  /**
+   * The filter's source in filters.json.
+   */
+  source: "civitai" | "huggingface";
   /**
    * The filter's name in filters.json.
    */
   filter: string;
+  /**
+   * The filter's label in filters.json when the manifest was written: what the site shows.
+   */
+  label: string;
   origin: Origin;
   models: Model[];
   timestamp: Timestamp;

@@ -32,12 +32,18 @@ export interface RunReport {
    */
   synthetic: boolean;
   origins: Origins;
+  /**
+   * How many rows of filters (this run's and carried ones) are in each status.
+   */
   totals: {
     fresh: Count;
     short: Count;
     stale: Count;
     failed: Count;
   };
+  /**
+   * One row per filter of filters.json that a run crawled, in file order: this run's filters, and the rows of the previous report for the filters it did not crawl (carried_from says which run they come from; a row of another origin is not carried).
+   */
   filters: FilterRow[];
 }
 /**
@@ -103,4 +109,15 @@ export interface FilterRow {
    * Fetched to its end and holds no model: the listing was empty (a retired or misspelled free-text value, or an empty period) or its rating rule kept none. Written all the same, named in a warning; MANIFEST_STRICT fails the run on it.
    */
   empty: boolean;
+  /**
+   * null for a filter of this run; for a filter this run did not crawl (a run of one source, or of some filters), the run whose row this is, kept from the previous report.
+   */
+  carried_from: RunRef | null;
+}
+export interface RunRef {
+  spider: string;
+  job: string | null;
+  started: Timestamp;
+  finished: Timestamp;
+  exit_code: 0 | 1;
 }

@@ -152,9 +152,16 @@ def test_collected_models_keep_pairs_and_rank_order() -> None:
     collected.append((2, {"id": "c/z", "slug": "c--z", "name": "c/z"}))
     assert list(collected) == [(1, b), (0, a), (2, {"id": "c/z", "slug": "c--z", "name": "c/z"})]
     assert [m["id"] for m in collected.ranked()] == ["a/x", "b/y", "c/z"]
-    document = build_manifest("f", collected.ranked(), "T", "emulator")
+    document = build_manifest("f", collected.ranked(), "T", "emulator", source="civitai", label="F")
     assert encode_json(document) == encode_json(
-        build_manifest("f", [dict(m) for m in collected.ranked()], "T", "emulator")
+        build_manifest(
+            "f",
+            [dict(m) for m in collected.ranked()],
+            "T",
+            "emulator",
+            source="civitai",
+            label="F",
+        )
     )
     assert orjson.loads(encode_json(document))["models"][0] == {
         "id": "a/x",

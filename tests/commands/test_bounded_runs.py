@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from scrapy.utils.defer import deferred_f_from_coro_f
 
+from manifest_crawler.commands.crawl import REFUSED
 from manifest_crawler.emulator import EmulatorConfig, FaultConfig
 from manifest_crawler.files import LOCK_FILE
 from manifest_crawler.filters import load_filters, page_budget
@@ -278,7 +279,7 @@ async def test_a_fifo_at_a_name_the_run_reads_is_refused_before_any_request(
         assert result.code == 2, result.log[-3000:]
         assert result.log == (
             f"error: {fifo} is a FIFO (named pipe), not a regular file: the run would read or "
-            "replace it (remove it or choose another MANIFEST_DIR)\n"
+            f"replace it (remove it or choose another MANIFEST_DIR){REFUSED}\n"
         )
         assert result.requests == {"civitai": 0, "huggingface": 0}
         fifo.unlink()
@@ -331,7 +332,7 @@ async def test_two_runs_into_one_folder_started_together(make_emulator, tmp_path
         loser, winner = (0, 1) if codes[0] == 2 else (1, 0)
         assert texts[loser] == (
             f"error: MANIFEST_DIR={out}: another run (pid {processes[winner].pid}) is writing "
-            f"into {out} (one run per folder)\n"
+            f"into {out} (one run per folder){REFUSED}\n"
         )
         assert "left by a crawl killed while writing" not in texts[winner]
         assert read_json(out / "run-report.json")["exit_code"] == 0

@@ -95,6 +95,10 @@ async def test_exit_status_follows_the_run(tmp_path, scripted):
     assert code == 1, err.decode()[-2000:]
     assert "FAILED civitai:bad" in err.decode()
     assert (tmp_path / "out" / "civitai-good.json").exists()
+    # The last line says how the run ends, and why.
+    assert _last_line(err).endswith(
+        "ERROR: Exit status 1: 1 filter(s) failed with no manifest to keep: civitai:bad"
+    )
 
     # With a previous manifest for "bad", the run passes with a loud warning ...
     (tmp_path / "out" / "civitai-bad.json").write_text(
@@ -103,10 +107,21 @@ async def test_exit_status_follows_the_run(tmp_path, scripted):
     _, err, code = await scrapy_crawl("civitai", *common)
     assert code == 0, err.decode()[-2000:]
     assert "STALE civitai:bad" in err.decode()
+    assert _last_line(err).endswith(
+        "INFO: Exit status 0: every filter has its manifest: 1 fresh, 1 stale (previous "
+        "manifest kept: civitai:bad)"
+    )
 
     # ... unless the build asks for strictness.
-    _, _, code = await scrapy_crawl("civitai", *common, "-s", "MANIFEST_STRICT=true")
+    _, err, code = await scrapy_crawl("civitai", *common, "-s", "MANIFEST_STRICT=true")
     assert code == 1
+    assert _last_line(err).endswith(
+        "ERROR: Exit status 1: MANIFEST_STRICT and 1 filter(s) not refreshed (civitai:bad)"
+    )
+
+
+def _last_line(err: bytes) -> str:
+    return err.decode().rstrip("\n").rsplit("\n", 1)[-1]
 
 
 @deferred_f_from_coro_f
@@ -128,10 +143,13 @@ async def test_offline_quickstart_writes_every_manifest(tmp_path):
     assert all_models["civitai"] + all_models["huggingface"] == len(union)
     assert "Offline mode: crawling the bundled emulator at http://127.0.0.1:" in err.decode()
     assert "synthetic" in err.decode()
-    # The run's summary is what a person reads last: Scrapy's stats and close lines come before.
-    last_record = err.decode().rsplit("\n20", 1)[1]
-    assert (
-        "[manifest_crawler.pipelines.writer] INFO: Manifest run summary (synthetic" in last_record
+    # The run's summary, then its exit status and why, are what a person reads last: Scrapy's
+    # stats and close lines come before.
+    *_, summary, last_record = err.decode().split("\n20")
+    assert "[manifest_crawler.pipelines.writer] INFO: Manifest run summary (synthetic" in summary
+    assert last_record.endswith(
+        "[manifest_crawler.commands.crawl] INFO: Exit status 0: every filter has its manifest: "
+        "108 fresh\n"
     )
     report = read_json(tmp_path / "run-report.json")
     assert report["synthetic"] is True
@@ -181,3 +199,12 @@ async def test_a_listing_nobody_is_in_is_written_named_and_fails_a_strict_build(
     _, err, code = await scrapy_crawl("civitai", *common, "-s", "MANIFEST_STRICT=true")
     assert code == 1, err.decode()[-2000:]
     assert "civitai:nobody: the API listed no model" in err.decode()
+    # The last line says why the run fails, in words.
+    assert (
+        err.decode()
+        .splitlines()[-1]
+        .endswith(
+            "ERROR: Exit status 1: MANIFEST_STRICT and 2 filter(s) hold no model "
+            "(civitai:nobody, civitai:again)"
+        )
+    )

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -18,6 +19,7 @@ import pytest
 from scrapy.utils.defer import deferred_f_from_coro_f
 
 from manifest_crawler import settings as project_settings
+from manifest_crawler.commands.crawl import REFUSED
 from manifest_crawler.emulator import EmulatorConfig, FaultConfig
 from manifest_crawler.files import LOCK_FILE
 from tests.crawl import ROOT, crawl_env, read_json, setting_args, start_crawl
@@ -111,7 +113,9 @@ async def test_a_read_only_folder_exits_2_before_any_request_and_keeps_every_fil
         emulator = make_emulator(EmulatorConfig(civitai_models=100, hf_models=100))
         code, log = await run_crawl(*against(emulator, folder))
         assert code == 2, log[-3000:]
-        assert log == f"error: MANIFEST_DIR={folder}: not writable (a read-only file system)\n"
+        assert log == (
+            f"error: MANIFEST_DIR={folder}: not writable (a read-only file system){REFUSED}\n"
+        )
         assert emulator.log == []
         assert snapshot(folder) == before
 
@@ -127,7 +131,8 @@ async def test_a_regular_file_as_the_folder_exits_2_naming_it_before_any_request
         code, log = await run_crawl(*against(emulator, folder))
         assert code == 2, log[-3000:]
         assert log == (
-            f"error: MANIFEST_DIR={folder}: {not_a_folder} is a regular file, not a folder\n"
+            f"error: MANIFEST_DIR={folder}: {not_a_folder} is a regular file, not a folder"
+            f"{REFUSED}\n"
         )
     assert emulator.log == []
     assert not_a_folder.read_text() == "a file"
@@ -184,8 +189,8 @@ async def test_files_and_folders_get_the_modes_of_the_umask(tmp_path):
     code, log = await run_crawl(*offline(folder, *setting_args(JOBDIR=jobdir)), umask=0o022)
     assert code == 0, log[-3000:]
     files = sorted(folder.iterdir())
-    # Four documents, run-report.json and the run's lock file.
-    assert len(files) == 6 and (folder / LOCK_FILE) in files
+    # 2 manifests, all-models, changes, index, the run report and the run's lock file.
+    assert len(files) == 7 and (folder / LOCK_FILE) in files
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
     assert stat.S_IMODE(folder.stat().st_mode) == 0o755
@@ -244,8 +249,13 @@ async def test_a_signal_stops_the_run_writes_what_finished_and_exits_1(
     report = read_json(out / "run-report.json")
     assert report["exit_code"] == 1
     assert report["totals"]["failed"] > 0
-    # The summary is the end of the log.
+    # The summary ends the log, then the exit status and why.
     assert "NOT refreshed" in log.rsplit("Manifest run summary", 1)[1]
+    assert re.search(
+        r"ERROR: Exit status 1: the crawl stopped before [0-9]+ filter\(s\) finished; the [0-9]+ "
+        r"that finished were written\n\Z",
+        log,
+    ), log[-3000:]
 
 
 @deferred_f_from_coro_f
@@ -323,7 +333,7 @@ async def test_a_filters_file_without_filters_exits_2_in_one_line(tmp_path, text
     empty.write_text(text)
     code, log = await run_crawl("all", "-s", f"FILTERS_FILE={empty}")
     assert code == 2
-    assert log == f"error: {empty}: no filters for source(s) civitai, huggingface\n"
+    assert log == (f"error: {empty}: no filters for source(s) civitai, huggingface{REFUSED}\n")
 
 
 # --- Bounded downloads --------------------------------------------------------------------
@@ -435,6 +445,13 @@ def test_generated_files_are_ignored_by_git():
         "public/manifests/civitai-filter-loras.json",
         "public/manifests/run-report.json",
         "public/manifests/changes.json",
+        "public/manifests/index.json",
+        "examples/site/public/manifests/index.json",
+        "examples/site/node_modules/next/package.json",
+        "examples/site/.next/trace",
+        "examples/site/out/index.html",
+        "examples/site/next-env.d.ts",
+        "examples/site/screenshots/home.png",
         "public/manifests/.all-models.json.x1y2.tmp",
         "public/sitemap.xml",
         "public/sitemap-1.xml",

@@ -83,6 +83,8 @@ def idle_run(crawler: Crawler) -> RunState:
     if not first.finished:
         first.start()
         first.pages, first.seen_ids = 2, {"1", "2", "3"}
+        run.ledger.page_fetched("civitai")
+        run.ledger.page_fetched("civitai")
         first.finish(FilterStatus.DONE, "last_page")
     return run
 
@@ -689,7 +691,16 @@ def slow_config() -> EmulatorConfig:
 def old_manifest(filter_name: str, origin: str) -> bytes:
     # A CivitAI model (the manifests are CivitAI's), with an id beyond the emulator's.
     model = {"id": "civitai-987654321", "slug": "civitai-987654321", "name": "Old model"}
-    return encode_json(build_manifest(filter_name, [model], "2020-01-01T00:00:00Z", origin))
+    return encode_json(
+        build_manifest(
+            filter_name,
+            [model],
+            "2020-01-01T00:00:00Z",
+            origin,
+            source="civitai",
+            label=filter_name,
+        )
+    )
 
 
 def steer_settings(emulator, tmp_path, **overrides):

@@ -53,6 +53,8 @@ def test_line_reads_the_ledger():
     running = list(reporter.ledger)[1]
     running.start()
     running.pages, running.seen_ids = 4, {"a", "b"}
+    for _ in range(4):
+        reporter.ledger.page_fetched(running.filter.source)
     running.errors.append("HTTP 500 at http://x")
     line = reporter.line()
     assert line.startswith(

@@ -1,7 +1,9 @@
 """The run diff: pure rules, then two real crawls over an emulator whose catalogue changed."""
 
+import json
 import re
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from scrapy.utils.defer import deferred_f_from_coro_f
@@ -10,20 +12,31 @@ from manifest_crawler.emulator import EmulatorConfig
 from manifest_crawler.filters import load_filters
 from manifest_crawler.output.changes import (
     CHANGES_FILE,
+    ChangesError,
     FilterOutcome,
+    PendingChanges,
     build_changes,
     diff_ranking,
+    pending_filter,
+    read_pending_changes,
     summarize,
 )
-from manifest_crawler.output.manifests import ManifestModel, SiteModels, manifest_filename
+from manifest_crawler.output.manifests import (
+    ManifestModel,
+    SiteModels,
+    encode_json,
+    manifest_filename,
+)
 from manifest_crawler.output.schemas import (
     ALL_MODELS_SCHEMA,
     CHANGES_SCHEMA,
+    INDEX_SCHEMA,
     MANIFEST_SCHEMA,
     RUN_REPORT_SCHEMA,
     Validators,
 )
 from manifest_crawler.spiders.all import AllSpider
+from manifest_crawler.spiders.huggingface import HuggingFaceSpider
 from tests.crawl import REPO_FILTERS, crawl, crawl_settings, read_json, successor
 
 rankings = st.lists(st.integers(0, 30).map(lambda n: f"civitai-{n + 1}"), unique=True)
@@ -55,11 +68,12 @@ def test_diff_ranking_accounts_for_every_id(before, after):
     assert all(before[m["from"] - 1] == m["id"] == after[m["to"] - 1] for m in diff.moved)
 
 
-def test_only_a_fresh_filter_changes_and_new_and_gone_come_from_all_models():
+def test_each_manifest_is_compared_before_and_after_and_new_and_gone_come_from_all_models():
+    # The writer gives a filter that is not fresh its manifest as it was, before and after.
     outcomes = [
         FilterOutcome("civitai", "a", "civitai-a.json", "fresh", ["civitai-1"], ["civitai-2"]),
-        FilterOutcome("civitai", "b", "civitai-b.json", "stale", ["civitai-3"], []),
-        FilterOutcome("civitai", "c", "civitai-c.json", "failed", None, []),
+        FilterOutcome("civitai", "b", "civitai-b.json", "stale", ["civitai-3"], ["civitai-3"]),
+        FilterOutcome("civitai", "c", "civitai-c.json", "failed", None, None),
     ]
     before = [
         {"id": "civitai-1", "slug": "civitai-1", "source": "civitai", "name": "One"},
@@ -143,37 +157,17 @@ FILTERS = ",".join(
 )
 
 
-@deferred_f_from_coro_f
-async def test_two_runs_over_a_changed_catalogue_list_exactly_what_changed(make_emulator, tmp_path):
-    selected = load_filters(REPO_FILTERS).select(["civitai", "huggingface"], FILTERS.split(","))
-    paths = {f.key: tmp_path / manifest_filename(f.source, f.name) for f in selected}
-
-    before = make_emulator(revision=0)
-    await crawl(
-        AllSpider, crawl_settings(before, tmp_path, MANIFEST_MAX_ITEMS=150), filters=FILTERS
-    )
-    first = read_json(tmp_path / CHANGES_FILE)
-    assert first["previousTimestamp"] is None and first["gone"] == []
-    assert first["totals"]["added"] == sum(len(_ids(p)) for p in paths.values())
-    old = {key: _ids(path) for key, path in paths.items()}
-    old_all = read_json(tmp_path / "all-models.json")
-
-    after = await successor(make_emulator, before, EmulatorConfig(revision=1))
-    crawler = await crawl(
-        AllSpider, crawl_settings(after, tmp_path, MANIFEST_MAX_ITEMS=150), filters=FILTERS
-    )
-    new = {key: _ids(path) for key, path in paths.items()}
-    new_all = read_json(tmp_path / "all-models.json")
-    changes = read_json(tmp_path / CHANGES_FILE)
-
+def _assert_changes(changes, old, new, old_all, new_all, gone_in_order=True):
+    """``changes`` lists exactly what differs between the manifests ``old`` and ``new`` (ids
+    by filter key) and between the all-models.json documents ``old_all`` and ``new_all``
+    (the gone ones in ``old_all``'s order, when a run replaced ``old_all`` itself)."""
     assert changes["previousTimestamp"] == old_all["timestamp"]
     assert changes["timestamp"] == new_all["timestamp"]
     by_filter = {(f["source"], f["filter"]): f for f in changes["filters"]}
-    assert list(by_filter) == [f.key for f in selected]
+    assert list(by_filter) == list(new)
     changed = 0
-    for key in paths:
+    for key in new:
         entry, was, now = by_filter[key], old[key], new[key]
-        assert entry["status"] == "fresh"
         assert (entry["previousModels"], entry["models"]) == (len(was), len(now))
         assert entry["added"] == [
             {"id": i, "rank": now.index(i) + 1} for i in now if i not in was
@@ -187,24 +181,93 @@ async def test_two_runs_over_a_changed_catalogue_list_exactly_what_changed(make_
             if i in was and was.index(i) != now.index(i)
         ], key
         changed += bool(entry["added"] or entry["removed"] or entry["moved"])
-    # Revision 1 really changed the catalogue: every kind of change shows somewhere.
+    # The catalogue really changed: every kind of change shows somewhere.
     assert changed and all(changes["totals"][k] for k in ("added", "removed", "moved"))
     assert changes["totals"]["filtersChanged"] == changed
     old_ids = {m["id"]: m for m in old_all["models"]}
     new_ids = {m["id"] for m in new_all["models"]}
-    assert changes["gone"] == [
+    gone = [
         {"id": m["id"], "slug": m["slug"], "source": m["source"]}
         for m in old_all["models"]
         if m["id"] not in new_ids
     ]
+    if gone_in_order:
+        assert changes["gone"] == gone
+    else:
+        assert sorted(changes["gone"], key=str) == sorted(gone, key=str)
     assert changes["new"] == [
         {"id": m["id"], "slug": m["slug"], "source": m["source"]}
         for m in new_all["models"]
         if m["id"] not in old_ids
     ]
     assert changes["gone"] and changes["new"]
+
+
+@deferred_f_from_coro_f
+async def test_two_runs_over_a_changed_catalogue_list_exactly_what_changed(make_emulator, tmp_path):
+    selected = load_filters(REPO_FILTERS).select(["civitai", "huggingface"], FILTERS.split(","))
+    paths = {f.key: tmp_path / manifest_filename(f.source, f.name) for f in selected}
+
+    before = make_emulator(revision=0)
+    await crawl(
+        AllSpider, crawl_settings(before, tmp_path, MANIFEST_MAX_ITEMS=150), filters=FILTERS
+    )
+    first = read_json(tmp_path / CHANGES_FILE)
+    assert first["previousTimestamp"] is None and first["gone"] == [] and first["runs"] == 1
+    assert first["totals"]["added"] == sum(len(_ids(p)) for p in paths.values())
+    old = {key: _ids(path) for key, path in paths.items()}
+    old_all = read_json(tmp_path / "all-models.json")
+    # The site acted on it (deployed, purged): it deletes it, as docs/SITE.md says.
+    (tmp_path / CHANGES_FILE).unlink()
+
+    after = await successor(make_emulator, before, EmulatorConfig(revision=1))
+    crawler = await crawl(
+        AllSpider, crawl_settings(after, tmp_path, MANIFEST_MAX_ITEMS=150), filters=FILTERS
+    )
+    new = {key: _ids(path) for key, path in paths.items()}
+    changes = read_json(tmp_path / CHANGES_FILE)
+    assert changes["runs"] == 1
+    assert {f["status"] for f in changes["filters"]} == {"fresh"}
+    _assert_changes(changes, old, new, old_all, read_json(tmp_path / "all-models.json"))
     assert crawler.stats.get_value("manifest/exit_code") == 0
     _assert_every_file_valid(tmp_path)
+
+
+@deferred_f_from_coro_f
+async def test_changes_accumulate_over_runs_until_the_site_consumes_them(make_emulator, tmp_path):
+    """Two runs between deploys, the second of one source only: changes.json then holds what
+    changed since the files the site last acted on, for both sources."""
+    selected = load_filters(REPO_FILTERS).select(["civitai", "huggingface"], FILTERS.split(","))
+    paths = {f.key: tmp_path / manifest_filename(f.source, f.name) for f in selected}
+    settings = {"MANIFEST_MAX_ITEMS": 150}
+    emulator = make_emulator(revision=0)
+    await crawl(AllSpider, crawl_settings(emulator, tmp_path, **settings), filters=FILTERS)
+    deployed = {key: _ids(path) for key, path in paths.items()}
+    deployed_all = read_json(tmp_path / "all-models.json")
+    (tmp_path / CHANGES_FILE).unlink()
+
+    emulator = await successor(make_emulator, emulator, EmulatorConfig(revision=1))
+    await crawl(AllSpider, crawl_settings(emulator, tmp_path, **settings), filters=FILTERS)
+    emulator = await successor(make_emulator, emulator, EmulatorConfig(revision=2))
+    hub_filters = ",".join(name for source, name in paths if source == "huggingface")
+    await crawl(
+        HuggingFaceSpider, crawl_settings(emulator, tmp_path, **settings), filters=hub_filters
+    )
+
+    changes = read_json(tmp_path / CHANGES_FILE)
+    assert changes["runs"] == 2
+    now = {key: _ids(path) for key, path in paths.items()}
+    now_all = read_json(tmp_path / "all-models.json")
+    _assert_changes(changes, deployed, now, deployed_all, now_all, gone_in_order=False)
+    _assert_every_file_valid(tmp_path)
+    # The run report still has the CivitAI rows, from the run that crawled them.
+    report = read_json(tmp_path / "run-report.json")
+    rows = {(row["source"], row["filter"]): row for row in report["filters"]}
+    assert list(rows) == list(paths)
+    for (source, _), row in rows.items():
+        carried = row["carried_from"]
+        assert (carried is not None) == (source == "civitai")
+        assert carried is None or (carried["spider"], carried["exit_code"]) == ("all", 0)
 
 
 def _assert_every_file_valid(folder):
@@ -213,6 +276,7 @@ def _assert_every_file_valid(folder):
         name = {
             "all-models.json": ALL_MODELS_SCHEMA,
             "run-report.json": RUN_REPORT_SCHEMA,
+            "index.json": INDEX_SCHEMA,
             CHANGES_FILE: CHANGES_SCHEMA,
         }.get(path.name, MANIFEST_SCHEMA)
         validators.check(name, read_json(path), path.name)
@@ -230,3 +294,69 @@ def test_summary_names_the_biggest_changes_and_how_many_more():
     text = summarize(changes)
     assert re.search(r"^  civitai:f8: \+8 -0 ~0$", text, re.M)
     assert "… and 3 more (see changes.json)" in text
+
+
+# --- Pending changes: the consumed state rebuilt from the files on disk ----------------------
+
+
+def _pending(*outcomes, timestamp="2026-01-02T00:00:00Z"):
+    """What read_pending_changes gives back of a changes.json made of these outcomes."""
+    changes = build_changes(
+        outcomes=list(outcomes),
+        previous_models=None,
+        previous_timestamp="2026-01-01T00:00:00Z",
+        models=[],
+        timestamp=timestamp,
+    )
+    document = json.loads(encode_json(changes))
+    return PendingChanges(
+        timestamp=document["timestamp"],
+        previous_timestamp=document["previousTimestamp"],
+        runs=document["runs"],
+        filters=dict(map(pending_filter, document["filters"])),
+    )
+
+
+@given(consumed=st.one_of(st.none(), rankings), on_disk=st.one_of(st.none(), rankings))
+def test_the_consumed_ranking_is_rebuilt_exactly_from_the_files_and_the_changes(consumed, on_disk):
+    status = "fresh" if on_disk is not None else "removed"
+    pending = _pending(FilterOutcome("civitai", "f", "civitai-f.json", status, consumed, on_disk))
+    assert pending.consumed_ranking(("civitai", "f"), on_disk) == consumed
+    # A filter the changes do not name is as it is on disk.
+    assert pending.consumed_ranking(("civitai", "other"), on_disk) == on_disk
+
+
+def test_changes_that_do_not_fit_the_files_are_refused():
+    pending = _pending(
+        FilterOutcome("civitai", "f", "civitai-f.json", "fresh", ["civitai-1"], ["civitai-2"])
+    )
+    with pytest.raises(ChangesError, match="has 2 models on disk, not 1"):
+        pending.consumed_ranking(("civitai", "f"), ["civitai-2", "civitai-3"])
+    with pytest.raises(ChangesError, match="rank 1 does not fit"):
+        pending.consumed_ranking(("civitai", "f"), ["civitai-1"])
+
+
+def test_a_changes_file_that_is_not_one_is_refused_naming_it(tmp_path):
+    path = tmp_path / CHANGES_FILE
+    assert read_pending_changes(path) is None
+    for text in ("{not json", '{"timestamp": 5}', '{"timestamp": "T", "filters": [{"added": 1}]}'):
+        path.write_text(text)
+        with pytest.raises(ChangesError, match=re.escape(str(path))):
+            read_pending_changes(path)
+
+
+@deferred_f_from_coro_f
+async def test_a_changes_file_that_does_not_fit_its_folder_is_started_over(
+    make_emulator, tmp_path, caplog
+):
+    emulator = make_emulator()
+    settings = crawl_settings(emulator, tmp_path, MANIFEST_MAX_ITEMS=5)
+    await crawl(AllSpider, settings, filters="likes")
+    first = read_json(tmp_path / CHANGES_FILE)
+    # Edited by hand: its timestamp no longer the all-models.json's beside it.
+    (tmp_path / CHANGES_FILE).write_text(json.dumps({**first, "timestamp": "2020-01-01T00:00:00Z"}))
+    await crawl(AllSpider, settings, filters="likes")
+    assert "was not consumed, but does not fit the files beside it" in caplog.text
+    changes = read_json(tmp_path / CHANGES_FILE)
+    assert changes["runs"] == 1
+    assert changes["previousTimestamp"] == first["timestamp"]

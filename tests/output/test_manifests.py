@@ -32,6 +32,9 @@ from manifest_crawler.output.manifests import (
 from manifest_crawler.output.schemas import MANIFEST_SCHEMA, SchemaError, Validators
 
 ORIGINS = {"civitai": "O", "huggingface": "O"}
+#: A manifest's source and label, for the documents these tests build.
+CIVITAI_L = {"source": "civitai", "label": "L"}
+HF_L = {"source": "huggingface", "label": "L"}
 
 
 def _m(model_id, name=None):
@@ -100,10 +103,19 @@ def test_merge_is_the_ordered_union(lists):
 
 
 def test_build_manifest_shape_and_stable_bytes():
-    doc = build_manifest("filter/sdxl", [_m("civitai-5", "Zeta é")], "2026-11-24T10:00:00Z", "O")
+    doc = build_manifest(
+        "filter/sdxl",
+        [_m("civitai-5", "Zeta é")],
+        "2026-11-24T10:00:00Z",
+        "O",
+        source="civitai",
+        label="SDXL",
+    )
     data = encode_json(doc)
     assert json.loads(data) == {
+        "source": "civitai",
         "filter": "filter/sdxl",
+        "label": "SDXL",
         "origin": "O",
         "models": [{"id": "civitai-5", "slug": "civitai-5", "name": "Zeta é"}],
         "timestamp": "2026-11-24T10:00:00Z",
@@ -241,7 +253,7 @@ def test_reading_manifests_from_disk(tmp_path):
         "f",
     )
     (tmp_path / "civitai-ok.json").write_bytes(
-        encode_json(build_manifest("ok", [_m("civitai-1")], "T", "O"))
+        encode_json(build_manifest("ok", [_m("civitai-1")], "T", "O", **CIVITAI_L))
     )
     (tmp_path / "civitai-bad.json").write_text('{"origin": "O", "models": [{"id": 1}]}')
     found, problems = manifests_on_disk(tmp_path, fs, origins=ORIGINS)
@@ -304,11 +316,11 @@ def test_site_models_are_a_sequence_made_as_read():
 def test_previous_files_are_read_as_streams_with_clear_errors(tmp_path):
     models = [_m("a/b"), _m("civitai-7", "Seven")]
     manifest = tmp_path / "hf-x.json"
-    manifest.write_bytes(encode_json(build_manifest("x", models, "T", "O")))
+    manifest.write_bytes(encode_json(build_manifest("x", models, "T", "O", **HF_L)))
     assert read_manifest_ids(manifest, "O") == ["a/b", "civitai-7"]
     assert [dict(expand_entry(e)) for e in read_manifest_models(manifest, "O")] == models
     empty = tmp_path / "hf-empty.json"
-    empty.write_bytes(encode_json(build_manifest("x", [], "T", "O")))
+    empty.write_bytes(encode_json(build_manifest("x", [], "T", "O", **HF_L)))
     assert read_manifest_ids(empty, "O") == []
     site = tmp_path / "all-models.json"
     site.write_bytes(
@@ -355,10 +367,12 @@ def test_a_document_refused_mid_write_leaves_the_previous_file(tmp_path, monkeyp
         write_atomic(
             path,
             validators.encode_checked(
-                MANIFEST_SCHEMA, build_manifest("x", models, "2026-01-01T00:00:00Z", "O"), path.name
+                MANIFEST_SCHEMA,
+                build_manifest("x", models, "2026-01-01T00:00:00Z", "O", **HF_L),
+                path.name,
             ),
         )
     assert path.read_text() == "previous" and os.listdir(tmp_path) == ["hf-x.json"]
-    document = build_manifest("x", models[:5], "2026-01-01T00:00:00Z", "O")
+    document = build_manifest("x", models[:5], "2026-01-01T00:00:00Z", "O", **HF_L)
     write_atomic(path, validators.encode_checked(MANIFEST_SCHEMA, document, path.name))
     assert read_manifest_ids(path, "O") == [f"a/m{i}" for i in range(5)]

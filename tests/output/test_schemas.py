@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from scrapy.utils.defer import deferred_f_from_coro_f
 
 from manifest_crawler.apis.normalize import InvalidModel, hf_id, normalize_model
+from manifest_crawler.filters import load_filters
 from manifest_crawler.output import schemas
 from manifest_crawler.output.changes import FilterOutcome, build_changes
 from manifest_crawler.output.manifests import (
@@ -26,6 +27,8 @@ from manifest_crawler.output.runreport import build_report
 from manifest_crawler.output.schemas import (
     ALL_MODELS_SCHEMA,
     CHANGES_SCHEMA,
+    FILTERS_SCHEMA,
+    INDEX_SCHEMA,
     JSON_SCHEMAS,
     MANIFEST_SCHEMA,
     RUN_REPORT_SCHEMA,
@@ -34,8 +37,17 @@ from manifest_crawler.output.schemas import (
     Validators,
     load_schema,
 )
+from manifest_crawler.output.siteindex import build_index
 from manifest_crawler.spiders.civitai import CivitaiSpider
-from tests.crawl import ROOT, crawl, files_in, project_settings_dict, read_json, write_filters
+from tests.crawl import (
+    REPO_FILTERS,
+    ROOT,
+    crawl,
+    files_in,
+    project_settings_dict,
+    read_json,
+    write_filters,
+)
 from tests.scripted import Reply
 
 TS = "2026-11-24T10:00:00Z"
@@ -64,8 +76,47 @@ ReferenceValidator = jsonschema.validators.extend(
 REFERENCE = {name: ReferenceValidator(load_schema(name)) for name in JSON_SCHEMAS}
 
 
+#: filters.json in the format settled for every branch: each CivitAI filter carries exactly one
+#: rule (browsing_levels, rated or rated_at_most), any filter a page budget (max_pages).
+SETTLED_FILTERS = {
+    "civitai": [
+        {
+            "name": "AllTime/All/All/downloads/Soft",
+            "label": "Most downloaded, as civitai.com lists them at PG-13",
+            "params": {"sort": "Most Downloaded", "period": "AllTime", "nsfw": "true"},
+            "browsing_levels": ["PG", "PG13"],
+        },
+        {
+            "name": "filter/r",
+            "label": "Rated R",
+            "params": {"nsfw": "true", "types": ["Checkpoint", "LORA"]},
+            "rated": "R",
+            "max_items": 250,
+            "max_pages": 40,
+        },
+        {
+            "name": "filter/soft",
+            "label": "Rated at most PG-13",
+            "params": {"nsfw": "true"},
+            "rated_at_most": "PG13",
+            "description": "for people",
+        },
+    ],
+    "huggingface": [
+        {"name": "likes", "label": "By likes", "params": {"sort": "likes"}, "max_pages": 3},
+    ],
+}
+
+
 def _examples():
-    manifest = build_manifest("filter/x", [CIVITAI, HF], TS, "https://civitai.com/api/v1/models")
+    manifest = build_manifest(
+        "filter/x",
+        [CIVITAI, HF],
+        TS,
+        "https://civitai.com/api/v1/models",
+        source="civitai",
+        label="Filter X",
+    )
     all_models = merge_all_models(
         [SourceManifest("civitai", [CIVITAI]), SourceManifest("huggingface", [HF])],
         TS,
@@ -93,6 +144,7 @@ def _examples():
         "file": "civitai-filter-x.json",
         "manifest_models": 2,
         "empty": False,
+        "carried_from": None,
     }
     report = build_report(
         spider="all",
@@ -114,12 +166,22 @@ def _examples():
         models=all_models["models"],
         timestamp=TS,
     )
+    [civitai_filter] = load_filters(REPO_FILTERS).for_source("civitai")[:1]
+    index = build_index(
+        filters=[civitai_filter],
+        manifests=[SourceManifest("civitai", [CIVITAI], civitai_filter.name)],
+        statuses={civitai_filter.key: "fresh"},
+        origins={"civitai": "emulator", "huggingface": "emulator"},
+        timestamp=TS,
+    )
     # As written: the crawler's documents stream their model lists (jsonstream).
     return {
         MANIFEST_SCHEMA: orjson.loads(encode_json(manifest)),
         ALL_MODELS_SCHEMA: orjson.loads(encode_json(all_models)),
         RUN_REPORT_SCHEMA: report,
         CHANGES_SCHEMA: orjson.loads(encode_json(changes)),
+        INDEX_SCHEMA: index,
+        FILTERS_SCHEMA: SETTLED_FILTERS,
     }
 
 
@@ -172,7 +234,8 @@ def test_a_missing_or_mistyped_top_level_field_is_rejected(name):
     document = EXAMPLES[name]
     for key in document:
         missing = {k: v for k, v in document.items() if k != key}
-        assert not _valid(name, missing), f"{name} without {key}"
+        # filters.json may leave out a source (it then has no filter).
+        assert _valid(name, missing) == (name == FILTERS_SCHEMA), f"{name} without {key}"
         wrong = {**document, key: {"not": "this type"}}
         assert not _valid(name, wrong), f"{name} with a wrong {key}"
     assert not _valid(name, {**document, "unexpected": 1})
@@ -344,7 +407,9 @@ async def test_a_manifest_failing_its_schema_is_not_written(
         {"big|": Reply(_page(1, 2, 3)), "new|": Reply(_page(4, 5, 6)), "ok|": Reply(_page(7))},
         by="sort",
     )
-    previous = build_manifest("big", [CIVITAI], "2026-01-01T00:00:00Z", url)
+    previous = build_manifest(
+        "big", [CIVITAI], "2026-01-01T00:00:00Z", url, source="civitai", label="Big"
+    )
     (out / "civitai-big.json").write_bytes(encode_json(previous))
     before = (out / "civitai-big.json").read_bytes()
     strict = _tightened(tmp_path, MANIFEST_SCHEMA, path, change)
@@ -411,3 +476,39 @@ def test_every_big_array_is_checked_in_chunks(name, path):
     whole._schemas[name] = copy.deepcopy(whole._schemas[name])
     schemas.subschema_at(whole._schemas[name], path)["uniqueItems"] = True  # type: ignore[index]
     assert not whole.checks_in_chunks(name, path)
+
+
+# --- filters.json: the settled format ------------------------------------------------------
+
+
+def test_the_repository_filters_file_follows_the_filters_schema():
+    assert _valid(FILTERS_SCHEMA, read_json(REPO_FILTERS))
+
+
+FILTER_BREAKAGES = [
+    ("no rule", "civitai", lambda f: f.pop("browsing_levels")),
+    ("two rules", "civitai", lambda f: f.update(rated="R")),
+    ("unknown level", "civitai", lambda f: f.update(browsing_levels=["PG", "Soft"])),
+    ("no level", "civitai", lambda f: f.update(browsing_levels=[])),
+    ("a level twice", "civitai", lambda f: f.update(browsing_levels=["PG", "PG"])),
+    ("reserved cursor", "civitai", lambda f: f["params"].update(cursor="x")),
+    ("reserved browsingLevel", "civitai", lambda f: f["params"].update(browsingLevel="1")),
+    ("numeric param", "civitai", lambda f: f["params"].update(limit=5)),
+    ("empty list param", "civitai", lambda f: f["params"].update(types=[])),
+    ("unknown key", "civitai", lambda f: f.update(nsfw_levels=["PG"])),
+    ("bad name", "civitai", lambda f: f.update(name="../x")),
+    ("blank label", "civitai", lambda f: f.update(label=" ")),
+    ("negative max_items", "civitai", lambda f: f.update(max_items=-1)),
+    ("zero max_pages", "civitai", lambda f: f.update(max_pages=0)),
+    ("a rating rule", "huggingface", lambda f: f.update(rated="R")),
+    ("reserved full", "huggingface", lambda f: f["params"].update(full="true")),
+]
+
+
+@pytest.mark.parametrize(
+    ("what", "source", "breakage"), FILTER_BREAKAGES, ids=[b[0] for b in FILTER_BREAKAGES]
+)
+def test_the_filters_schema_refuses_what_the_settled_format_forbids(what, source, breakage):
+    document = copy.deepcopy(SETTLED_FILTERS)
+    breakage(document[source][0])
+    assert not _valid(FILTERS_SCHEMA, document), what

@@ -30,7 +30,11 @@ def _previous(out, name, ids, source="civitai", origin=None):
     path = out / f"{prefix}-{name}.json"
     out.mkdir(exist_ok=True)
     origin = origin or getattr(project_settings, SOURCE_URL_SETTINGS[source])
-    path.write_bytes(encode_json(build_manifest(name, models, "2026-01-01T00:00:00Z", origin)))
+    path.write_bytes(
+        encode_json(
+            build_manifest(name, models, "2026-01-01T00:00:00Z", origin, source=source, label=name)
+        )
+    )
     return path
 
 
@@ -178,6 +182,7 @@ async def test_all_spider_dedupes_across_sources_and_filters_and_is_reproducible
                 "civitai-a.json",
                 "civitai-b.json",
                 "hf-h.json",
+                "index.json",
                 "run-report.json",
             ]
         )
@@ -185,8 +190,94 @@ async def test_all_spider_dedupes_across_sources_and_filters_and_is_reproducible
     # Same API data, same bytes apart from timestamps (the run report also holds durations;
     # the changes file describes each run against the one before).
     for name in first:
-        if name not in ("run-report.json", "changes.json"):
+        if name not in ("run-report.json", "changes.json", "index.json"):
             assert first[name] == second[name], name
+
+
+@deferred_f_from_coro_f
+async def test_manifests_say_their_source_and_label_and_the_index_lists_every_filter(
+    tmp_path, scripted
+):
+    _, civitai_url = scripted(
+        {"a|": Reply(_page(1, 2)), "b|": Reply({"message": "down"}, status=503)}, by="sort"
+    )
+    _, hf_url = scripted({"": Reply([{"id": "x/y"}])})
+    civitai = [{**f, "label": f"Label {f['name']}"} for f in _filters("a", "b")]
+    settings = _settings(
+        tmp_path, civitai, _filters("h/1"), CIVITAI_API_URL=civitai_url, HF_API_URL=hf_url
+    )
+    await crawl(AllSpider, settings)
+    out = tmp_path / "out"
+    manifest = read_json(out / "civitai-a.json")
+    assert (manifest["source"], manifest["filter"], manifest["label"]) == (
+        "civitai",
+        "a",
+        "Label a",
+    )
+    assert read_json(out / "hf-h-1.json")["source"] == "huggingface"
+    index = read_json(out / "index.json")
+    assert index["synthetic"] is False
+    assert index["timestamp"] == read_json(out / "all-models.json")["timestamp"]
+    assert index["filters"] == [
+        {"source": "civitai", "filter": "a", "label": "Label a", "file": "civitai-a.json",
+         "models": 2, "status": "fresh", "origin": civitai_url},
+        {"source": "civitai", "filter": "b", "label": "Label b", "file": "civitai-b.json",
+         "models": None, "status": "failed", "origin": None},
+        {"source": "huggingface", "filter": "h/1", "label": "h/1", "file": "hf-h-1.json",
+         "models": 1, "status": "fresh", "origin": hf_url},
+    ]  # fmt: skip
+
+
+@deferred_f_from_coro_f
+async def test_a_manifest_whose_filter_is_gone_is_removed_with_the_runs_files(
+    tmp_path, scripted, caplog
+):
+    out = tmp_path / "out"
+    _, url = scripted({"a|": Reply(_page(1, 2)), "b|": Reply(_page(3, 4))}, by="sort")
+    await crawl(CivitaiSpider, _settings(tmp_path, _filters("a", "b"), CIVITAI_API_URL=url))
+    (out / "changes.json").unlink()  # consumed by the site
+    # Beside the manifests: files no run writes, or named as a manifest but none.
+    (out / "civitai-notes.json").write_text("not a manifest")
+    (out / ".civitai-hidden.json").write_text("{}")
+    (out / "README.md").write_text("kept")
+    names = ("civitai-notes.json", ".civitai-hidden.json", "README.md")
+    others = {name: (out / name).read_bytes() for name in names}
+
+    # A run that fetches nothing replaces nothing: the orphan stays with every other file.
+    _, down = scripted({"": Reply({"message": "down"}, status=503)})
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    await crawl(CivitaiSpider, _settings(tmp_path, _filters("a"), CIVITAI_API_URL=down))
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+    caplog.clear()
+    crawler = await crawl(CivitaiSpider, _settings(tmp_path, _filters("a"), CIVITAI_API_URL=url))
+    assert not (out / "civitai-b.json").exists()
+    assert {name: (out / name).read_bytes() for name in others} == others
+    removed = [f for f in read_json(out / "changes.json")["filters"] if f["status"] == "removed"]
+    assert removed == [
+        {"source": "civitai", "filter": "b", "file": "civitai-b.json", "status": "removed",
+         "previousModels": 2, "models": None, "moved": [], "added": [],
+         "removed": [{"id": "civitai-3", "rank": 1}, {"id": "civitai-4", "rank": 2}]}
+    ]  # fmt: skip
+    assert [f["filter"] for f in read_json(out / "index.json")["filters"]] == ["a"]
+    assert [f["filter"] for f in read_json(out / "run-report.json")["filters"]] == ["a"]
+    assert "Removing 1 manifest(s) of filters no longer in" in caplog.text
+    assert "civitai-b.json" in caplog.text
+    assert "civitai-notes.json: not a manifest" in caplog.text
+    assert crawler.stats.get_value("manifest/orphans_removed") == 1
+    assert crawler.stats.get_value("manifest/exit_code") == 0
+
+
+@deferred_f_from_coro_f
+async def test_a_setting_keeps_the_manifests_of_filters_that_are_gone(tmp_path, scripted, caplog):
+    out = tmp_path / "out"
+    _, url = scripted({"a|": Reply(_page(1)), "b|": Reply(_page(3))}, by="sort")
+    await crawl(CivitaiSpider, _settings(tmp_path, _filters("a", "b"), CIVITAI_API_URL=url))
+    kept = (out / "civitai-b.json").read_bytes()
+    settings = _settings(tmp_path, _filters("a"), CIVITAI_API_URL=url, MANIFEST_KEEP_ORPHANS=True)
+    await crawl(CivitaiSpider, settings)
+    assert (out / "civitai-b.json").read_bytes() == kept
+    assert "kept (MANIFEST_KEEP_ORPHANS): civitai-b.json" in caplog.text
 
 
 def _without_timestamps(data):
