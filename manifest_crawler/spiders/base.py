@@ -32,12 +32,12 @@ from manifest_crawler.apis.base import (
     redact_url,
 )
 from manifest_crawler.apis.normalize import InvalidModel, normalize_model
+from manifest_crawler.critical_path import chain_pages_left
 from manifest_crawler.extensions.runstate import RunState
 from manifest_crawler.filters import FiltersError
 from manifest_crawler.items import ModelEntry
 from manifest_crawler.ledger import FilterState, FilterStatus, Ledger
 from manifest_crawler.middlewares.backoff import RATELIMIT_PROBE_META
-from manifest_crawler.pqueues import RESERVE_META
 
 logger = logging.getLogger(__name__)
 
@@ -129,15 +129,26 @@ class ManifestSpider(scrapy.Spider):
         for api_cls in self.source_apis:
             token = os.environ.get(api_cls.token_env) or None
             self.apis[api_cls.name] = api_cls(self.settings[api_cls.url_setting], token)
-        for chain in chains(self.ledger):
-            # A resumed job (JOBDIR): a filter that is not PENDING finished in an earlier
-            # process, or its next page waits in the job's request queue.
-            pending = [state for state in chain if state.status is FilterStatus.PENDING]
-            if not pending:
+        # A resumed job (JOBDIR): a filter that is not PENDING finished in an earlier
+        # process, or its next page waits in the job's request queue.
+        pending = [
+            [state for state in chain if state.status is FilterStatus.PENDING]
+            for chain in chains(self.ledger)
+        ]
+        # Scrapy sends the first requests as they come, before the rest are queued by
+        # priority: the longest chains first from the start too.
+        pending.sort(key=self._pages_left, reverse=True)
+        for chain in pending:
+            if not chain:
                 continue
-            for state in pending:
+            for state in chain:
                 state.start()
-            yield self._page_request(pending, after=None)
+            yield self._page_request(chain, after=None)
+
+    def _pages_left(self, states: list[FilterState]) -> int:
+        if not states:
+            return 0
+        return chain_pages_left(states, self.apis[states[0].filter.source].max_page_size)
 
     def _page_request(self, states: list[FilterState], after: Page | None) -> scrapy.Request:
         """The next page of a chain, for the filters of ``states`` (one listing)."""
@@ -156,30 +167,19 @@ class ManifestSpider(scrapy.Spider):
             "download_slot": api.name,
             RATELIMIT_PROBE_META: api.announces_rate_limit,
         }
-        if client_side:
-            # The longest chains of pages (see start_order()): the next page is to take this
-            # one's place as soon as it is parsed (pqueues.py). Other filters' next pages take
-            # the first free place; the parse would keep it idle for them.
-            meta[RESERVE_META] = True
         return scrapy.Request(
             api.page_url(lead.filter, page_size, after),
             headers=api.headers,
             callback=self.parse_page,
             errback=self.page_failed,
-            # Deeper pages first, so filters in flight finish before new ones start.
-            priority=max(state.pages for state in states),
+            # The chain with the most pages left first, started or not: the critical path
+            # (critical_path.py; the scheduler's queue, pqueues.py, keeps to it per API).
+            priority=self._pages_left(states),
             dont_filter=True,
             meta=meta,
         )
 
     def parse_page(self, response: Response) -> Iterator[Any]:
-        try:
-            yield from self._parse_page(response)
-        finally:
-            # The next page, if any, is scheduled: the place this request kept is free.
-            response.meta.pop(RESERVE_META, None)
-
-    def _parse_page(self, response: Response) -> Iterator[Any]:
         request = response.request
         assert request is not None  # a response handed to a callback has its request
         states = self._unfinished(request)
