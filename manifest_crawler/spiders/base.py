@@ -35,7 +35,7 @@ from manifest_crawler.apis.normalize import InvalidModel, normalize_model
 from manifest_crawler.critical_path import chain_pages_left
 from manifest_crawler.extensions.runstate import RunState
 from manifest_crawler.filters import FiltersError
-from manifest_crawler.items import ModelEntry
+from manifest_crawler.items import ModelEntry, ModelPage
 from manifest_crawler.ledger import FilterState, FilterStatus, Ledger
 from manifest_crawler.middlewares.backoff import RATELIMIT_PROBE_META
 
@@ -197,7 +197,11 @@ class ManifestSpider(scrapy.Spider):
             state.pages += 1
             # The page's final response carries how many times it was retried.
             state.retries += response.meta.get("retry_times", 0)
-            yield from self._entries(state, api, page.items)
+            # One item per filter and page, not per model: Scrapy's per-item path (spider
+            # middlewares, the item pipeline, signals, a log record) then runs once a page.
+            models = list(self._entries(state, api, page.items))
+            if models:
+                yield ModelPage(state.filter.source, state.filter.name, models)
             if self._goes_on(state, api, page, request):
                 going_on.append(state)
         if going_on:

@@ -13,7 +13,7 @@ from manifest_crawler.filters import Filter
 from manifest_crawler.ledger import FilterState
 from manifest_crawler.spiders.civitai import CivitaiSpider
 from manifest_crawler.spiders.huggingface import HuggingFaceSpider
-from tests.crawl import crawl, crawl_settings, project_settings_dict, write_filters
+from tests.crawl import crawl, crawl_settings, project_settings_dict, read_json, write_filters
 from tests.scripted import Reply
 
 
@@ -105,3 +105,21 @@ async def test_the_longest_chain_is_asked_for_first(tmp_path, scripted):
     assert api.keys[-1] == "Newest|"
     assert sorted(api.keys) == sorted(replies)
 
+
+@deferred_f_from_coro_f
+async def test_a_feed_export_gets_one_item_a_page_holding_its_models(emulator, tmp_path):
+    """`scrapy crawl -O`: an item per filter and page, {source, filter, models}; its models, in
+    turn, are the filter's manifest."""
+    feed = tmp_path / "items.json"
+    settings = _settings(emulator, tmp_path, FEEDS={str(feed): {"format": "json"}})
+    crawler = await crawl(HuggingFaceSpider, settings)
+    pages = read_json(feed)
+    assert {tuple(page) for page in pages} == {("source", "filter", "models")}
+    for name in ("a", "b"):
+        models = [m for page in pages if page["filter"] == name for m in page["models"]]
+        manifest = read_json(tmp_path / "out" / f"hf-{name}.json")["models"]
+        assert [m["rank"] for m in models] == list(range(len(manifest)))
+        assert [{k: m[k] for k in ("id", "slug", "name")} for m in models] == manifest
+        assert {(m["source"], m["filter"]) for m in models} == {("huggingface", name)}
+    assert crawler.stats.get_value("item_scraped_count") == len(pages)
+    assert crawler.stats.get_value("manifest/huggingface/models") == 50
