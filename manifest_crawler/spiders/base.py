@@ -21,6 +21,7 @@ from scrapy.exceptions import CannotResolveHostError, DownloadCancelledError, Ig
 from scrapy.http import Response, TextResponse
 from scrapy.settings import BaseSettings
 from scrapy.spidermiddlewares.httperror import HttpError
+from scrapy.statscollectors import StatsCollector
 from twisted.internet.defer import CancelledError
 from twisted.internet.error import DNSLookupError
 from twisted.python.failure import Failure
@@ -79,6 +80,62 @@ def chains(states: Iterable[FilterState]) -> list[list[FilterState]]:
         key = (state.filter.source, tuple(sorted(state.filter.query_pairs())))
         groups.setdefault(key, []).append(state)
     return list(groups.values())
+
+
+def chain_page_size(states: Iterable[FilterState], api: SourceAPI) -> int:
+    """The size of a chain's next page: what its filters still want, up to the API's largest
+    page; the largest page when a filter keeps items client-side (it cannot know how many a
+    page will keep) or has no limit."""
+    sizes = []
+    for state in states:
+        remaining = state.remaining
+        if state.filter.rating_mask is not None or remaining is None:
+            return api.max_page_size
+        sizes.append(remaining)
+    return min(max(sizes), api.max_page_size)
+
+
+def take_models(
+    state: FilterState, api: SourceAPI, items: list[Any], stats: StatsCollector
+) -> Iterator[ModelEntry]:
+    """The models a page's raw ``items`` give ``state``'s filter, in order: those its own
+    rules keep, normalised (apis/normalize.py), none it already has, at most what it still
+    wants. Every item left out is counted (in ``state`` and ``stats``) and the model taken
+    noted in ``state``. Plain, so that the per-model rules are the same whoever drives the
+    pages (the spider; bench/plain.py)."""
+    source, name = state.filter.source, state.filter.name
+    for item in items:
+        if not isinstance(item, dict):
+            stats.inc_value("manifest/dropped/not_an_object")
+            continue
+        if not api.keep(state.filter, item):
+            state.excluded += 1
+            continue
+        mismatch = api.mismatch(state.filter, item)
+        if mismatch is not None:
+            state.mismatched += 1
+            state.first_mismatch = state.first_mismatch or mismatch
+            stats.inc_value(f"manifest/{source}/mismatched")
+        try:
+            model = normalize_model(source, api.raw_id(item), api.raw_name(item))
+        except InvalidModel as exc:
+            # It takes no place in the filter.
+            stats.inc_value(f"manifest/dropped/{exc.reason}")
+            stats.inc_value(f"manifest/{source}/dropped")
+            logger.warning("Dropped a model of %s:%s: %s", source, name, exc)
+            continue
+        # Interned: every filter listing a model then holds one string for its id (the
+        # writer interns the same), not a copy per filter (a million models, measured).
+        model_id = sys.intern(model.id)
+        if model_id in state.seen_ids:
+            state.duplicates += 1
+            stats.inc_value("manifest/dropped/duplicate")
+            continue
+        rank = state.models
+        state.seen_ids.add(model_id)
+        yield ModelEntry(source, name, rank, model_id, model.slug, model.name)
+        if state.remaining == 0:
+            return
 
 
 class ManifestSpider(scrapy.Spider):
@@ -154,21 +211,13 @@ class ManifestSpider(scrapy.Spider):
         """The next page of a chain, for the filters of ``states`` (one listing)."""
         lead = states[0]
         api = self.apis[lead.filter.source]
-        wanted = [state.remaining for state in states]
-        client_side = any(state.filter.rating_mask is not None for state in states)
-        # A filter whose items are kept client-side cannot know how many a page will keep.
-        page_size = api.max_page_size
-        if not client_side:
-            sizes = [size for size in wanted if size is not None]
-            if len(sizes) == len(wanted):
-                page_size = min(max(sizes), api.max_page_size)
         meta = {
             FILTER_META: tuple(state.filter.key for state in states),
             "download_slot": api.name,
             RATELIMIT_PROBE_META: api.announces_rate_limit,
         }
         return scrapy.Request(
-            api.page_url(lead.filter, page_size, after),
+            api.page_url(lead.filter, chain_page_size(states, api), after),
             headers=api.headers,
             callback=self.parse_page,
             errback=self.page_failed,
@@ -199,7 +248,7 @@ class ManifestSpider(scrapy.Spider):
             state.retries += response.meta.get("retry_times", 0)
             # One item per filter and page, not per model: Scrapy's per-item path (spider
             # middlewares, the item pipeline, signals, a log record) then runs once a page.
-            models = list(self._entries(state, api, page.items))
+            models = list(take_models(state, api, page.items, self.crawler.stats))
             if models:
                 yield ModelPage(state.filter.source, state.filter.name, models)
             if self._goes_on(state, api, page, request):
@@ -248,44 +297,6 @@ class ManifestSpider(scrapy.Spider):
         else:
             return True
         return False
-
-    def _entries(
-        self, state: FilterState, api: SourceAPI, items: list[Any]
-    ) -> Iterator[ModelEntry]:
-        source, name = state.filter.source, state.filter.name
-        stats = self.crawler.stats
-        for item in items:
-            if not isinstance(item, dict):
-                stats.inc_value("manifest/dropped/not_an_object")
-                continue
-            if not api.keep(state.filter, item):
-                state.excluded += 1
-                continue
-            mismatch = api.mismatch(state.filter, item)
-            if mismatch is not None:
-                state.mismatched += 1
-                state.first_mismatch = state.first_mismatch or mismatch
-                stats.inc_value(f"manifest/{source}/mismatched")
-            try:
-                model = normalize_model(source, api.raw_id(item), api.raw_name(item))
-            except InvalidModel as exc:
-                # It takes no place in the filter.
-                stats.inc_value(f"manifest/dropped/{exc.reason}")
-                stats.inc_value(f"manifest/{source}/dropped")
-                logger.warning("Dropped a model of %s:%s: %s", source, name, exc)
-                continue
-            # Interned: every filter listing a model then holds one string for its id (the
-            # writer interns the same), not a copy per filter (a million models, measured).
-            model_id = sys.intern(model.id)
-            if model_id in state.seen_ids:
-                state.duplicates += 1
-                stats.inc_value("manifest/dropped/duplicate")
-                continue
-            rank = state.models
-            state.seen_ids.add(model_id)
-            yield ModelEntry(source, name, rank, model_id, model.slug, model.name)
-            if state.remaining == 0:
-                return
 
     def _retry_or_fail(
         self, states: list[FilterState], response: Response, exc: PageError
