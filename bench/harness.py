@@ -179,6 +179,16 @@ def run_measured(
     )
 
 
+def load_average() -> str:
+    """The machine's load averages over 1, 5 and 15 minutes, as ``uptime`` prints them."""
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def machine() -> str:
+    """What the figures were measured on: CPUs and Python."""
+    return f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+
+
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
