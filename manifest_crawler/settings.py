@@ -62,8 +62,8 @@ DOWNLOADER_MIDDLEWARES = {
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
     "manifest_crawler.middlewares.backoff.BackoffRetryMiddleware": 550,
 }
-# Scrapy's spider middlewares wrap every item a callback yields, a model each here. Two do
-# nothing for an API crawler: DepthMiddleware only counts link depth (no DEPTH_LIMIT, no
+# Scrapy's spider middlewares wrap every item a callback yields (a filter's page of models,
+# items.ModelPage). Two do nothing for an API crawler: DepthMiddleware only counts link depth (no DEPTH_LIMIT, no
 # DEPTH_PRIORITY; the spider orders pages itself), and UrlLengthMiddleware would silently drop
 # a next page whose URL passed 2,083 characters, leaving its filter unfinished, where the API
 # answering 414 fails the filter with a reason. The others stay: Referer (the redirect
@@ -76,6 +76,10 @@ SPIDER_MIDDLEWARES = {
 ITEM_PIPELINES = {
     "manifest_crawler.pipelines.writer.ManifestWriterPipeline": 800,
 }
+# A page's items (one per filter of its chain) go through the pipeline one after another:
+# the writer does no I/O while the crawl runs, so nothing is gained in parallel, and Scrapy
+# starts CONCURRENT_ITEMS worker tasks for every response (docs/PERFORMANCE.md).
+CONCURRENT_ITEMS = 1
 EXTENSIONS = {
     # Built in this order: OfflineEmulator sets the endpoints the run is made for; JobResume
     # must be listening when RunState opens the run (signals.run_opened).
