@@ -120,6 +120,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cpu.add_argument("--variants", type=_ints, default=[1000], help="max_items values")
     cpu.add_argument("--filters", type=Path, default=ROOT / "filters.json")
+    cpu.add_argument(
+        "--before-root",
+        type=Path,
+        default=None,
+        help="another checkout, crawled in turn with --crawler-root's in every run",
+    )
 
     t = sub.add_parser("throughput", parents=[common], help="zero-latency CPU per model")
     t.add_argument("--civitai-items", type=int, default=10_000, help="CivitAI models crawled")
@@ -184,6 +190,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             repeat=args.repeat,
             latency={"civitai": (0.0, 0.0), "huggingface": (0.0, 0.0)},
             crawler_root=args.crawler_root,
+            before_root=args.before_root,
             commands=["crawl", "plain"],
             crawl_settings=extra,
             workdir=args.workdir,

@@ -3,7 +3,7 @@ realistic latency per API (CivitAI 1-3 s a response, the Hub 0.2-0.5 s), in two 
 
 - ``repo``: the repository's filters.json at 1,000 models a filter (``--variants``);
 - ``request-bound``: REQUEST_BOUND_CHAINS, CivitAI chains of similar length whose pages add
-  up to about 8 times the longest, in a shuffled order: the request count binds, not a chain,
+  up to about 9 times the longest, in a shuffled order: the request count binds, not a chain,
   and a scheduler that starts a long chain late makes the tail.
 
 Optionally beside the plain client (``plain``: asyncio and aiohttp doing the same work, for
@@ -55,11 +55,12 @@ SOURCES = ("civitai", "huggingface")
 #: What the real APIs answer in (docs/PERFORMANCE.md): seconds, low to high.
 REALISTIC_LATENCY = {"civitai": (1.0, 3.0), "huggingface": (0.2, 0.5)}
 CASES = ("repo", "request-bound")
-#: The pages of each chain of the request-bound case: 12 chains of similar length, 243 pages
-#: (31 rounds of 8 against a 30-page chain). Each is a CivitAI listing of its own (a model type
-#: and sort of the emulator's catalogue that holds enough models) asked for pages * 100 models.
-REQUEST_BOUND_CHAINS = (30, 28, 26, 24, 22, 20, 18, 17, 16, 15, 14, 13)
-_LISTING_TYPES = ("LORA", "Checkpoint")
+#: The pages of each chain of the request-bound case: 13 chains of similar length, 262 pages
+#: (33 rounds of 8 against a 30-page chain; the emulator's hidden models add a page here and
+#: there). Each is a CivitAI listing of its own (a model type and a sort of the emulator's
+#: catalogue, each holding thousands of models) asked for pages * 100 models.
+REQUEST_BOUND_CHAINS = (30, 28, 26, 24, 22, 20, 19, 18, 17, 16, 15, 14, 13)
+_LISTING_TYPES = ("LORA", "Checkpoint", "TextualInversion")
 _LISTING_SORTS = ("Highest Rated", "Most Downloaded", "Most Discussed", "Most Collected", "Newest")
 
 
@@ -132,7 +133,9 @@ def request_bound_filters(path: Path) -> Path:
             "rated_at_most": "XXX",
             "max_items": pages * 100,
         }
-        for pages, (kind, sort) in zip(REQUEST_BOUND_CHAINS, listings, strict=False)
+        for pages, (kind, sort) in zip(
+            REQUEST_BOUND_CHAINS, listings[: len(REQUEST_BOUND_CHAINS)], strict=True
+        )
     ]
     random.Random(23).shuffle(entries)
     path.write_text(json.dumps({"civitai": entries, "huggingface": []}, indent=1))
