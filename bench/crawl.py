@@ -38,6 +38,7 @@ from bench.harness import (
     EmulatorSpec,
     Measured,
     RunningEmulator,
+    client_argv,
     crawler_env,
     emulator,
     load_average,
@@ -225,16 +226,9 @@ def run_command(
         env = crawler_env(root)
         cwd = root
     elif name in ("baseline", "plain"):
-        argv = [
-            sys.executable,
-            "-m",
-            f"bench.{name}",
-            f"--civitai-url={emu.civitai_url}",
-            f"--hf-url={emu.hf_url}",
-            f"--filters={filters_file}",
-            f"--max-items={max_items}",
-            f"--out={out}",
-        ]
+        argv = client_argv(
+            f"bench.{name}", emu, filters_file=filters_file, max_items=max_items, out=out
+        )
     else:
         argv = [
             sys.executable,

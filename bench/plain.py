@@ -16,7 +16,6 @@ times).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import sys
@@ -28,6 +27,7 @@ from typing import Any
 import aiohttp
 from scrapy.http import TextResponse
 
+from bench.harness import client_arguments
 from manifest_crawler.apis.base import Page, SourceAPI
 from manifest_crawler.apis.civitai import CivitaiAPI
 from manifest_crawler.apis.huggingface import HuggingFaceAPI
@@ -184,14 +184,8 @@ def _wait(headers: Any, attempt: int) -> float:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.plain")
-    parser.add_argument("--civitai-url", required=True)
-    parser.add_argument("--hf-url", required=True)
-    parser.add_argument("--filters", required=True)
-    parser.add_argument("--max-items", type=int, default=100, help="0 = no limit")
-    parser.add_argument("--sources", default="civitai,huggingface")
+    parser = client_arguments("python -m bench.plain", "folder for the manifests")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight per API")
-    parser.add_argument("--out", required=True, help="folder for the manifests")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

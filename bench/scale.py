@@ -27,6 +27,7 @@ from bench.harness import (
     ROOT,
     EmulatorSpec,
     Measured,
+    client_argv,
     crawler_env,
     emulator,
     load_average,
@@ -74,17 +75,14 @@ def _crawl(
     log = work / f"{tag}.log"
     with emulator(spec) as emu:
         if plain:
-            argv = [
-                sys.executable,
-                "-m",
+            argv = client_argv(
                 "bench.plain",
-                f"--civitai-url={emu.civitai_url}",
-                f"--hf-url={emu.hf_url}",
-                f"--filters={filters}",
-                "--max-items=0",
-                "--sources=huggingface",
-                f"--out={out}",
-            ]
+                emu,
+                filters_file=filters,
+                max_items=0,
+                out=out,
+                sources="huggingface",
+            )
             measured = run_measured(argv, log_path=log)
         else:
             argv = scrapy_argv(
