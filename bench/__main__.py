@@ -104,6 +104,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="another checkout, crawled in turn with --crawler-root's in every run",
     )
+    c.add_argument(
+        "--before-filters",
+        type=Path,
+        default=None,
+        help="the filters file of --before-root's crawl (default: --filters)",
+    )
     c.add_argument("--variants", type=_ints, default=[1000], help="max_items values")
     c.add_argument("--filters", type=Path, default=ROOT / "filters.json")
     c.add_argument("--civitai-models", type=int, default=100_000)
@@ -177,6 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             hf_rate_limit=args.hf_rate_limit,
             crawler_root=args.crawler_root,
             before_root=args.before_root,
+            before_filters_file=args.before_filters,
             commands=[name for name in args.commands.split(",") if name],
             crawl_settings=extra,
             workdir=args.workdir,

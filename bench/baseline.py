@@ -2,8 +2,9 @@
 
 One request at a time with a plain HTTP client: every filter of filters.json in turn, each
 filter's pages in turn (CivitAI's ``nextCursor``, the Hub's ``Link`` header), with the same
-parameters, page sizes and max_items as the crawl, keeping the same models (client-side
-nsfw levels, dedup within a filter) and writing one JSON manifest per filter.
+parameters, page sizes and max_items as the crawl, keeping the same models (each filter's
+content rule, dedup within a filter, Newest's cursors as the crawler sends them) and writing
+one JSON manifest per filter.
 
 ``python -m bench.baseline --civitai-url URL --hf-url URL --filters filters.json
 --max-items 100 --out DIR`` prints ``{"requests": N, "models": M}`` as its last line.
@@ -21,7 +22,8 @@ from urllib.parse import quote, urlencode
 import requests
 
 from bench.harness import client_arguments
-from manifest_crawler.filters import Filter, keeps_rating, load_filters
+from manifest_crawler.apis.civitai import resume_cursor
+from manifest_crawler.filters import Filter, load_filters
 
 PAGE_SIZE = {"civitai": 100, "huggingface": 1000}
 
@@ -39,7 +41,7 @@ def crawl_filter(
     while True:
         remaining = None if max_items is None else max_items - len(ids)
         page_size = PAGE_SIZE[filter_.source]
-        if remaining is not None and filter_.rating_mask is None:
+        if remaining is not None and not filter_.keeps_client_side:
             page_size = min(page_size, remaining)
         if next_url is not None:
             url = next_url
@@ -55,9 +57,8 @@ def crawl_filter(
         document: Any = json.loads(response.content, strict=False)
         items = document["items"] if filter_.source == "civitai" else document
         for item in items:
-            if filter_.rating_mask is not None and not keeps_rating(
-                filter_.rating_mask, item.get("nsfwLevel")
-            ):
+            rule = filter_.rule if filter_.keeps_client_side else None
+            if rule is not None and not rule.keeps(item.get("nsfwLevel")):
                 continue
             model_id = str(item.get("id"))
             if model_id in seen:
@@ -70,9 +71,11 @@ def crawl_filter(
             metadata = document.get("metadata") or {}
             cursor = metadata.get("nextCursor")
             cursor = None if cursor in (None, "") else str(cursor)
-            if cursor is None or cursor in previous_cursors:
+            # A cursor with an empty value (Newest's NULL tail) is one the server refuses.
+            if cursor is None or cursor in previous_cursors or "" in cursor.split("|"):
                 return ids, requests_made
             previous_cursors.add(cursor)
+            cursor = resume_cursor(filter_.param_values("sort"), cursor)
         else:
             link = response.links.get("next", {}).get("url")
             if not link:

@@ -99,6 +99,9 @@ class CrawlBenchConfig:
     #: Another checkout whose `scrapy crawl all` runs too, in turn with this one's in every
     #: repetition (same emulator settings, same seeds): before/after side by side in one run.
     before_root: Path | None = None
+    #: The filters the other checkout crawls in the repo case (its own filters.json when the
+    #: format changed); None: the same as this one's.
+    before_filters_file: Path | None = None
     #: The sequential baseline and huggingface_hub take many minutes at realistic latency;
     #: the plain client as long as the crawl.
     commands: Sequence[str] = ("crawl",)
@@ -120,10 +123,10 @@ LABELS = {
 def request_bound_filters(path: Path) -> Path:
     """The request-bound case's filters.json (REQUEST_BOUND_CHAINS), written to ``path``.
 
-    Every filter keeps by rating (``rated_at_most: XXX``: every rated model) so that it is a
-    valid CivitAI filter whatever rule keys the loader demands; the chain's length then comes
-    from its max_items, as the scheduler cannot know beforehand. Listed shuffled (a fixed
-    seed), so that file order says nothing of length.
+    Every filter browses at every level, the ``nsfw=true`` listing whole: nothing is kept
+    client-side, so a chain's length follows from its max_items (the scheduler knows it; the
+    repo case has the chains whose length it must estimate). Listed shuffled (a fixed seed),
+    so that file order says nothing of length.
     """
     listings = [(kind, sort) for kind in _LISTING_TYPES for sort in _LISTING_SORTS]
     entries = [
@@ -131,7 +134,7 @@ def request_bound_filters(path: Path) -> Path:
             "name": f"{kind}/{sort.replace(' ', '-')}/{pages}p",
             "label": f"{kind} by {sort}, {pages} pages",
             "params": {"types": kind, "sort": sort, "period": "AllTime", "nsfw": "true"},
-            "rated_at_most": "XXX",
+            "browsing_levels": ["PG", "PG13", "R", "X", "XXX"],
             "max_items": pages * 100,
         }
         for pages, (kind, sort) in zip(
@@ -150,6 +153,8 @@ class Case:
     #: MANIFEST_MAX_ITEMS values, one measurement each (the request-bound filters set their
     #: own max_items).
     variants: Sequence[int]
+    #: What the other checkout (--before-root) crawls.
+    before_filters_file: Path
 
     def label(self, max_items: int) -> str:
         return f"{self.name}, {max_items:,}/filter" if self.name == "repo" else self.name
@@ -159,10 +164,11 @@ def bench_cases(cfg: CrawlBenchConfig, work: Path) -> list[Case]:
     cases = []
     for name in cfg.cases:
         if name == "repo":
-            cases.append(Case(name, cfg.filters_file, cfg.variants))
+            before = cfg.before_filters_file or cfg.filters_file
+            cases.append(Case(name, cfg.filters_file, cfg.variants, before))
         elif name == "request-bound":
             filters = request_bound_filters(work / "request-bound-filters.json")
-            cases.append(Case(name, filters, (0,)))
+            cases.append(Case(name, filters, (0,), filters))
         else:
             raise ValueError(f"unknown case {name!r} (known: {', '.join(CASES)})")
     return cases
@@ -205,19 +211,20 @@ def run_command(
     emu: RunningEmulator,
     max_items: int,
     work: Path,
-    filters_file: Path,
+    case: Case,
 ) -> Measured:
     out = work / name
     log = work / f"{name}.log"
     env: dict[str, str] = {}
     cwd = ROOT
+    filters_file = case.filters_file
     if name in ("crawl", "crawl-hf", "crawl-before"):
         argv = scrapy_argv(
             "huggingface" if name == "crawl-hf" else "all",
             civitai_url=emu.civitai_url,
             hf_url=emu.hf_url,
             manifest_dir=out,
-            filters_file=filters_file,
+            filters_file=case.before_filters_file if name == "crawl-before" else filters_file,
             max_items=max_items,
             extra=cfg.crawl_settings,
         )
@@ -288,7 +295,7 @@ def measure_variant(
             run_dir = work / f"{case.name}-{max_items}-{rep}"
             run_dir.mkdir(parents=True, exist_ok=True)
             with emulator(spec) as emu:
-                measured = run_command(name, cfg, emu, max_items, run_dir, case.filters_file)
+                measured = run_command(name, cfg, emu, max_items, run_dir, case)
             measured.requests = dict(emu.served.get("requests", {}))
             measured.extra["median_delay"] = emu.served.get("median_delay", float("nan"))
             measured.extra["median_service"] = emu.served.get("median_service", {})
@@ -483,6 +490,7 @@ def run(cfg: CrawlBenchConfig, progress: Callable[[str], None] | None = None) ->
         f"draws seeded {', '.join(map(str, jitter_seeds(cfg)))}, one seed per run in turn",
         f"crawler: {cfg.crawler_root}"
         + (f"; before: {cfg.before_root}" if cfg.before_root else "")
+        + (f" with {cfg.before_filters_file} in the repo case" if cfg.before_filters_file else "")
         + f"; {machine()}; load average at the start {load_average()}",
         "allowed concurrency per API (politeness settings): "
         + ", ".join(f"{api} {n}" for api, n in concurrency.items())

@@ -54,10 +54,12 @@ def filters_document(source: str, total: int) -> dict[str, list[dict[str, Any]]]
     entries = []
     for sort in sorts:
         params: dict[str, Any] = {"sort": sort}
+        entry: dict[str, Any] = {"name": sort.lower().replace(" ", "-"), "label": sort}
         if source == "civitai":
             params.update(period="AllTime", nsfw="true")
-        name = sort.lower().replace(" ", "-")
-        entries.append({"name": name, "label": sort, "params": params, "max_items": per_filter})
+            # Every listed model: browsing levels as wide as nsfw=true's own.
+            entry["browsing_levels"] = ["PG", "PG13", "R", "X", "XXX"]
+        entries.append({**entry, "params": params, "max_items": per_filter})
     return {"civitai": entries if source == "civitai" else [], "huggingface": entries}
 
 

@@ -10,7 +10,8 @@ not.
 The estimate, per filter of the chain (the chain's is the largest):
 
 - without a client-side rule, from what it still wants: ``ceil(remaining / page size)``;
-- with one (a rating), the page keeps only a share of its items: the share kept so far, with
+- with one that may drop items (a rating, a browsing level narrower than the listing), a
+  page keeps only a share of its items: the share kept so far, with
   a prior of PRIOR_SHARE weighing PRIOR_ITEMS items, so that before its first page it counts
   as PRIOR_SHARE and a few pages outweigh it;
 - without a max_items, as long as any chain can be (UNBOUNDED_PAGES).
@@ -46,7 +47,7 @@ def pages_left(state: FilterState, page_size: int) -> int:
     if remaining is None:
         return UNBOUNDED_PAGES
     per_page = float(page_size)
-    if state.filter.rating_mask is not None:
+    if state.filter.keeps_client_side:
         kept = state.models
         share = (kept + PRIOR_SHARE * PRIOR_ITEMS) / (kept + state.excluded + PRIOR_ITEMS)
         per_page *= share

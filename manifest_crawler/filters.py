@@ -11,7 +11,7 @@ import re
 from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 DEFAULT_SOURCES: tuple[str, ...] = ("civitai", "huggingface")
 
@@ -47,10 +47,49 @@ def rating(nsfw_level: int) -> str | None:
 
 def keeps_rating(rating_mask: int, nsfw_level: object) -> bool:
     """Whether a filter keeping the ratings of ``rating_mask`` keeps a model of this mask."""
-    if not isinstance(nsfw_level, int) or isinstance(nsfw_level, bool):
+    if not _is_mask(nsfw_level):
         return False
     name = rating(nsfw_level)
     return name is not None and bool(NSFW_LEVEL_BITS[name] & rating_mask)
+
+
+def shares_browsing_level(browsing_levels: int, nsfw_level: object) -> bool:
+    """Whether civitai.com lists a model of this mask to a visitor browsing at these levels:
+    when the mask shares a bit with them (api-notes), whatever else the model shows."""
+    return _is_mask(nsfw_level) and bool(nsfw_level & browsing_levels & _ALL_LEVELS)
+
+
+def _is_mask(nsfw_level: object) -> TypeGuard[int]:
+    return isinstance(nsfw_level, int) and not isinstance(nsfw_level, bool)
+
+
+#: The keys naming a CivitAI filter's content rule; every CivitAI filter gives exactly one.
+RULE_KEYS = ("browsing_levels", "rated", "rated_at_most")
+
+
+@dataclass(frozen=True, slots=True)
+class ContentRule:
+    """Which of the models a CivitAI listing returns a filter keeps, by their nsfwLevel mask.
+
+    ``browsing_levels``: what civitai.com lists when a visitor browses at those levels, a
+    model sharing a bit with them. ``rated``: the models whose rating (highest level, see
+    rating()) is exactly one level; ``rated_at_most``: that level or milder.
+    """
+
+    kind: str
+    #: A bitmask of NSFW_LEVEL_BITS: the browsing levels, or the ratings kept.
+    levels: int
+
+    def keeps(self, nsfw_level: object) -> bool:
+        if self.kind == "browsing_levels":
+            return shares_browsing_level(self.levels, nsfw_level)
+        return keeps_rating(self.levels, nsfw_level)
+
+    def may_drop(self, nsfw: bool) -> bool:
+        """Whether the rule may drop models the API lists: a rating may; browsing levels only
+        when narrower than the API's own (``nsfw=true`` lists all five levels, else PG)."""
+        listed = _ALL_LEVELS if nsfw else NSFW_LEVEL_BITS["PG"]
+        return self.kind != "browsing_levels" or bool(listed & ~self.levels)
 
 
 # One path segment of a filter name: starts with a letter or digit so that no name can make a
@@ -59,7 +98,7 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*
 _MAX_NAME_LENGTH = 150
 
 _REQUIRED_KEYS = ("name", "label", "params")
-_OPTIONAL_KEYS = ("max_items", "rated", "rated_at_most", "description")
+_OPTIONAL_KEYS = ("max_items", *RULE_KEYS, "description")
 
 # Parameters the crawler owns: a filter that set them would break pagination or page sizing.
 _RESERVED_PARAMS: Mapping[str, Mapping[str, str]] = {
@@ -67,7 +106,7 @@ _RESERVED_PARAMS: Mapping[str, Mapping[str, str]] = {
         "limit": "page size is derived from max_items",
         "cursor": "the crawler paginates by cursor itself",
         "page": "page-based paging does not move through results on CivitAI; use max_items",
-        "browsingLevel": "CivitAI rejects it publicly (400); use nsfw=true and a rating rule",
+        "browsingLevel": "CivitAI rejects it publicly (400); use nsfw=true and browsing_levels",
         "token": "put API tokens in the CIVITAI_API_TOKEN environment variable",
     },
     "huggingface": {
@@ -93,14 +132,20 @@ class Filter:
     label: str
     params: tuple[tuple[str, ParamValue], ...]
     max_items: int | None = None
-    #: CivitAI only: keep the items whose rating (see rating()) is one of these levels, as a
-    #: bitmask of NSFW_LEVEL_BITS (the API has no rating parameter); None keeps every item.
-    rating_mask: int | None = None
+    #: CivitAI only (and required there): which of the listed models the filter keeps; the
+    #: API has no such parameter. None keeps every item.
+    rule: ContentRule | None = None
     description: str = ""
 
     @property
     def key(self) -> tuple[str, str]:
         return (self.source, self.name)
+
+    @property
+    def keeps_client_side(self) -> bool:
+        """Whether the filter may drop items the API returns: then a page's worth of items
+        cannot be known before it is read."""
+        return self.rule is not None and self.rule.may_drop(("nsfw", "true") in self.params)
 
     def query_pairs(self) -> list[tuple[str, str]]:
         """The params as (key, value) pairs, a list value repeating its key, in file order."""
@@ -195,7 +240,6 @@ def parse_filters(text: str, path: str, sources: Collection[str] = DEFAULT_SOURC
             raise FiltersError(f"{path}: {source!r} must be a list of filter objects")
         by_source[source] = _parse_source(entries, source, path)
         warnings.extend(_same_lists(by_source[source], path))
-        warnings.extend(_unsafe_listings(by_source[source], path))
     return FilterSet(path=path, by_source=by_source, warnings=tuple(warnings))
 
 
@@ -217,23 +261,12 @@ def _same_lists(filters: Iterable[Filter], path: str) -> Iterator[str]:
     """One warning per filter that would make the same list as an earlier one."""
     seen: dict[tuple[Any, ...], Filter] = {}
     for filter_ in filters:
-        key = (listing_key(filter_), filter_.rating_mask, filter_.max_items)
+        key = (listing_key(filter_), filter_.rule, filter_.max_items)
         first = seen.setdefault(key, filter_)
         if first is not filter_:
             yield (
                 f"{path}: {filter_.source} filters {first.name!r} and {filter_.name!r} make "
                 f"the same list (same listing upstream, same rules, same max_items)"
-            )
-
-
-def _unsafe_listings(filters: Iterable[Filter], path: str) -> Iterator[str]:
-    for filter_ in filters:
-        unrated = filter_.source == "civitai" and filter_.rating_mask is None
-        if unrated and ("nsfw", "false") in listing_key(filter_):
-            yield (
-                f"{path}: civitai filter {filter_.name!r} asks nsfw=false without a rating "
-                f"rule: CivitAI then lists every model with any PG content, R, X and XXX "
-                f"ones too; say rated_at_most (and nsfw=true) to keep a rating"
             )
 
 
@@ -278,10 +311,8 @@ def _parse_entry(entry: Any, source: str, where: str) -> Filter:
             raise FiltersError(f"{where}: missing {key!r}")
     unknown = [key for key in entry if key not in _REQUIRED_KEYS + _OPTIONAL_KEYS]
     if "nsfw_levels" in unknown:
-        # Its any-bit rule let R, X and XXX models into a PG list: see README, "Ratings".
         raise FiltersError(
-            f"{where}: 'nsfw_levels' is gone: say 'rated' (exactly one level) or "
-            f"'rated_at_most' (that level or milder), with params.nsfw \"true\""
+            f"{where}: 'nsfw_levels' is gone: {_RULES_SAID}, with params.nsfw \"true\""
         )
     if unknown:
         raise FiltersError(
@@ -306,7 +337,7 @@ def _parse_entry(entry: Any, source: str, where: str) -> Filter:
         label=label,
         params=_parse_params(entry["params"], source, where),
         max_items=_parse_max_items(entry.get("max_items"), where),
-        rating_mask=_parse_rating(entry, source, where),
+        rule=_parse_rule(entry, source, where),
         description=description,
     )
 
@@ -350,27 +381,64 @@ def _parse_max_items(value: Any, where: str) -> int | None:
     return value
 
 
-def _parse_rating(entry: Mapping[str, Any], source: str, where: str) -> int | None:
-    """The ratings ``rated`` (exactly one level) or ``rated_at_most`` (it and milder ones)
-    keep, as a bitmask of NSFW_LEVEL_BITS."""
-    given = [key for key in ("rated", "rated_at_most") if key in entry]
-    if not given:
-        return None
+_RULES_SAID = (
+    "give 'browsing_levels' (the models civitai.com lists at those levels), 'rated' (the "
+    "model's highest level is exactly that one) or 'rated_at_most' (that one or milder)"
+)
+
+
+def _parse_rule(entry: Mapping[str, Any], source: str, where: str) -> ContentRule | None:
+    """The filter's content rule: exactly one of RULE_KEYS for a CivitAI filter, none for
+    another source. Without one a CivitAI filter would list whatever the API does, which
+    ``nsfw`` alone cannot make mean a rating or what civitai.com shows (README, Rules)."""
+    given = [key for key in RULE_KEYS if key in entry]
     if source != "civitai":
-        raise FiltersError(f"{where}: {given[0]!r} applies to CivitAI filters only")
+        if given:
+            raise FiltersError(f"{where}: {given[0]!r} applies to CivitAI filters only")
+        return None
+    if not given:
+        raise FiltersError(f"{where}: say which models the filter keeps: {_RULES_SAID}")
     if len(given) > 1:
-        raise FiltersError(f"{where}: give 'rated' or 'rated_at_most', not both")
+        raise FiltersError(f"{where}: give one of {', '.join(map(repr, given))}, not several")
     key = given[0]
+    nsfw = entry["params"].get("nsfw")
+    if key == "browsing_levels":
+        levels = _parse_levels(entry[key], where)
+        if nsfw != "true" and levels != NSFW_LEVEL_BITS["PG"]:
+            # nsfw=false (the default) lists browsing level PG only: a PG-13-only model would
+            # be missing.
+            raise FiltersError(
+                f'{where}: browsing levels other than ["PG"] need params.nsfw "true": '
+                f"without it the API lists browsing level PG only"
+            )
+        return ContentRule(key, levels)
     level = entry[key]
     if not isinstance(level, str) or level not in NSFW_LEVEL_BITS:
         raise FiltersError(
             f"{where}: {key!r} must be one of {', '.join(NSFW_LEVEL_BITS)}, got {level!r}"
         )
-    if entry["params"].get("nsfw") != "true":
+    if nsfw != "true":
         # nsfw=false lists only models with a PG bit: a PG-13-only model would be missing.
         raise FiltersError(
             f'{where}: {key!r} needs params.nsfw "true": only the nsfw=true listing holds '
             f"every model, whatever its rating"
         )
     bit = NSFW_LEVEL_BITS[level]
-    return bit if key == "rated" else (bit << 1) - 1
+    return ContentRule(key, bit if key == "rated" else (bit << 1) - 1)
+
+
+def _parse_levels(value: Any, where: str) -> int:
+    names = ", ".join(NSFW_LEVEL_BITS)
+    if not isinstance(value, list) or not value:
+        raise FiltersError(
+            f"{where}: 'browsing_levels' must be a non-empty list of levels ({names}), "
+            f"got {json.dumps(value)}"
+        )
+    levels = 0
+    for level in value:
+        if not isinstance(level, str) or level not in NSFW_LEVEL_BITS:
+            raise FiltersError(
+                f"{where}: 'browsing_levels' must list levels among {names}, got {level!r}"
+            )
+        levels |= NSFW_LEVEL_BITS[level]
+    return levels

@@ -39,7 +39,7 @@ class FilterState:
     cursors: set[str] = field(default_factory=set)
     #: How many models the filter ended with, once ``seen_ids`` is gone.
     final_models: int | None = None
-    #: Items the API returned that the filter's own rules (e.g. a rating rule) left out.
+    #: Items the API returned that the filter's content rule left out.
     excluded: int = 0
     duplicates: int = 0
     #: Consecutive pages that came back empty while still carrying a cursor.

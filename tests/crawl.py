@@ -30,11 +30,13 @@ def project_settings_dict(**overrides: Any) -> dict[str, Any]:
 
 def crawl_settings(emulator: Any, manifest_dir: Path, **overrides: Any) -> dict[str, Any]:
     return project_settings_dict(
-        CIVITAI_API_URL=emulator.civitai_url,
-        HF_API_URL=emulator.hf_url,
-        MANIFEST_DIR=str(manifest_dir),
-        FILTERS_FILE=str(REPO_FILTERS),
-        **overrides,
+        **{
+            "CIVITAI_API_URL": emulator.civitai_url,
+            "HF_API_URL": emulator.hf_url,
+            "MANIFEST_DIR": str(manifest_dir),
+            "FILTERS_FILE": str(REPO_FILTERS),
+            **overrides,
+        }
     )
 
 

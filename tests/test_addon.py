@@ -74,7 +74,10 @@ async def test_cached_pages_do_not_wait_for_a_replayed_rate_limit(tmp_path, scri
     _, url = scripted(pages)
     settings = project_settings_dict(
         FILTERS_FILE=str(
-            write_filters(tmp_path / "f.json", civitai=[{"name": "a", "label": "A", "params": {}}])
+            write_filters(
+                tmp_path / "f.json",
+                civitai=[{"name": "a", "label": "A", "params": {}, "browsing_levels": ["PG"]}],
+            )
         ),
         MANIFEST_DIR=str(tmp_path / "out"),
         CIVITAI_API_URL=url,

@@ -11,14 +11,15 @@ from manifest_crawler.critical_path import (
     chain_pages_left,
     pages_left,
 )
-from manifest_crawler.filters import NSFW_LEVEL_BITS, Filter
+from manifest_crawler.filters import NSFW_LEVEL_BITS, ContentRule, Filter
 from manifest_crawler.ledger import FilterState
 
-PG = NSFW_LEVEL_BITS["PG"]
+PG = ContentRule("rated", NSFW_LEVEL_BITS["PG"])
+NSFW = (("nsfw", "true"),)
 
 
-def _state(max_items: int | None, rating_mask: int | None = None, *, kept: int = 0, excluded=0):
-    state = FilterState(Filter("civitai", "f", "F", (), max_items, rating_mask), max_items)
+def _state(max_items: int | None, rule: ContentRule | None = None, *, kept: int = 0, excluded=0):
+    state = FilterState(Filter("civitai", "f", "F", NSFW, max_items, rule), max_items)
     state.seen_ids = {f"civitai-{n + 1}" for n in range(kept)}
     state.excluded = excluded
     return state

@@ -7,6 +7,8 @@ from hypothesis import strategies as st
 
 from manifest_crawler.filters import (
     NSFW_LEVEL_BITS,
+    RULE_KEYS,
+    ContentRule,
     FiltersError,
     filter_file_stem,
     item_limit,
@@ -14,6 +16,7 @@ from manifest_crawler.filters import (
     load_filters,
     parse_filters,
     rating,
+    shares_browsing_level,
 )
 
 REPO_FILTERS = Path(__file__).resolve().parent.parent / "filters.json"
@@ -28,6 +31,12 @@ _NSFW = {"nsfw": "true", "sort": "Most Downloaded"}
 
 def _entry(name="x", **extra):
     return {"name": name, "label": "X", "params": {"sort": "likes"}, **extra}
+
+
+def _civitai(name="x", **extra):
+    """A CivitAI entry; browsing level PG (the API's own nsfw=false) unless it gives a rule."""
+    rule = {} if set(extra) & set(RULE_KEYS) else {"browsing_levels": ["PG"]}
+    return {"name": name, "label": "X", "params": {"sort": "Newest"}, **rule, **extra}
 
 
 def test_repo_filters_file_is_valid_and_complete():
@@ -84,7 +93,8 @@ def test_repo_filters_file_is_valid_and_complete():
     assert hf["gpl"].param_values("filter") == ("license:gpl-3.0",)
     assert civitai["filter/loras"].param_values("types") == ("LORA",)
     assert civitai["filter/week/checkpoints/sdxl"].param_values("period") == ("Week",)
-    assert civitai["filter/r"].rating_mask == NSFW_LEVEL_BITS["R"]
+    assert civitai["filter/r"].rule == ContentRule("rated", NSFW_LEVEL_BITS["R"])
+    assert civitai["AllTime/All/All/downloads/Soft"].rule == ContentRule("browsing_levels", 3)
     assert civitai["filter/r"].param_values("nsfw") == ("true",)
     for f in filters:
         assert "page" not in dict(f.params)
@@ -93,7 +103,7 @@ def test_repo_filters_file_is_valid_and_complete():
 
 def test_list_params_repeat_their_key_in_order():
     fs = parse_filters(
-        _doc(civitai=[_entry(params={"baseModels": ["Flux.1 D", "Flux.1 S"], "sort": "Newest"})]),
+        _doc(civitai=[_civitai(params={"baseModels": ["Flux.1 D", "Flux.1 S"], "sort": "Newest"})]),
         "f.json",
     )
     (f,) = fs.for_source("civitai")
@@ -112,28 +122,52 @@ def test_list_params_repeat_their_key_in_order():
         (_doc(civitai=[{"label": "L", "params": {}}]), "civitai[0]: missing 'name'"),
         (_doc(civitai=[{"name": "a", "label": "L"}]), "civitai[0] ('a'): missing 'params'"),
         (_doc(huggingface=[{"name": "a", "params": {}}]), "huggingface[0] ('a'): missing 'label'"),
-        (_doc(civitai=[_entry("a"), _entry("b"), _entry("a")]), "civitai[2] ('a'): duplicate name"),
-        (_doc(civitai=[_entry("a/b"), _entry("a-b")]), "would collide with filter 'a/b'"),
+        (
+            _doc(civitai=[_civitai("a"), _civitai("b"), _civitai("a")]),
+            "civitai[2] ('a'): duplicate name",
+        ),
+        (_doc(civitai=[_civitai("a/b"), _civitai("a-b")]), "would collide with filter 'a/b'"),
         (json.dumps({"civitai": [], "replicate": []}), "unknown source 'replicate'"),
-        (_doc(civitai=[_entry("../etc/passwd")]), "cannot make a safe file name"),
-        (_doc(civitai=[_entry(".hidden")]), "cannot make a safe file name"),
-        (_doc(civitai=[_entry("a//b")]), "cannot make a safe file name"),
-        (_doc(civitai=[_entry("/abs")]), "cannot make a safe file name"),
-        (_doc(civitai=[_entry("sp ace")]), "cannot make a safe file name"),
-        (_doc(civitai=[_entry(params={"page": "2"})]), "params.page is not allowed"),
+        (_doc(civitai=[_civitai("../etc/passwd")]), "cannot make a safe file name"),
+        (_doc(civitai=[_civitai(".hidden")]), "cannot make a safe file name"),
+        (_doc(civitai=[_civitai("a//b")]), "cannot make a safe file name"),
+        (_doc(civitai=[_civitai("/abs")]), "cannot make a safe file name"),
+        (_doc(civitai=[_civitai("sp ace")]), "cannot make a safe file name"),
+        (_doc(civitai=[_civitai(params={"page": "2"})]), "params.page is not allowed"),
         (_doc(huggingface=[_entry(params={"limit": "5"})]), "params.limit is not allowed"),
-        (_doc(civitai=[_entry(params={"nsfw": True})]), "params.nsfw must be a string"),
-        (_doc(civitai=[_entry(params={"types": []})]), "params.types must be a string"),
-        (_doc(civitai=[_entry(max_items=-1)]), "'max_items' must be an integer of at least 0"),
-        (_doc(civitai=[_entry(max_items=True)]), "'max_items' must be an integer of at least 0"),
-        (_doc(civitai=[_entry(rated="NC17", params=_NSFW)]), "'rated' must be one of PG, PG13"),
-        (_doc(civitai=[_entry(rated_at_most=["PG"], params=_NSFW)]), "'rated_at_most' must be"),
+        (_doc(civitai=[_civitai(params={"nsfw": True})]), "params.nsfw must be a string"),
+        (_doc(civitai=[_civitai(params={"types": []})]), "params.types must be a string"),
+        (_doc(civitai=[_civitai(max_items=-1)]), "'max_items' must be an integer of at least 0"),
+        (_doc(civitai=[_civitai(max_items=True)]), "'max_items' must be an integer of at least 0"),
+        (_doc(civitai=[_civitai(rated="NC17", params=_NSFW)]), "'rated' must be one of PG, PG13"),
+        (_doc(civitai=[_civitai(rated_at_most=["PG"], params=_NSFW)]), "'rated_at_most' must be"),
         (_doc(huggingface=[_entry(rated="PG")]), "'rated' applies to CivitAI filters only"),
-        (_doc(civitai=[_entry(rated="R", rated_at_most="X", params=_NSFW)]), "not both"),
-        (_doc(civitai=[_entry(rated_at_most="PG13")]), 'needs params.nsfw "true"'),
-        (_doc(civitai=[_entry(nsfw_levels=["PG"])]), "'nsfw_levels' is gone: say 'rated'"),
-        (_doc(civitai=[_entry(parms={})]), "unknown key 'parms'"),
-        (_doc(civitai=[_entry(label=" ")]), "'label' must be a non-empty string"),
+        (_doc(huggingface=[_entry(browsing_levels=["PG"])]), "applies to CivitAI filters only"),
+        (_doc(civitai=[_civitai(rated="R", rated_at_most="X", params=_NSFW)]), "not several"),
+        (
+            _doc(civitai=[_civitai(rated="R", browsing_levels=["PG"], params=_NSFW)]),
+            "give one of 'browsing_levels', 'rated', not several",
+        ),
+        (_doc(civitai=[_civitai(rated_at_most="PG13")]), 'needs params.nsfw "true"'),
+        (
+            _doc(civitai=[_civitai(browsing_levels=["PG", "PG13"])]),
+            'browsing levels other than ["PG"] need params.nsfw "true"',
+        ),
+        (_doc(civitai=[_civitai(browsing_levels=[], params=_NSFW)]), "a non-empty list of levels"),
+        (
+            _doc(civitai=[_civitai(browsing_levels="PG", params=_NSFW)]),
+            "a non-empty list of levels",
+        ),
+        (_doc(civitai=[_civitai(browsing_levels=["PG-13"], params=_NSFW)]), "got 'PG-13'"),
+        (
+            _doc(civitai=[{"name": "x", "label": "X", "params": _NSFW}]),
+            "civitai[0] ('x'): say which models the filter keeps: give 'browsing_levels' (the "
+            "models civitai.com lists at those levels), 'rated' (the model's highest level is "
+            "exactly that one) or 'rated_at_most' (that one or milder)",
+        ),
+        (_doc(civitai=[_civitai(nsfw_levels=["PG"])]), "'nsfw_levels' is gone: give 'browsing"),
+        (_doc(civitai=[_civitai(parms={})]), "unknown key 'parms'"),
+        (_doc(civitai=[_civitai(label=" ")]), "'label' must be a non-empty string"),
     ],
 )
 def test_invalid_files_name_the_culprit(document, message):
@@ -149,7 +183,7 @@ def test_missing_file_names_the_path(tmp_path):
 
 
 def test_select_by_name_and_unknown_names():
-    fs = parse_filters(_doc(civitai=[_entry("a"), _entry("b")], huggingface=[_entry("a")]), "f")
+    fs = parse_filters(_doc(civitai=[_civitai("a"), _civitai("b")], huggingface=[_entry("a")]), "f")
     assert [f.key for f in fs.select(["civitai", "huggingface"], ["a"])] == [
         ("civitai", "a"),
         ("huggingface", "a"),
@@ -169,7 +203,7 @@ _segment = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,10}", fullmatch=True)
 def test_every_valid_name_makes_a_flat_safe_file_name(segments):
     name = "/".join(segments)
     try:
-        fs = parse_filters(_doc(civitai=[_entry(name)]), "f")
+        fs = parse_filters(_doc(civitai=[_civitai(name)]), "f")
     except FiltersError:
         return  # names the validator refuses never reach the file system
     stem = filter_file_stem(fs.for_source("civitai")[0].name)
@@ -181,7 +215,7 @@ def test_every_valid_name_makes_a_flat_safe_file_name(segments):
 @given(st.text(max_size=30))
 def test_any_name_is_either_refused_or_safe(name):
     try:
-        fs = parse_filters(_doc(civitai=[_entry(name)]), "f")
+        fs = parse_filters(_doc(civitai=[_civitai(name)]), "f")
     except FiltersError as exc:
         assert "civitai[0]" in str(exc)
         return
@@ -220,6 +254,48 @@ def test_rating_of_the_real_top_page_and_of_flagged_and_blocked_masks():
     assert not keeps_rating(3, True)
 
 
+@pytest.mark.parametrize("mask", range(1, 64))
+def test_browsing_levels_keep_every_mask_sharing_a_bit(mask):
+    # Every mask (Blocked, 32, included) against every set of browsing levels: listed exactly
+    # when one of the model's levels is one of them, whatever else it shows.
+    model_levels = {level for index, level in enumerate(_LEVELS) if mask >> index & 1}
+    for levels in range(1, 32):
+        browsing = {level for index, level in enumerate(_LEVELS) if levels >> index & 1}
+        shared = bool(model_levels & browsing)
+        assert shares_browsing_level(levels, mask) is shared, levels
+        assert ContentRule("browsing_levels", levels).keeps(mask) is shared, levels
+
+
+@pytest.mark.parametrize("mask", range(1, 64))
+def test_browsing_level_pg13_lists_what_the_rating_rule_left_out(mask):
+    # "Soft" as civitai.com lists it at PG-13 (any PG or PG-13 content) against the former
+    # rule (nothing above PG-13): the browsing level holds every model the rating kept, and
+    # the models with PG or PG-13 content beside mature content too.
+    soft = ContentRule("browsing_levels", 3)
+    at_most = ContentRule("rated_at_most", 3)
+    assert soft.keeps(mask) is bool(mask & 3)
+    assert at_most.keeps(mask) is bool(mask & 3 and not mask & 28)
+    assert not at_most.keeps(mask) or soft.keeps(mask)
+
+
+@pytest.mark.parametrize("mask", range(1, 64))
+def test_each_rating_bucket_keeps_the_masks_whose_highest_level_it_is(mask):
+    highest = max((index for index in range(5) if mask >> index & 1), default=None)
+    buckets = [
+        level for level in _LEVELS if ContentRule("rated", NSFW_LEVEL_BITS[level]).keeps(mask)
+    ]
+    assert buckets == ([] if highest is None else [_LEVELS[highest]])
+    for index, level in enumerate(_LEVELS):
+        rule = ContentRule("rated_at_most", (1 << (index + 1)) - 1)
+        assert rule.keeps(mask) is (highest is not None and highest <= index), level
+
+
+def test_rules_keep_nothing_without_an_integer_mask():
+    for rule in (ContentRule("browsing_levels", 31), ContentRule("rated_at_most", 31)):
+        for value in (None, "7", True, 7.0, [7]):
+            assert not rule.keeps(value)
+
+
 @given(st.integers(min_value=1, max_value=63), st.integers(min_value=1, max_value=31))
 def test_a_model_is_kept_by_exactly_one_exact_rating(mask, rating_mask):
     kept_by = [level for index, level in enumerate(_LEVELS) if keeps_rating(1 << index, mask)]
@@ -228,18 +304,28 @@ def test_a_model_is_kept_by_exactly_one_exact_rating(mask, rating_mask):
     assert keeps_rating(rating_mask, mask) == keeps_rating(rating_mask, mask & 31)
 
 
-def test_rated_keys_become_a_mask_of_ratings():
+def test_rule_keys_become_a_rule_of_levels():
     fs = parse_filters(
         _doc(
             civitai=[
-                _entry("exact", rated="R", params=_NSFW),
-                _entry("at-most", rated_at_most="PG13", params=_NSFW),
-                _entry("xxx", rated_at_most="XXX", params=_NSFW),
+                _civitai("exact", rated="R", params=_NSFW),
+                _civitai("at-most", rated_at_most="PG13", params=_NSFW),
+                _civitai("xxx", rated_at_most="XXX", params=_NSFW),
+                _civitai("soft", browsing_levels=["PG13", "PG"], params=_NSFW),
+                _civitai("pg", browsing_levels=["PG"]),
             ]
         ),
         "f",
     )
-    assert [f.rating_mask for f in fs.for_source("civitai")] == [4, 3, 31]
+    assert [(f.rule.kind, f.rule.levels) for f in fs.for_source("civitai")] == [
+        ("rated", 4),
+        ("rated_at_most", 3),
+        ("rated_at_most", 31),
+        ("browsing_levels", 3),
+        ("browsing_levels", 1),
+    ]
+    # Only browsing level PG without nsfw=true is the API's own listing: nothing to drop.
+    assert [f.keeps_client_side for f in fs.for_source("civitai")] == [True] * 4 + [False]
 
 
 # -- lists that come out the same --------------------------------------------------------
@@ -251,11 +337,11 @@ def test_two_filters_making_the_same_list_are_warned_about():
     fs = parse_filters(
         _doc(
             civitai=[
-                _entry("liked", params=liked, rated_at_most="PG13"),
-                _entry("rated", params=rated, rated_at_most="PG13"),
+                _civitai("liked", params=liked, browsing_levels=["PG", "PG13"]),
+                _civitai("rated", params=rated, browsing_levels=["PG13", "PG"]),
                 # Not the same list: another rule, or another size.
-                _entry("rated-pg", params=rated, rated="PG"),
-                _entry("rated-50", params=rated, rated_at_most="PG13", max_items=50),
+                _civitai("rated-pg", params=rated, rated_at_most="PG13"),
+                _civitai("rated-50", params=rated, browsing_levels=["PG", "PG13"], max_items=50),
             ],
             huggingface=[
                 _entry("trending", params={"sort": "trendingScore"}),
@@ -272,12 +358,6 @@ def test_two_filters_making_the_same_list_are_warned_about():
     ]
 
 
-def test_nsfw_false_without_a_rating_rule_is_warned_about():
-    fs = parse_filters(_doc(civitai=[_entry("safe", params={"sort": "Newest"})]), "f.json")
-    (warning,) = fs.warnings
-    assert "'safe' asks nsfw=false without a rating rule" in warning
-
-
 def test_repo_filters_file_has_no_warning():
     assert load_filters(REPO_FILTERS).warnings == ()
 
@@ -287,5 +367,5 @@ def test_max_items_0_means_no_limit_in_the_file_as_in_the_setting():
     assert item_limit(None, 0) is None
     assert item_limit(0, 100) is None
     assert item_limit(5, 0) == 5
-    document = _doc(civitai=[_entry(max_items=0)])
+    document = _doc(civitai=[_civitai(max_items=0)])
     assert parse_filters(document, "filters.json").for_source("civitai")[0].max_items == 0

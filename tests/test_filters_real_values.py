@@ -5,8 +5,18 @@ import re
 
 import pytest
 
-from manifest_crawler.filters import NSFW_LEVEL_BITS, listing_key, load_filters
-from tests.api_notes import CIVITAI_TYPES
+from manifest_crawler.filters import NSFW_LEVEL_BITS, ContentRule, listing_key, load_filters
+from tests.api_notes import (
+    CIVITAI_FAMILIES,
+    CIVITAI_LEGACY_BASE_MODELS,
+    CIVITAI_SORTS,
+    CIVITAI_TYPES,
+    HUB_LIBRARIES,
+    HUB_LICENSES,
+    HUB_PIPELINE_TAGS,
+    HUB_RETIRED_PIPELINE_TAGS,
+    HUB_WEIGHT_TAGS,
+)
 from tests.crawl import REPO_FILTERS
 
 FILTERS = load_filters(REPO_FILTERS)
@@ -15,58 +25,18 @@ HUB = FILTERS.for_source("huggingface")
 
 # CivitAI (api-notes: ModelType enum, sort and period values, baseModelRecords).
 TYPES = set(CIVITAI_TYPES)
-SORTS = {
-    "Highest Rated",
-    "Most Downloaded",
-    "Most Liked",
-    "Most Discussed",
-    "Most Collected",
-    "Most Images",
-    "Newest",
-    "Oldest",
-}
+SORTS = set(CIVITAI_SORTS)
 PERIODS = {"AllTime", "Year", "Month", "Week", "Day"}
-FAMILIES = {
-    "SD 3.5": {"SD 3.5 Large", "SD 3.5 Medium", "SD 3.5 Large Turbo"},
-    "Wan Video": {
-        "Wan Video 14B t2v",
-        "Wan Video 14B i2v 480p",
-        "Wan Video 14B i2v 720p",
-        "Wan Video 1.3B t2v",
-        *(f"Wan Video 2.2 {v}" for v in ("TI2V-5B", "I2V-A14B", "T2V-A14B")),
-        *(f"Wan Video 2.5 {v}" for v in ("T2V", "I2V")),
-    },
-    "Flux": {"Flux.1 D", "Flux.1 S", "Flux.1 Krea", "Flux.1 Kontext"},
-    "Pony": {"Pony", "Pony V7"},
-    "SD 1.5": {"SD 1.5", "SD 1.5 LCM", "SD 1.5 Hyper"},
-    "SDXL": {"SDXL 1.0", "SDXL Lightning", "SDXL Hyper", "SDXL Turbo"},
-}
-#: Hidden legacy names: only old models carry them.
-LEGACY = {"SD 3.5", "Wan Video"}
+FAMILIES = {name: set(names) for name, names in CIVITAI_FAMILIES.items()}
+LEGACY = set(CIVITAI_LEGACY_BASE_MODELS)
 BASE_MODELS = {*LEGACY, *set().union(*FAMILIES.values())}
 BASE_MODELS |= {"Illustrious", "NoobAI", "SD 2.1", "Hunyuan Video"}
 
 # Hugging Face (api-notes: sort values, tag names, num_parameters form).
 HUB_SORTS = {"downloads", "likes", "lastModified", "createdAt", "trendingScore", "likes30d", "id"}
-HUB_LIBRARY_TAGS = set(
-    [
-        "transformers",
-        "pytorch",
-        "tf",
-        "jax",
-        "diffusers",
-        "gguf",
-        "onnx",
-        "sentence-transformers",
-        "peft",
-        "safetensors",
-        "mlx",
-        "keras",
-        "timm",
-    ]
-)
 WRONG_TAGS = {"tensorflow": "tf", "trending": "trendingScore"}
 MATURE_LABEL = re.compile(r"\bRated (R|X|XXX)\b")
+SOFT = ContentRule("browsing_levels", NSFW_LEVEL_BITS["PG"] | NSFW_LEVEL_BITS["PG13"])
 
 
 @pytest.mark.parametrize("filter_", CIVITAI, ids=lambda f: f.name)
@@ -83,26 +53,33 @@ def test_civitai_values_are_the_apis(filter_):
 
 
 @pytest.mark.parametrize("filter_", CIVITAI, ids=lambda f: f.name)
-def test_civitai_filters_say_their_rating(filter_):
-    # nsfw=false lists every model with any PG content, R, X and XXX ones too: a rating rule
-    # on the nsfw=true listing is the only way to a list of one rating.
+def test_civitai_filters_say_their_rule(filter_):
+    # nsfw=false lists every model with any PG content and misses PG-13-only ones: the rule
+    # is kept on the nsfw=true listing, and the label says it in plain words.
     assert filter_.param_values("nsfw") == ("true",)
-    assert filter_.rating_mask is not None
-    mature = filter_.rating_mask & ~(NSFW_LEVEL_BITS["PG"] | NSFW_LEVEL_BITS["PG13"])
-    assert bool(mature) is bool(MATURE_LABEL.search(filter_.label)), filter_.label
+    assert filter_.rule is not None
+    if filter_.rule.kind == "browsing_levels":
+        # Every list that does not announce mature content is what civitai.com lists to a
+        # visitor browsing at PG-13.
+        assert filter_.rule == SOFT
+        assert filter_.label.endswith("(as civitai.com lists them at PG-13)"), filter_.label
+        assert not MATURE_LABEL.search(filter_.label)
+    else:
+        # A rating bucket: one level, the highest of the model's content.
+        assert filter_.rule.kind == "rated" and filter_.name.startswith("filter/")
+        level = next(n for n, bit in NSFW_LEVEL_BITS.items() if bit == filter_.rule.levels)
+        shown = level.replace("PG13", "PG-13")
+        assert filter_.label.startswith(
+            f"Rated {shown}: {shown} is the highest level of its content"
+        ), filter_.label
     if "Soft" in filter_.name.split("/"):
-        assert filter_.rating_mask == NSFW_LEVEL_BITS["PG"] | NSFW_LEVEL_BITS["PG13"]
+        assert filter_.rule == SOFT
 
 
-def test_the_rating_filters_are_one_rating_each():
-    by_name = {f.name: f.rating_mask for f in CIVITAI}
-    assert {name: by_name[f"filter/{name}"] for name in ("pg", "pg13", "r", "x", "xxx")} == {
-        "pg": 1,
-        "pg13": 2,
-        "r": 4,
-        "x": 8,
-        "xxx": 16,
-    }
+@pytest.mark.parametrize("filter_", CIVITAI, ids=lambda f: f.name)
+def test_newest_labels_say_it_orders_by_the_latest_published_version(filter_):
+    if filter_.param_values("sort") == ("Newest",):
+        assert "latest published version" in filter_.label, filter_.label
 
 
 @pytest.mark.parametrize("filter_", CIVITAI, ids=lambda f: f.name)
@@ -119,13 +96,32 @@ def test_hub_values_are_the_hubs(filter_):
     assert set(filter_.param_values("sort")) <= HUB_SORTS
     for tag in filter_.param_values("filter"):
         assert tag not in WRONG_TAGS, f"the Hub's tag is {WRONG_TAGS.get(tag)!r}"
-        assert tag in HUB_LIBRARY_TAGS or tag.startswith("license:"), tag
+        if tag.startswith("license:"):
+            assert tag.removeprefix("license:") in HUB_LICENSES, tag
+        else:
+            assert tag in HUB_LIBRARIES or tag in HUB_WEIGHT_TAGS, tag
+    for task in filter_.param_values("pipeline_tag"):
+        assert task not in HUB_RETIRED_PIPELINE_TAGS, f"{task} is retired: it lists nothing"
+        assert task in HUB_PIPELINE_TAGS, task
     for value in filter_.param_values("num_parameters"):
         assert re.fullmatch(r"(min:[0-9]+[KMBT]?)(,max:[0-9]+[KMBT]?)?", value), value
 
 
+@pytest.mark.parametrize("filter_", HUB, ids=lambda f: f.name)
+def test_hub_download_labels_say_the_last_30_days(filter_):
+    # The Hub's downloads (field and sort) count the last 30 days, not all time.
+    if filter_.param_values("sort") == ("downloads",):
+        assert "downloads in the last 30 days" in filter_.label, filter_.label
+
+
+def test_every_keras_library_has_its_filter():
+    # keras is Keras 3; the legacy Keras 2 models are tf-keras, a library of their own.
+    tags = {tag for f in HUB for tag in f.param_values("filter")}
+    assert {"keras", "tf-keras"} <= tags
+
+
 def test_no_two_filters_are_the_same_list():
     for filters in (CIVITAI, HUB):
-        keys = [(listing_key(f), f.rating_mask, f.max_items) for f in filters]
+        keys = [(listing_key(f), f.rule, f.max_items) for f in filters]
         assert len(set(keys)) == len(keys)
     assert FILTERS.warnings == ()

@@ -38,6 +38,9 @@ class Page:
     #: The next page's URL when the API names it (a Link header); else it is built from
     #: the base URL, the filter's params and the cursor.
     next_url: str | None = None
+    #: Why the listing ends here although the API pointed onwards (the ledger's end reason);
+    #: None on an ordinary last page.
+    end_reason: str | None = None
 
 
 def redact_url(url: str) -> str:

@@ -14,7 +14,7 @@ from manifest_crawler.apis.base import (
     load_json,
     query_value,
 )
-from manifest_crawler.filters import Filter, keeps_rating
+from manifest_crawler.filters import Filter
 
 try:
     import msgspec
@@ -74,7 +74,12 @@ class CivitaiAPI(SourceAPI):
             raise PageError("unexpected_shape", "body is not a CivitAI page ({items, metadata})")
         metadata = document.get("metadata")
         metadata = metadata if isinstance(metadata, dict) else {}
-        return Page(items=document["items"], next_cursor=_next_cursor(metadata))
+        cursor = _next_cursor(metadata)
+        if cursor is not None and "" in cursor.split("|"):
+            # The NULL tail of Newest or Oldest (models without a lastVersionAt): the server
+            # refuses the cursor it handed out (400), and no cursor ever reaches that tail.
+            return Page(document["items"], None, end_reason="null_cursor")
+        return Page(items=document["items"], next_cursor=cursor)
 
     def raw_id(self, item: Mapping[str, Any]) -> Any:
         return item.get("id")
@@ -82,10 +87,17 @@ class CivitaiAPI(SourceAPI):
     def raw_name(self, item: Mapping[str, Any]) -> Any:
         return item.get("name")
 
+    def page_url(self, filter_: Filter, page_size: int, page: Page | None) -> str:
+        if page is not None and page.next_cursor is not None:
+            cursor = resume_cursor(filter_.param_values("sort"), page.next_cursor)
+            page = Page(page.items, cursor, page.next_url)
+        return super().page_url(filter_, page_size, page)
+
     def keep(self, filter_: Filter, item: Mapping[str, Any]) -> bool:
-        if filter_.rating_mask is None:
+        # A rule as wide as the API's own listing has nothing to drop (see Filter).
+        if filter_.rule is None or not filter_.keeps_client_side:
             return True
-        return keeps_rating(filter_.rating_mask, item.get("nsfwLevel"))
+        return filter_.rule.keeps(item.get("nsfwLevel"))
 
     def mismatch(self, filter_: Filter, item: Mapping[str, Any]) -> str | None:
         types = filter_.param_values("types")
@@ -121,3 +133,24 @@ def _next_cursor(metadata: Mapping[str, Any]) -> str | None:
     if isinstance(next_page, str) and next_page:
         return query_value(next_page, "cursor")
     return None
+
+
+#: The sorts whose last ORDER BY field is descending (api-notes): Newest is
+#: ``lastVersionAt DESC NULLS LAST, modelId DESC``; every other ends in ``modelId`` ASC.
+_LAST_FIELD_DESCENDING = frozenset({"Newest"})
+
+
+def resume_cursor(sort: tuple[str, ...], cursor: str) -> str:
+    """The cursor to send for the page that ``cursor`` (the API's ``nextCursor``) names.
+
+    The server hands back the sort columns of the next page's first row, then compares the
+    last field with ``<`` when it is descending, so that row is never served: Newest loses one
+    model at every page boundary (pagination-helpers.ts). Raising the id by one (ids are
+    integers) asks for exactly the rows the cursor meant; should the server switch to ``<=``,
+    the one extra row is a duplicate, which the spider drops.
+    """
+    if set(sort) & _LAST_FIELD_DESCENDING:
+        head, separator, last = cursor.rpartition("|")
+        if separator and last.isdigit():
+            return f"{head}|{int(last) + 1}"
+    return cursor

@@ -28,7 +28,7 @@ from random import Random
 from typing import Any, TypeAlias
 
 from .lru import WeighedLru
-from .paging import QueryResult
+from .paging import CursorToken, InvalidCursor, QueryResult, civitai_date
 from .vocabulary import (
     BASE_MODELS,
     BASE_WEIGHTS,
@@ -149,6 +149,20 @@ def stable_seed(*parts: int) -> int:
 # --------------------------------------------------------------------------------------
 
 CHECKPOINT = CIVITAI_TYPES.index("Checkpoint")
+ARCHIVED = MODES.index("Archived")
+#: The ``published`` of a model with no published version: its lastVersionAt is NULL.
+NO_VERSION = -(2**62)
+#: The two metrics (positions in CIVITAI_STATS) each metric sort orders by, DESC, before
+#: modelId ASC (model.service.ts getModelsRaw, api-notes). Highest Rated and Most Liked are one.
+METRIC_ORDER_BY: dict[str, tuple[int, int]] = {
+    "Highest Rated": (1, 0),
+    "Most Liked": (1, 0),
+    "Most Downloaded": (0, 1),
+    "Most Discussed": (3, 1),
+    "Most Collected": (4, 1),
+    "Most Images": (5, 1),
+}
+DATE_SORTS = ("Newest", "Oldest")
 PERIODS: dict[str, int | None] = {
     "AllTime": None,
     "Year": 365 * DAY,
@@ -216,6 +230,7 @@ class CivitaiQuery:
     username: str | None = None
     checkpoint_type: int | None = None
     ids: frozenset[int] | None = None
+    archived: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -311,6 +326,7 @@ def parse_civitai_params(
         username=(_first(p, "username") or "").strip().lower() or None,
         checkpoint_type=checkpoint_type,
         ids=ids,
+        archived=_parse_bool(p, "archived", False),
     )
     paging = CivitaiPaging(
         limit=limit,
@@ -357,7 +373,8 @@ class CivitaiRecord:
     type: str
     base_models: tuple[str, ...]
     versions: int
-    published_at: int
+    #: Epoch seconds of the latest published version (lastVersionAt); None when there is none.
+    published_at: int | None
     stats: dict[str, int | None]
     nsfw_level: int
     tags: tuple[str, ...]
@@ -467,10 +484,17 @@ class CivitaiCatalogue:
         self.type.append(mtype)
         self.base_mask.append(base)
         self.versions.append(versions)
-        self.published.append(REFERENCE_EPOCH - _published_offset(rr))
+        # Whole minutes: a few models share their latest publication, as batch uploads do,
+        # and Newest orders them by modelId DESC.
+        published = REFERENCE_EPOCH - _published_offset(rr) // 60 * 60
+        hidden = rr() < _HIDDEN_SHARE
+        if hidden and stable_seed(self.seed, 6, model_id) % 2:
+            # No published version, so no lastVersionAt: the NULL tail of Newest and Oldest.
+            published = NO_VERSION
+        self.published.append(published)
         self.null_mask.append(null_mask)
         self.nsfw_level.append(_nsfw_level(rr, downloads))
-        self.hidden.append(rr() < _HIDDEN_SHARE)
+        self.hidden.append(hidden)
         self.tag_mask.append(tags)
         # Squaring skews authorship: a few prolific creators, a long tail.
         self.creator.append(int(len(self.creators) * rr() * rr()))
@@ -498,7 +522,7 @@ class CivitaiCatalogue:
                 column[i] = int(column[i] * factor) + int(rng.random() * 50)
             # A new version: the model now counts as freshly published.
             if rng.random() < 0.3:
-                self.published[i] = REFERENCE_EPOCH - int(rng.random() * 10 * DAY)
+                self.published[i] = REFERENCE_EPOCH - int(rng.random() * 10 * DAY) // 60 * 60
 
     # -- records --------------------------------------------------------------------------
 
@@ -512,7 +536,7 @@ class CivitaiCatalogue:
             type=CIVITAI_TYPES[self.type[index]],
             base_models=tuple(b for bit, b in enumerate(BASE_MODELS) if base >> bit & 1),
             versions=self.versions[index],
-            published_at=self.published[index],
+            published_at=None if self.published[index] == NO_VERSION else self.published[index],
             stats={
                 name: None if nulls >> bit & 1 else self.stats[bit][index]
                 for bit, name in enumerate(CIVITAI_STATS)
@@ -529,33 +553,64 @@ class CivitaiCatalogue:
 
     # -- ordering -------------------------------------------------------------------------
 
-    def sort_values(self, sort: str) -> Sequence[int]:
-        """The per-model value a sort orders by (nulls count as 0)."""
-        if sort in ("Newest", "Oldest"):
-            return self.published
-        column = {
-            # One ORDER BY upstream for both (thumbsUp, downloads, id: api-notes).
-            "Highest Rated": 1,
-            "Most Downloaded": 0,
-            "Most Liked": 1,
-            "Most Discussed": 3,
-            "Most Collected": 4,
-            "Most Images": 5,
-        }[sort]
-        return self.stats[column]
+    def sort_key(self, sort: str) -> Callable[[int], tuple[int, ...]]:
+        """Key under which a sort's order (its ORDER BY, api-notes) is ascending.
 
-    def sort_key(self, sort: str) -> Callable[[int], tuple[int, int]]:
-        """Key under which a sort's order is ascending (ties broken by id)."""
-        values = self.sort_values(sort)
-        ids = self.ids
+        The metric sorts: two metrics DESC (a null stat counts as 0), then modelId ASC.
+        Newest: lastVersionAt DESC NULLS LAST, modelId DESC; Oldest: lastVersionAt ASC (NULLS
+        LAST, Postgres' default), modelId ASC. Dates in milliseconds, as cursors carry them.
+        """
+        ids, published = self.ids, self.published
+        if sort == "Newest":
+            return lambda i: (published[i] == NO_VERSION, -1000 * published[i], -ids[i])
         if sort == "Oldest":
-            return lambda i: (values[i], ids[i])
-        return lambda i: (-values[i], -ids[i])
+            return lambda i: (published[i] == NO_VERSION, 1000 * published[i], ids[i])
+        first, second = (self.stats[column] for column in METRIC_ORDER_BY[sort])
+        return lambda i: (-first[i], -second[i], ids[i])
+
+    def cursor(self, sort: str, index: int) -> str:
+        """The cursor the server hands out for a row: its ORDER BY columns joined by ``|``,
+        an empty token for a NULL lastVersionAt (Postgres' CONCAT)."""
+        if sort in DATE_SORTS:
+            published = self.published[index]
+            date = None if published == NO_VERSION else civitai_date(published)
+            return f"{date or ''}|{self.ids[index]}"
+        first, second = (self.stats[column][index] for column in METRIC_ORDER_BY[sort])
+        return f"{first}|{second}|{self.ids[index]}"
 
     @staticmethod
-    def cursor_key(sort: str, value: int, model_id: int) -> tuple[int, int]:
-        """The :meth:`sort_key` of an item known only by its value and id (from a cursor)."""
-        return (value, model_id) if sort == "Oldest" else (-value, -model_id)
+    def cursor_bound(sort: str, tokens: tuple[CursorToken, ...]) -> tuple[tuple[int, ...], bool]:
+        """Where the rows a cursor selects begin, as a :meth:`sort_key` and whether that key
+        itself is left out (strict), as the server's WHERE does it (pagination-helpers.ts
+        getCursorClauses, api-notes): each field compares with ``<`` when DESC and ``>=``
+        when ASC, the fields before it equal.
+
+        So the metric sorts keep the cursor's own row (modelId ``>=``); Newest leaves it out
+        (modelId ``<``: the row lost at every page boundary); Oldest's head field is ``>=``
+        whatever the id, so it serves again every row tied on the cursor's date. A date
+        comparison is never true for a NULL: no cursor reaches the NULL tail.
+        """
+        kinds = tuple(token.is_date for token in tokens)
+        if sort in DATE_SORTS:
+            if kinds != (True, False):
+                raise InvalidCursor("Invalid cursor: expected a date and an id for this sort")
+            millis, model_id = (token.value for token in tokens)
+            if sort == "Newest":
+                return (False, -millis, -model_id), True
+            return (False, millis, -(2**63)), False
+        if any(kinds):
+            raise InvalidCursor("Invalid cursor: expected numbers for this sort")
+        first, second, model_id = (token.value for token in tokens)
+        return (-first, -second, model_id), False
+
+    @staticmethod
+    def cursor_fields(sort: str) -> int:
+        """How many values a cursor of this sort carries (its ORDER BY columns)."""
+        return 2 if sort in DATE_SORTS else 3
+
+    def has_version(self, index: int) -> bool:
+        """Whether the model has a lastVersionAt (a published version)."""
+        return self.published[index] != NO_VERSION
 
     def order(self, sort: str) -> array[int]:
         """Every live model in the sort's order."""
@@ -563,11 +618,7 @@ class CivitaiCatalogue:
         if cached is not None:
             return cached
         alive = [i for i, flag in enumerate(self.alive) if flag]
-        values = self.sort_values(sort)
-        # Two stable sorts: by id first, then by value; equal values keep the id order.
-        descending = sort != "Oldest"
-        by_id = sorted(alive, key=self.ids.__getitem__, reverse=descending)
-        result = array("i", sorted(by_id, key=values.__getitem__, reverse=descending))
+        result = array("i", sorted(alive, key=self.sort_key(sort)))
         self._orders[sort] = result
         return result
 
@@ -592,8 +643,13 @@ class CivitaiCatalogue:
         if q.base_mask is not None:
             base, mask = self.base_mask, q.base_mask
             preds.append(lambda i: base[i] & mask)
+        if not q.archived:
+            # Archived models are left out unless archived=true (model.service.ts).
+            mode = self.mode
+            preds.append(lambda i: mode[i] != ARCHIVED)
         span = PERIODS[q.period]
         if span is not None:
+            # A NULL lastVersionAt (NO_VERSION, below any start) is in no period.
             published, start = self.published, REFERENCE_EPOCH - span
             preds.append(lambda i: published[i] >= start)
         if q.checkpoint_type is not None:

@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import takewhile
 
 import orjson
 
-from .catalogue import CivitaiCatalogue, QueryError, parse_civitai_params
+from .catalogue import (
+    DATE_SORTS,
+    CivitaiCatalogue,
+    CivitaiQuery,
+    QueryError,
+    parse_civitai_params,
+)
 from .faults import CIVITAI, FaultConfig
 from .lru import WeighedLru
-from .paging import (
-    KeyCursor,
-    OffsetCursor,
-    QueryResult,
-    decode_civitai_cursor,
-    encode_civitai_cursor,
-    window,
-)
+from .paging import InvalidCursor, QueryResult, decode_civitai_cursor
 from .payloads import civitai_item
 from .responses import ApiResponse, json_response, next_url
 from .web import ApiResource, ServerState
@@ -70,11 +70,16 @@ class CivitaiApi:
         self.catalogue = catalogue
         self.faults = faults or FaultConfig()
         self.items = EncodedItems(catalogue)
+        # (query, limit, page number) of the pages served empty once (FaultConfig.empty_pages).
+        self._emptied: set[tuple[CivitaiQuery, int, int]] = set()
 
     def respond(self, pairs: Sequence[tuple[str, str]], base_url: str) -> ApiResponse:
         """The response to ``GET base_url?pairs`` (``base_url`` is used to build nextPage)."""
         try:
             return self._respond(pairs, base_url)
+        except InvalidCursor as exc:
+            # A bad cursor is answered with a plain message (endpoint-helpers.ts).
+            return json_response(400, {"message": str(exc)})
         except QueryError as exc:
             return json_response(exc.status, {"error": exc.message})
 
@@ -89,48 +94,56 @@ class CivitaiApi:
         cat = self.catalogue
         cfg = self.faults
         result = cat.result(query)
-        start, by_offset = self._start(result, query.sort, paging.cursor)
+        start = self._start(result, query.sort, paging.cursor)
+        # The server reads limit + 1 rows and hands the extra one back as the cursor; with
+        # #1111 (skip_at_boundary) the cursor names the row after it, which is then lost.
+        count = paging.limit + 1 + cfg.skip_at_boundary
+        rows = self._rows(result, query.sort, start, count, after_cursor=bool(paging.cursor))
+        if not rows:
+            return self._page([], None, pairs, base_url, primary_only=False)
         page_number = start // paging.limit + 1
-        # The answer's length as far as this page can tell (one item past it says whether
-        # there is a next page): paging gives the same windows as with the whole length.
-        total = result.count_up_to(start + paging.limit + 1)
-
-        if page_number in cfg.empty_pages and not by_offset and start < total:
-            # Issue #1848: an empty page that still points onwards. Its cursor is a bare
-            # number (upstream cursors may be numbers), distinct from the one asked with.
-            return self._page([], start, pairs, base_url, primary_only=False)
-
-        start, end = window(total, start, paging.limit)
+        page = (query, paging.limit, page_number)
+        if paging.cursor and page_number in cfg.empty_pages and page not in self._emptied:
+            # Issue #1848: a page that comes back empty yet points onwards. Its cursor names
+            # the row before it (a row is served twice, none is lost), and the page answers
+            # normally when asked again.
+            self._emptied.add(page)
+            before = cat.cursor(query.sort, result[start - 1])
+            return self._page([], before, pairs, base_url, primary_only=False)
         next_cursor: str | None = None
-        if end < total:
-            # Issue #1111: a cursor naming the next page's first item loses that item.
-            ref = end if cfg.skip_at_boundary else end - 1
-            index = result[ref]
-            value = cat.sort_values(query.sort)[index]
-            next_cursor = encode_civitai_cursor(KeyCursor(value, cat.ids[index], ref + 1))
+        if len(rows) > paging.limit + cfg.skip_at_boundary:
+            next_cursor = cat.cursor(query.sort, rows[-1])
             if cfg.cursor_loop_page == page_number and paging.cursor:
                 next_cursor = paging.cursor
+        page_rows = rows[: paging.limit]
         return self._page(
-            result[start:end], next_cursor, pairs, base_url, primary_only=paging.primary_file_only
+            page_rows, next_cursor, pairs, base_url, primary_only=paging.primary_file_only
         )
 
-    def _start(self, result: QueryResult, sort: str, raw: str | None) -> tuple[int, bool]:
+    def _start(self, result: QueryResult, sort: str, raw: str | None) -> int:
+        """Where the rows a cursor selects begin in ``result`` (0 without a cursor)."""
         if raw is None:
-            return 0, False
-        try:
-            cursor = decode_civitai_cursor(raw)
-        except ValueError:
-            raise QueryError(400, f"Invalid cursor: {raw!r}") from None
-        if isinstance(cursor, OffsetCursor):
-            return result.count_up_to(cursor.offset), True
+            return 0
         cat = self.catalogue
-        key = cat.cursor_key(sort, cursor.value, cursor.tiebreak)
-        return result.position_after(cat.sort_key(sort), key, cursor.offset), False
+        tokens = decode_civitai_cursor(raw, cat.cursor_fields(sort))
+        key, strict = cat.cursor_bound(sort, tokens)
+        return result.position_of(cat.sort_key(sort), key, strict=strict)
+
+    def _rows(
+        self, result: QueryResult, sort: str, start: int, count: int, *, after_cursor: bool
+    ) -> list[int]:
+        """Up to ``count`` rows of ``result`` from ``start``. After a cursor a date sort stops
+        at the NULL tail: no comparison with a NULL lastVersionAt is true."""
+        rows = list(result[start : start + count])
+        if after_cursor and sort in DATE_SORTS:
+            has_version = self.catalogue.has_version
+            rows = list(takewhile(has_version, rows))
+        return rows
 
     def _page(
         self,
         indices: Sequence[int],
-        next_cursor: str | int | None,
+        next_cursor: str | None,
         pairs: Sequence[tuple[str, str]],
         base_url: str,
         *,
@@ -146,10 +159,10 @@ class CivitaiApi:
             for i in indices
             if not hidden[i]
         ]
-        metadata: dict[str, str | int] = {}
+        metadata: dict[str, str] = {}
         if next_cursor is not None:
             metadata["nextCursor"] = next_cursor
-            metadata["nextPage"] = next_url(base_url, pairs, "cursor", str(next_cursor))
+            metadata["nextPage"] = next_url(base_url, pairs, "cursor", next_cursor)
         # Exactly orjson.dumps({"items": [...], "metadata": metadata}), from encoded items.
         body = b"".join(
             (b'{"items":[', b",".join(items), b'],"metadata":', orjson.dumps(metadata), b"}")

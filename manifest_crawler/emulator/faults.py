@@ -84,8 +84,10 @@ class FaultConfig:
     fail_apis: tuple[str, ...] = APIS
     # CivitAI cursor quirks (pages are numbered from 1 along a cursor chain).
     cursor_loop_page: int = 0  # page N answers with the cursor it was asked with
-    empty_pages: tuple[int, ...] = ()  # these pages (>= 2) come back empty, still with a cursor
-    skip_at_boundary: bool = False  # issue #1111: one item lost at every page boundary
+    # These pages (>= 2) come back empty once, with a cursor naming the row before them.
+    empty_pages: tuple[int, ...] = ()
+    # Issue #1111: the cursor names the row after the next page's first, which is lost.
+    skip_at_boundary: bool = False
     # Raw control characters inside CivitAI descriptions (strict JSON parsers fail).
     control_chars: bool = False
     # Hub rate limit: ``hf_rate_limit`` calls per fixed window of ``hf_rate_window`` s.

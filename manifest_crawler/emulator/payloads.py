@@ -103,7 +103,7 @@ _AIR_ECOSYSTEM = {
 # A family's other names share its ecosystem (Pony V7 excepted: AuraFlow-based).
 _AIR_ECOSYSTEM.update(
     {name: "sd1" for name in ("SD 1.5 LCM", "SD 1.5 Hyper")}
-    | {name: "sdxl" for name in ("SDXL Lightning", "SDXL Hyper", "SDXL Turbo")}
+    | {name: "sdxl" for name in ("SDXL Lightning", "SDXL Hyper", "SDXL Turbo", "SDXL 1.0 LCM")}
     | {"Pony V7": "auraflow", "Flux.1 Krea": "flux1", "Flux.1 Kontext": "flux1"}
     | {name: "sd3" for name in BASE_MODELS if name.startswith("SD 3.5")}
     | {name: "wanvideo" for name in BASE_MODELS if name.startswith("Wan Video")}

@@ -101,6 +101,8 @@ BASE_MODELS: tuple[str, ...] = (
     "Wan Video 2.2 T2V-A14B",
     "Wan Video 2.5 T2V",
     "Wan Video 2.5 I2V",
+    "SDXL 1.0 LCM",
+    "Wan Video 2.7",
 )
 #: Hidden legacy names (api-notes): only models made before their successors carry them, so
 #: they are rare; "SD 3.5" and "Wan Video" above.
@@ -111,6 +113,7 @@ BASE_WEIGHTS = (
     *(1, 1.5, 1.5),  # Pony V7, Flux.1 Krea and Kontext
     *(0.8, 0.8, 0.5),  # SD 3.5 Large, Medium, Large Turbo
     *(0.4, 0.3, 0.3, 0.3, 0.5, 0.5, 0.5, 0.3, 0.3),  # Wan Video
+    *(0.5, 0.3),  # SDXL 1.0 LCM, Wan Video 2.7
 )
 
 CIVITAI_SORTS: tuple[str, ...] = (
@@ -183,7 +186,9 @@ SYLLABLES = words(
 
 HF_PIPELINES: tuple[str, ...] = (
     "text-generation",
-    "text2text-generation",
+    # In the place of text2text-generation, retired in 2025-07 (its models moved under
+    # text-generation; the Hub serves nothing for it): the catalogue keeps its draws.
+    "text-ranking",
     "sentence-similarity",
     "question-answering",
     "fill-mask",
@@ -223,15 +228,17 @@ HF_LIBRARIES: tuple[str, ...] = (
     "mlx",
     "safetensors",
     "transformers.js",
+    "tf-keras",  # the legacy Keras 2 library, beside keras (Keras 3): model-libraries.ts
 )
-LIBRARY_WEIGHTS = (40, 4, 2, 1, 8, 6, 2, 5, 8, 1, 2, 3, 2, 1)
+# tf-keras only where a pipeline prefers it: the other draws stay as they were.
+LIBRARY_WEIGHTS = (40, 4, 2, 1, 8, 6, 2, 5, 8, 1, 2, 3, 2, 1, 0)
 # Libraries a pipeline's models usually use (drawn most of the time instead of the weights).
 PREFERRED_LIBRARIES: dict[str, tuple[str, ...]] = {
     "text-generation": ("transformers", "transformers", "gguf", "mlx", "peft"),
     "text-to-image": ("diffusers", "diffusers", "diffusers", "peft"),
     "sentence-similarity": ("sentence-transformers",),
     "feature-extraction": ("sentence-transformers", "transformers", "transformers.js"),
-    "image-classification": ("timm", "transformers", "keras"),
+    "image-classification": ("timm", "transformers", "keras", "tf-keras"),
     "image-text-to-text": ("transformers", "mlx"),
 }
 
@@ -291,11 +298,11 @@ HF_FAMILIES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = tuple(
         ("gemma2", "gemma-2-2b gemma-2-9b gemma-3-27b", "text-generation image-text-to-text"),
         ("phi3", "Phi-3-mini Phi-3.5-mini phi-4", "text-generation"),
         ("gpt2", "gpt2 distilgpt2 gpt2-medium", "text-generation"),
-        ("t5", "t5-small flan-t5-base mt5-large", "text2text-generation summarization"),
+        ("t5", "t5-small flan-t5-base mt5-large", "text-ranking summarization"),
         (
             "bart",
             "bart-large-cnn bart-base mbart-large-50",
-            "summarization text2text-generation zero-shot-classification",
+            "summarization text-ranking zero-shot-classification",
         ),
         ("marian", "opus-mt-en-de opus-mt-fr-en opus-mt-zh-en", "translation"),
         (

@@ -45,7 +45,7 @@ def job_fingerprint(sources: Sequence[str], ledger: Ledger, urls: Mapping[str, s
             state.filter.name,
             state.filter.params,
             state.max_items,
-            state.filter.rating_mask,
+            state.filter.rule,  # a dataclass: orjson writes its fields
         ]
         for state in ledger
     ]

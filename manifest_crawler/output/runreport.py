@@ -89,7 +89,7 @@ def exit_status(
 def empty_listing_note(excluded: int) -> str:
     """Why a filter fetched to its end holds no model, for the warning naming it."""
     if excluded:
-        return f"its rating rule kept none of the {excluded} models listed"
+        return f"its content rule kept none of the {excluded} models listed"
     # baseModels, tag and username are free text upstream: a retired or misspelled value
     # answers an empty list, not an error (api-notes).
     return "the API listed no model (a retired or misspelled value?)"

@@ -30,6 +30,7 @@ from manifest_crawler.apis.base import (
     Page,
     PageError,
     SourceAPI,
+    query_value,
     redact_url,
 )
 from manifest_crawler.apis.normalize import InvalidModel, normalize_model
@@ -49,7 +50,7 @@ FILTER_META = "manifest_filters"
 
 def start_order(states: Iterable[FilterState]) -> list[FilterState]:
     """The order in which filters send their first page: every source's filters in turn, and
-    within a source those that keep items client-side (by rating) first.
+    within a source those that keep items client-side (by their content rule) first.
 
     Scrapy sends start requests as they come while its downloader has room, so in file order
     one source would fill it before the other got a request. A client-side filter needs the
@@ -60,7 +61,7 @@ def start_order(states: Iterable[FilterState]) -> list[FilterState]:
     for state in states:
         by_source.setdefault(state.filter.source, []).append(state)
     queues = [
-        sorted(group, key=lambda state: state.filter.rating_mask is None)
+        sorted(group, key=lambda state: not state.filter.keeps_client_side)
         for group in by_source.values()
     ]
     return [state for turn in zip_longest(*queues) for state in turn if state is not None]
@@ -89,7 +90,7 @@ def chain_page_size(states: Iterable[FilterState], api: SourceAPI) -> int:
     sizes = []
     for state in states:
         remaining = state.remaining
-        if state.filter.rating_mask is not None or remaining is None:
+        if state.filter.keeps_client_side or remaining is None:
             return api.max_page_size
         sizes.append(remaining)
     return min(max(sizes), api.max_page_size)
@@ -194,17 +195,13 @@ class ManifestSpider(scrapy.Spider):
         ]
         # Scrapy sends the first requests as they come, before the rest are queued by
         # priority: the longest chains first from the start too.
-        pending.sort(key=self._pages_left, reverse=True)
+        pending = sorted(filter(None, pending), key=self._pages_left, reverse=True)
         for chain in pending:
-            if not chain:
-                continue
             for state in chain:
                 state.start()
             yield self._page_request(chain, after=None)
 
     def _pages_left(self, states: list[FilterState]) -> int:
-        if not states:
-            return 0
         return chain_pages_left(states, self.apis[states[0].filter.source].max_page_size)
 
     def _page_request(self, states: list[FilterState], after: Page | None) -> scrapy.Request:
@@ -276,9 +273,24 @@ class ManifestSpider(scrapy.Spider):
             state.empty_pages += 1
         if state.remaining == 0:
             self._finish(state, FilterStatus.DONE, "max_items")
+        elif page.next_cursor is None and page.end_reason is not None:
+            logger.warning(
+                "%s:%s: the API pointed onwards with a cursor it would refuse (%s); ending "
+                "the filter at %d models",
+                state.filter.source,
+                state.filter.name,
+                page.end_reason,
+                state.models,
+            )
+            self.crawler.stats.inc_value(f"manifest/{api.name}/{page.end_reason}")
+            self._finish(state, FilterStatus.DONE, page.end_reason)
         elif page.next_cursor is None:
             self._finish(state, FilterStatus.DONE, "last_page")
-        elif page.next_cursor in state.cursors:
+        elif page.next_cursor in state.cursors or page.next_cursor == query_value(
+            request.url, "cursor"
+        ):
+            # The cursor of an earlier page, or the one this page was asked with (which the
+            # spider may have adjusted, see CivitaiAPI.page_url): the chain would loop.
             logger.warning(
                 "%s:%s: the API repeated cursor %r; ending the filter at %d models",
                 state.filter.source,

@@ -11,7 +11,7 @@ from manifest_crawler.apis.civitai import CivitaiAPI, _next_cursor
 from manifest_crawler.apis.huggingface import HuggingFaceAPI
 from manifest_crawler.emulator import Catalogue, FaultConfig
 from manifest_crawler.emulator.civitai import CivitaiApi
-from manifest_crawler.filters import Filter
+from manifest_crawler.filters import ContentRule, Filter
 from manifest_crawler.ledger import FilterState
 from manifest_crawler.output.manifests import (
     CollectedModels,
@@ -97,9 +97,10 @@ def test_civitai_odd_pages_parse_as_before(body: bytes) -> None:
     _assert_same_page(body)
 
 
-def _filter(source: str, name: str, rating_mask: int | None = None, **params: object) -> Filter:
+def _filter(source: str, name: str, rated: int | None = None, **params: object) -> Filter:
     pairs = tuple((k, tuple(v) if isinstance(v, list) else v) for k, v in params.items())
-    return Filter(source, name, name, pairs, rating_mask=rating_mask)  # type: ignore[arg-type]
+    rule = None if rated is None else ContentRule("rated", rated)
+    return Filter(source, name, name, pairs, rule=rule)  # type: ignore[arg-type]
 
 
 def test_hub_pages_ask_only_for_the_fields_the_crawler_reads() -> None:
@@ -118,17 +119,15 @@ def test_first_pages_alternate_sources_and_client_side_filters_go_first() -> Non
     states = [
         FilterState(_filter("civitai", "c1"), 10),
         FilterState(_filter("civitai", "c2"), 10),
-        FilterState(_filter("civitai", "nsfw", rating_mask=4), 10),
+        FilterState(_filter("civitai", "nsfw", rated=4, nsfw="true"), 10),
         FilterState(_filter("huggingface", "h1"), 10),
     ]
     assert [s.filter.name for s in start_order(states)] == ["nsfw", "h1", "c1", "c2"]
 
 
 def test_filters_asking_for_one_listing_form_one_chain() -> None:
-    def state(
-        source: str, name: str, rating_mask: int | None = None, **params: object
-    ) -> FilterState:
-        return FilterState(_filter(source, name, rating_mask, **params), 10)
+    def state(source: str, name: str, rated: int | None = None, **params: object) -> FilterState:
+        return FilterState(_filter(source, name, rated, **params), 10)
 
     pg = state("civitai", "pg", 1, nsfw="true", sort="Most Downloaded")
     x = state("civitai", "x", 16, sort="Most Downloaded", nsfw="true")  # order does not matter

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from scrapy.utils.defer import deferred_f_from_coro_f
 
 from manifest_crawler.filters import load_filters
@@ -14,19 +15,36 @@ def _filters(tmp_path):
     return write_filters(
         tmp_path / "filters.json",
         civitai=[
-            {"name": "good", "label": "Good", "params": {"sort": "good"}},
-            {"name": "bad", "label": "Bad", "params": {"sort": "bad"}},
+            {
+                "name": "good",
+                "label": "Good",
+                "params": {"sort": "good"},
+                "browsing_levels": ["PG"],
+            },
+            {"name": "bad", "label": "Bad", "params": {"sort": "bad"}, "browsing_levels": ["PG"]},
         ],
     )
 
 
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"name": "x", "label": "X"}, "civitai[0] ('x'): missing 'params'"),
+        # Nothing silently unfiltered: a CivitAI filter names its rule.
+        (
+            {"name": "x", "label": "X", "params": {"nsfw": "true"}},
+            "civitai[0] ('x'): say which models the filter keeps: give 'browsing_levels'",
+        ),
+    ],
+)
 @deferred_f_from_coro_f
-async def test_invalid_filters_file_is_one_clear_line_and_exit_2(tmp_path):
+async def test_invalid_filters_file_is_one_clear_line_and_exit_2(tmp_path, entry, message):
     broken = tmp_path / "filters.json"
-    broken.write_text('{"civitai": [{"name": "x", "label": "X"}]}')
+    broken.write_text(json.dumps({"civitai": [entry]}))
     _, err, code = await scrapy_crawl("civitai", "-s", f"FILTERS_FILE={broken}")
     assert code == 2
-    assert f"error: {broken}: civitai[0] ('x'): missing 'params'" in err.decode()
+    (line,) = err.decode().splitlines()
+    assert line.startswith(f"error: {broken}: {message}")
     assert b"Traceback" not in err
 
 
@@ -119,8 +137,17 @@ async def test_a_listing_nobody_is_in_is_written_named_and_fails_a_strict_build(
     filters = write_filters(
         tmp_path / "filters.json",
         civitai=[
-            {"name": "sdxl", "label": "SDXL", "params": {"baseModels": ["SDXL 1.0"]}},
-            {"name": "nobody", "label": "Nobody", "params": {"baseModels": ["SD 9 Ultra"]}},
+            {
+                "name": name,
+                "label": name,
+                "params": {"baseModels": [base]},
+                "browsing_levels": ["PG"],
+            }
+            for name, base in (
+                ("sdxl", "SDXL 1.0"),
+                ("nobody", "SD 9 Ultra"),
+                ("again", "SD 9 Ultra"),
+            )
         ],
     )
     common = setting_args(
@@ -132,12 +159,12 @@ async def test_a_listing_nobody_is_in_is_written_named_and_fails_a_strict_build(
     _, err, code = await scrapy_crawl("civitai", *common)
     assert code == 0, err.decode()[-2000:]
     assert (
-        "1 filter(s) hold no model:\n  civitai:nobody: the API listed no model "
+        "2 filter(s) hold no model:\n  civitai:nobody: the API listed no model "
         "(a retired or misspelled value?)" in err.decode()
     )
     assert read_json(tmp_path / "out" / "civitai-nobody.json")["models"] == []
-    # The loader's warnings reach the log: these filters ask nsfw=false without a rating.
-    assert "civitai filter 'nobody' asks nsfw=false without a rating rule" in err.decode()
+    # The loader's warnings reach the log: two of these filters make one list.
+    assert "civitai filters 'nobody' and 'again' make the same list" in err.decode()
     rows = {
         row["filter"]: row for row in read_json(tmp_path / "out" / "run-report.json")["filters"]
     }

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from manifest_crawler.emulator.catalogue import (
+    ARCHIVED,
     PERIODS,
     REFERENCE_EPOCH,
     Catalogue,
@@ -23,10 +24,22 @@ from manifest_crawler.emulator.vocabulary import (
     BASE_MODELS,
     CIVITAI_SORTS,
     CIVITAI_TYPES,
+    HF_LIBRARIES,
+    HF_LICENSES,
     HF_PIPELINES,
     HF_SORTS,
 )
+from tests.api_notes import CIVITAI_FAMILIES as NOTES_FAMILIES
+from tests.api_notes import CIVITAI_LEGACY_BASE_MODELS as NOTES_LEGACY
+from tests.api_notes import CIVITAI_METRIC_ORDER as NOTES_METRIC_ORDER
 from tests.api_notes import CIVITAI_TYPES as NOTES_TYPES
+from tests.api_notes import (
+    HUB_LIBRARIES,
+    HUB_LICENSES,
+    HUB_PIPELINE_TAGS,
+    HUB_RETIRED_PIPELINE_TAGS,
+    HUB_WEIGHT_TAGS,
+)
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +111,11 @@ def test_civitai_nsfw_levels_are_masks_of_several_levels(cat: Catalogue) -> None
 
 def test_civitai_nsfw_is_the_any_shared_bit_rule(cat: Catalogue) -> None:
     civitai = cat.civitai
-    listed = [i for i in range(len(civitai)) if civitai.alive[i] and not civitai.hidden[i]]
+    listed = [
+        i
+        for i in range(len(civitai))
+        if civitai.alive[i] and not civitai.hidden[i] and civitai.mode[i] != ARCHIVED
+    ]
     # api-notes: nsfw=false is browsing level PG (1), true is PG|PG13|R|X|XXX (31); a model
     # is listed when nsfwLevel & browsingLevel != 0.
     for flag, browsing in (("false", 1), ("true", 31)):
@@ -116,17 +133,41 @@ def test_every_real_type_and_base_model_name_is_listed(cat: Catalogue) -> None:
     for model_type in NOTES_TYPES:
         assert cat.query_civitai({"types": model_type, "nsfw": "true"}), model_type
     names = [
-        *("SD 3.5 Large", "SD 3.5 Medium", "SD 3.5 Large Turbo", "SD 3.5"),
-        *("Wan Video 14B t2v", "Wan Video 14B i2v 480p", "Wan Video 14B i2v 720p"),
-        *("Wan Video 1.3B t2v", "Wan Video", "Flux.1 D", "Flux.1 S", "Flux.1 Krea"),
-        *("Flux.1 Kontext", "Pony", "Pony V7", "SD 1.5", "SD 1.5 LCM", "SD 1.5 Hyper"),
-        *("SDXL 1.0", "SDXL Lightning", "SDXL Hyper", "SDXL Turbo", "Illustrious", "NoobAI"),
+        *(name for family in NOTES_FAMILIES.values() for name in family),
+        *NOTES_LEGACY,
+        *("Illustrious", "NoobAI"),
     ]
     counts = {name: len(cat.query_civitai({"baseModels": name, "nsfw": "true"})) for name in names}
     assert all(counts.values()), counts
     # The legacy names are rare: only models made before their successors carry them.
     assert counts["SD 3.5"] < counts["SD 3.5 Large"]
     assert counts["Wan Video"] < sum(n for name, n in counts.items() if name.startswith("Wan"))
+
+
+def test_the_hub_vocabulary_is_the_real_one(cat: Catalogue) -> None:
+    # api-notes: the tasks of pipelines.ts, text2text-generation retired (the Hub serves
+    # nothing for it); the libraries' and weight files' tags; the Hub's licence identifiers.
+    assert set(HF_PIPELINES) <= set(HUB_PIPELINE_TAGS)
+    assert not set(HF_PIPELINES) & set(HUB_RETIRED_PIPELINE_TAGS)
+    assert cat.query_hf({"pipeline_tag": "text2text-generation"}) == []
+    assert set(HF_LIBRARIES) <= set(HUB_LIBRARIES) | set(HUB_WEIGHT_TAGS)
+    assert set(HF_LICENSES) <= set(HUB_LICENSES)
+    for tag in ("keras", "tf-keras"):
+        assert cat.query_hf({"filter": tag}), tag
+
+
+def test_archived_models_are_listed_only_with_archived_true(cat: Catalogue) -> None:
+    # api-notes (model.service.ts): archived models are left out unless archived=true.
+    civitai = cat.civitai
+    archived = {
+        civitai.ids[i]
+        for i in range(len(civitai))
+        if civitai.mode[i] == ARCHIVED and civitai.alive[i] and not civitai.hidden[i]
+    }
+    listed = set(cat.query_civitai({"nsfw": "true"}))
+    assert archived and not archived & listed
+    assert set(cat.query_civitai({"nsfw": "true", "archived": "true"})) == listed | archived
+    assert set(cat.query_civitai({"nsfw": "true", "archived": "false"})) == listed
 
 
 def test_highest_rated_and_most_liked_are_one_order(cat: Catalogue) -> None:
@@ -146,9 +187,16 @@ def test_every_period_keeps_a_fair_share(cat: Catalogue, period: str) -> None:
 
 
 def test_published_dates_are_within_three_years_of_the_reference(cat: Catalogue) -> None:
-    published = list(cat.civitai.published)
-    assert max(published) <= REFERENCE_EPOCH
-    assert min(published) >= REFERENCE_EPOCH - 3 * 365 * 86_400
+    civitai = cat.civitai
+    published = [r.published_at for r in map(civitai.record, range(len(civitai)))]
+    dates = [date for date in published if date is not None]
+    assert max(dates) <= REFERENCE_EPOCH
+    assert min(dates) >= REFERENCE_EPOCH - 3 * 365 * 86_400
+    # Whole minutes: some models share their latest publication (Newest's tie-break matters).
+    assert len(set(dates)) < len(dates)
+    # Models without a published version have no lastVersionAt (None): all hidden ones.
+    nulls = [i for i, date in enumerate(published) if date is None]
+    assert nulls and all(civitai.hidden[i] for i in nulls)
 
 
 def naive_civitai(cat: CivitaiCatalogue, params: dict) -> list[int]:
@@ -156,6 +204,8 @@ def naive_civitai(cat: CivitaiCatalogue, params: dict) -> list[int]:
     records = [cat.record(i) for i in range(len(cat)) if cat.alive[i] and not cat.hidden[i]]
     out = []
     for r in records:
+        if r.mode == "Archived" and params.get("archived") != "true":
+            continue
         if "types" in params and r.type not in params["types"]:
             continue
         if "baseModels" in params and not set(r.base_models) & set(params["baseModels"]):
@@ -163,7 +213,7 @@ def naive_civitai(cat: CivitaiCatalogue, params: dict) -> list[int]:
         if not r.nsfw_level & (31 if params.get("nsfw") == "true" else 1):
             continue
         span = PERIODS[params.get("period", "AllTime")]
-        if span and r.published_at < REFERENCE_EPOCH - span:
+        if span and (r.published_at is None or r.published_at < REFERENCE_EPOCH - span):
             continue
         if "query" in params and params["query"].lower() not in r.name.lower():
             continue
@@ -173,24 +223,20 @@ def naive_civitai(cat: CivitaiCatalogue, params: dict) -> list[int]:
             continue
         out.append(r)
 
-    def value(r) -> int:
-        s = r.stats
-        sort = params.get("sort", "Highest Rated")
-        return {
-            "Highest Rated": s["thumbsUpCount"] or 0,
-            "Most Downloaded": s["downloadCount"] or 0,
-            "Most Liked": s["thumbsUpCount"] or 0,
-            "Most Discussed": s["commentCount"] or 0,
-            "Most Collected": s["collectedCount"] or 0,
-            "Most Images": s["imageCount"] or 0,
-            "Newest": r.published_at,
-            "Oldest": r.published_at,
-        }[sort]
-
-    if params.get("sort") == "Oldest":
-        out.sort(key=lambda r: (value(r), r.id))
+    # The ORDER BY of model.service.ts getModelsRaw (api-notes), spelled out again: two
+    # metrics DESC then modelId ASC; Newest lastVersionAt DESC NULLS LAST, modelId DESC;
+    # Oldest lastVersionAt ASC, modelId ASC. A null stat counts as 0.
+    metrics = NOTES_METRIC_ORDER
+    sort = params.get("sort", "Highest Rated")
+    if sort == "Newest":
+        out.sort(key=lambda r: r.id, reverse=True)
+        out.sort(key=lambda r: r.published_at or 0, reverse=True)
+        out.sort(key=lambda r: r.published_at is None)
+    elif sort == "Oldest":
+        out.sort(key=lambda r: (r.published_at is None, r.published_at or 0, r.id))
     else:
-        out.sort(key=lambda r: (-value(r), -r.id))
+        first, second = metrics[sort]
+        out.sort(key=lambda r: (-(r.stats[first] or 0), -(r.stats[second] or 0), r.id))
     return [r.id for r in out]
 
 

@@ -3,14 +3,37 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
+from itertools import pairwise
 
 import pytest
 from scrapy.utils.defer import deferred_f_from_coro_f
 
 from manifest_crawler.emulator import Emulator
 from manifest_crawler.emulator.vocabulary import CIVITAI_SORTS
+from tests.api_notes import CIVITAI_METRIC_ORDER
 
 from .helpers import civitai_page, crawl_civitai, fetch, query_of, request, url_with
+
+
+def sort_columns(emulator: Emulator, sort: str, model_id: int) -> str:
+    """A model's ORDER BY columns joined by "|", as the server's cursors carry them (api-notes):
+    two metrics then the id; or the latest publication (timestamp(3)) then the id."""
+    record = emulator.catalogue.civitai.record_for_id(model_id)
+    if sort in CIVITAI_METRIC_ORDER:
+        values = [record.stats[name] or 0 for name in CIVITAI_METRIC_ORDER[sort]]
+    else:
+        assert record.published_at is not None
+        moment = datetime.fromtimestamp(record.published_at, UTC)
+        values = [moment.strftime("%Y-%m-%d %H:%M:%S.000")]
+    return "|".join(map(str, [*values, model_id]))
+
+
+def civitai_page_ids(emulator: Emulator, slots: list[int]) -> list[int]:
+    """The ids a page cut from these slots shows: hidden models are dropped after the LIMIT."""
+    cat = emulator.catalogue.civitai
+    return [i for i in slots if not cat.hidden[cat.index_of_id[i]]]
+
 
 ITEM_KEYS = {"id", "name", "description", "type", "nsfw", "nsfwLevel", "tags", "creator"}
 ITEM_KEYS |= {"stats", "modelVersions"}
@@ -49,137 +72,135 @@ async def test_default_limit_is_100(emulator: Emulator) -> None:
 
 @deferred_f_from_coro_f
 async def test_next_page_walks_the_whole_result(emulator: Emulator) -> None:
-    params = {"types": ["Checkpoint", "VAE"], "nsfw": "true", "sort": "Newest", "limit": 100}
+    params = {"types": ["Checkpoint", "VAE"], "nsfw": "true", "sort": "Oldest", "limit": 100}
     ids, metas = await crawl_civitai(url_with(emulator.civitai_url, params))
-    assert ids == emulator.query_civitai(params)
+    # Oldest serves again the rows tied on the cursor's date: duplicates, nothing lost.
+    assert list(dict.fromkeys(ids)) == emulator.query_civitai(params)
     assert metas[-1] == {}
     for meta in metas[:-1]:
         pairs = query_of(meta["nextPage"])
         assert pairs[-1] == ("cursor", meta["nextCursor"])
         assert [p for p in pairs if p[0] == "types"] == [("types", "Checkpoint"), ("types", "VAE")]
-        assert ("sort", "Newest") in pairs and ("nsfw", "true") in pairs
-
-
-@deferred_f_from_coro_f
-async def test_next_cursor_can_be_used_directly(emulator: Emulator) -> None:
-    params = {"baseModels": "Pony", "limit": 7}
-    expected = emulator.query_civitai(params)
-    ids: list[int] = []
-    cursor = None
-    for _ in range(100):
-        query = {**params, **({"cursor": cursor} if cursor else {})}
-        data = (await fetch(url_with(emulator.civitai_url, query))).json()
-        ids.extend(i["id"] for i in data["items"])
-        cursor = data["metadata"].get("nextCursor")
-        if cursor is None:
-            break
-    assert ids == expected
-    # The same cursor always gives the same page.
-    first = await fetch(url_with(emulator.civitai_url, {**params, "cursor": "0|0|0"}))
-    again = await fetch(url_with(emulator.civitai_url, {**params, "cursor": "0|0|0"}))
-    assert first.body == again.body
+        assert ("sort", "Oldest") in pairs and ("nsfw", "true") in pairs
 
 
 @pytest.mark.parametrize("sort", CIVITAI_SORTS)
 @deferred_f_from_coro_f
-async def test_every_sort(emulator: Emulator, sort: str) -> None:
-    params = {"sort": sort, "nsfw": "true", "limit": 50}
+async def test_next_cursor_is_the_sort_columns_of_the_next_pages_first_row(
+    emulator: Emulator, sort: str
+) -> None:
+    # api-notes: the server reads limit + 1 rows and hands back the ORDER BY columns of the
+    # extra one, joined by "|": metric, metric, id; or date (timestamp(3)) and id.
+    params = {"sort": sort, "nsfw": "true", "limit": 20}
     data = (await fetch(url_with(emulator.civitai_url, params))).json()
-    assert [i["id"] for i in data["items"]] == civitai_page(emulator, params, 50)
+    following = emulator.catalogue.civitai.slots(params)[20]
+    assert data["metadata"]["nextCursor"] == sort_columns(emulator, sort, following)
+
+
+@deferred_f_from_coro_f
+async def test_newest_loses_the_cursors_own_row_unless_its_id_is_raised(emulator: Emulator):
+    # api-notes: Newest compares modelId DESC with "<": the cursor's row (the next page's
+    # first) is never served; a|id+1 asks for exactly the rows the cursor meant.
+    params = {"sort": "Newest", "nsfw": "true", "limit": 10}
+    first = (await fetch(url_with(emulator.civitai_url, params))).json()
+    cursor = first["metadata"]["nextCursor"]
+    date, _, model_id = cursor.rpartition("|")
+    slots = emulator.catalogue.civitai.slots(params)
+    assert int(model_id) == slots[10]
+    naive = (await fetch(url_with(emulator.civitai_url, {**params, "cursor": cursor}))).json()
+    raised = f"{date}|{int(model_id) + 1}"
+    fixed = (await fetch(url_with(emulator.civitai_url, {**params, "cursor": raised}))).json()
+    assert civitai_page_ids(emulator, slots[11:21]) == [i["id"] for i in naive["items"]]
+    assert civitai_page_ids(emulator, slots[10:20]) == [i["id"] for i in fixed["items"]]
+
+
+@deferred_f_from_coro_f
+async def test_newest_null_tail_cursor_is_refused(emulator: Emulator) -> None:
+    # Models without a published version sort last (NULLS LAST); a first page that reaches
+    # them hands back "|id" (CONCAT drops the NULL), which the server refuses: 400.
+    cat = emulator.catalogue.civitai
+    dated = emulator.query_civitai({"nsfw": "true", "sort": "Newest"})[:2]
+    undated = [cat.ids[i] for i in range(len(cat)) if not cat.has_version(i)][:3]
+    params = {"ids": ",".join(map(str, dated + undated)), "sort": "Newest", "nsfw": "true"}
+    page = (await fetch(url_with(emulator.civitai_url, {**params, "limit": 2}))).json()
+    assert [i["id"] for i in page["items"]] == dated
+    cursor = page["metadata"]["nextCursor"]
+    assert cursor.startswith("|") and int(cursor[1:]) in undated
+    reply = await fetch(url_with(emulator.civitai_url, {**params, "limit": 2, "cursor": cursor}))
+    assert reply.status == 400
+    assert reply.json() == {"message": 'Invalid cursor: unparseable numeric value ""'}
 
 
 @pytest.mark.parametrize(
-    "params",
+    ("cursor", "sort"),
     [
-        {"types": ["LORA", "LoCon"]},
-        {"baseModels": ["Illustrious", "NoobAI"], "nsfw": "true"},
-        {"period": "Week", "nsfw": "true"},
-        {"period": "Day"},
-        {"query": "portrait"},
-        {"tag": "anime", "nsfw": "true"},
-        {"checkpointType": "Trained", "types": "Checkpoint"},
-        {"nsfw": "false", "sort": "Most Liked"},
+        ("not-a-cursor", "Highest Rated"),
+        ("123", "Most Downloaded"),
+        ("1|2", "Most Downloaded"),
+        ("1|2|3|4", "Most Downloaded"),
+        ("1||3", "Highest Rated"),
+        ("|5", "Newest"),
+        ("12|5", "Newest"),
+        ("2025-01-01 00:00:00.000|5|6", "Oldest"),
+        ("2025-01-01 00:00:00.000|1|2", "Most Images"),
     ],
 )
 @deferred_f_from_coro_f
-async def test_parameter_families(emulator: Emulator, params: dict) -> None:
-    ids, _ = await crawl_civitai(url_with(emulator.civitai_url, {**params, "limit": 100}))
-    expected = emulator.query_civitai(params)
-    assert ids == expected
-    assert expected, "the catalogue should answer every family"
+async def test_invalid_cursors_are_400_with_a_message(
+    emulator: Emulator, cursor: str, sort: str
+) -> None:
+    # api-notes: the wrong number of tokens or an empty one → 400 "Invalid cursor", a plain
+    # {"message"} (endpoint-helpers.ts handleEndpointError).
+    reply = await fetch(url_with(emulator.civitai_url, {"sort": sort, "cursor": cursor}))
+    assert reply.status == 400
+    assert reply.json()["message"].startswith("Invalid cursor")
 
 
 @deferred_f_from_coro_f
-async def test_filters_are_reflected_in_items(emulator: Emulator) -> None:
-    params = {"types": "LORA", "baseModels": "SDXL 1.0", "nsfw": "true", "limit": 100}
-    for item in (await fetch(url_with(emulator.civitai_url, params))).json()["items"]:
-        assert item["type"] == "LORA"
-        assert "SDXL 1.0" in {v["baseModel"] for v in item["modelVersions"]}
-    # Any shared bit (api-notes): nsfw=false lists every model with some PG content, mature
-    # ones too; nsfw=true every model with any level, those with no PG content too.
-    pg = (await fetch(url_with(emulator.civitai_url, {"limit": 100}))).json()["items"]
-    assert all(i["nsfwLevel"] & 1 for i in pg)
-    assert any(i["nsfwLevel"] & (4 | 8 | 16) for i in pg)
-    everything = (await fetch(url_with(emulator.civitai_url, {"nsfw": "true"}))).json()
-    assert any(not i["nsfwLevel"] & 1 for i in everything["items"])
-
-
-@deferred_f_from_coro_f
-async def test_the_real_top_page_levels_all_come_back_for_nsfw_false(emulator: Emulator) -> None:
-    # api-notes: a real top-10 Highest Rated Checkpoint page held levels 31, 15, 7, 15, 31,
-    # 23, 15, 31, 7, 31, and all of them are returned for nsfw=false.
+async def test_ties_follow_the_real_order_by(emulator: Emulator) -> None:
+    # Metric sorts break ties by modelId ascending, Newest by modelId descending; a page
+    # boundary inside a tie loses nothing for a client that raises Newest's last token.
     cat = emulator.catalogue.civitai
-    ids = [cat.ids[cat.nsfw_level.index(level)] for level in (31, 15, 7, 23)]
-    for nsfw in ("false", "true"):
-        params = {"ids": ",".join(map(str, ids)), "nsfw": nsfw}
-        data = (await fetch(url_with(emulator.civitai_url, params))).json()
-        assert sorted(i["id"] for i in data["items"]) == sorted(ids)
-    # Without a PG bit, only nsfw=true lists a model: PG-13 only (2), flagged nsfw (60).
-    ids = [cat.ids[cat.nsfw_level.index(level)] for level in (2, 60)]
-    for nsfw, expected in (("false", []), ("true", sorted(ids))):
-        params = {"ids": ",".join(map(str, ids)), "nsfw": nsfw}
-        data = (await fetch(url_with(emulator.civitai_url, params))).json()
-        assert sorted(i["id"] for i in data["items"]) == expected
-
-
-@deferred_f_from_coro_f
-async def test_model_level_is_the_bit_or_of_its_versions_and_images(emulator: Emulator) -> None:
-    # api-notes: a model's nsfwLevel is the bit-or of its versions' (each of its images');
-    # a flagged model is nsfw: true at 60.
-    data = (await fetch(url_with(emulator.civitai_url, {"nsfw": "true"}))).json()
-    for item in data["items"]:
-        versions = 0
-        for version in item["modelVersions"]:
-            versions |= version["nsfwLevel"]
-            images = 0
-            for image in version["images"]:
-                images |= image["nsfwLevel"]
-            assert images in (0, version["nsfwLevel"])  # 0: a taken-down model's
-        assert versions == item["nsfwLevel"] & 31
-        assert item["nsfw"] is (item["nsfwLevel"] == 60)
-
-
-@deferred_f_from_coro_f
-async def test_short_and_empty_pages_still_carry_a_cursor(emulator: Emulator) -> None:
-    # api-notes: items with no visible version are dropped after the SQL LIMIT, so a page can
-    # be shorter than limit, even empty, while nextCursor is set; only its absence ends.
-    params = {"nsfw": "true", "types": "LORA", "limit": 5}
-    ids, metas = await crawl_civitai(url_with(emulator.civitai_url, params))
-    assert ids == emulator.query_civitai(params)
-    assert metas[-1] == {} and len(emulator.catalogue.civitai.slots(params)) > len(ids)
-    params = {"nsfw": "true", "limit": 1}
-    cat = emulator.catalogue.civitai
-    first_hidden = next(
-        n for n, i in enumerate(cat.slots(params)) if cat.hidden[cat.index_of_id[i]]
-    )
-    cursor = None
-    for _ in range(first_hidden):
-        query = {**params, **({"cursor": cursor} if cursor else {})}
-        cursor = (await fetch(url_with(emulator.civitai_url, query))).json()["metadata"][
-            "nextCursor"
+    for sort, ascending in (("Most Downloaded", True), ("Newest", False)):
+        params = {"sort": sort, "nsfw": "true"}
+        slots = cat.slots(params)
+        key = cat.sort_key(sort)
+        tied = [
+            (a, b)
+            for a, b in pairwise(slots)
+            if key(cat.index_of_id[a])[:-1] == key(cat.index_of_id[b])[:-1]
         ]
-    page = (await fetch(url_with(emulator.civitai_url, {**params, "cursor": cursor}))).json()
-    assert page["items"] == [] and page["metadata"]["nextCursor"]
+        assert tied, sort
+        assert all((a < b) is ascending for a, b in tied), sort
+        # A page of 10 ending just inside the first tie, asked with the cursor of its first
+        # row, then the page after it.
+        _, b = tied[0]
+        start = slots.index(b) - 10
+        page_params = {**params, "limit": 10}
+        if start > 0:
+            cursor = sort_columns(emulator, sort, slots[start])
+            page_params["cursor"] = raise_newest(sort, cursor)
+        else:
+            start = 0
+        page = (await fetch(url_with(emulator.civitai_url, page_params))).json()
+        assert [i["id"] for i in page["items"]] == civitai_page_ids(
+            emulator, slots[start : start + 10]
+        )
+        cursor = page["metadata"]["nextCursor"]
+        assert cursor == sort_columns(emulator, sort, slots[start + 10])
+        after = {**params, "limit": 10, "cursor": raise_newest(sort, cursor)}
+        following = (await fetch(url_with(emulator.civitai_url, after))).json()
+        assert [i["id"] for i in following["items"]] == civitai_page_ids(
+            emulator, slots[start + 10 : start + 20]
+        )
+
+
+def raise_newest(sort: str, cursor: str) -> str:
+    """Newest's cursor as a client must send it: its last token (modelId DESC) raised by one."""
+    if sort != "Newest":
+        return cursor
+    head, _, last = cursor.rpartition("|")
+    return f"{head}|{int(last) + 1}"
 
 
 @deferred_f_from_coro_f
@@ -239,7 +260,11 @@ async def test_archived_taken_down_and_null_stats(emulator: Emulator) -> None:
     archived = [cat.ids[i] for i in range(len(cat)) if cat.mode[i] == 1][:5]
     taken = [cat.ids[i] for i in range(len(cat)) if cat.mode[i] == 2][:5]
     nulls = [cat.ids[i] for i in range(len(cat)) if cat.null_mask[i]][:5]
-    params = {"ids": ",".join(map(str, archived + taken + nulls)), "nsfw": "true"}
+    ids = ",".join(map(str, archived + taken + nulls))
+    # Archived models are left out unless archived=true (api-notes).
+    params = {"ids": ids, "nsfw": "true", "archived": "true"}
+    listed = (await fetch(url_with(emulator.civitai_url, {"ids": ids, "nsfw": "true"}))).json()
+    assert not {i["id"] for i in listed["items"]} & set(archived)
     items = {
         i["id"]: i for i in (await fetch(url_with(emulator.civitai_url, params))).json()["items"]
     }
@@ -309,7 +334,6 @@ async def test_page_cap_is_429(emulator: Emulator) -> None:
         {"browsingLevel": 31},
         {"page": 1, "query": "anime"},
         {"types": "LoRA"},
-        {"cursor": "not-a-cursor"},
         {"nsfw": "sometimes"},
     ],
 )

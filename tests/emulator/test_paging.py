@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 from bisect import bisect_right
+from collections.abc import Callable
 
 import orjson
 import pytest
@@ -21,9 +23,12 @@ from manifest_crawler.emulator.civitai import CivitaiApi, EncodedItems, raw_cont
 from manifest_crawler.emulator.faults import FaultConfig
 from manifest_crawler.emulator.huggingface import HuggingFaceApi
 from manifest_crawler.emulator.paging import (
+    INT4_MAX,
+    CursorToken,
+    InvalidCursor,
     KeyCursor,
-    OffsetCursor,
     QueryResult,
+    civitai_date,
     decode_civitai_cursor,
     decode_hf_cursor,
     encode_civitai_cursor,
@@ -42,23 +47,57 @@ ints = st.integers(-(2**62), 2**62)
 naturals = st.integers(0, 2**40)
 
 
-@given(value=ints, model_id=naturals, offset=naturals)
-def test_civitai_cursor_roundtrip(value: int, model_id: int, offset: int) -> None:
-    cursor = KeyCursor(value, model_id, offset)
-    text = encode_civitai_cursor(cursor)
-    assert text.count("|") == 2
-    assert decode_civitai_cursor(text) == cursor
+int4 = st.integers(0, INT4_MAX)
 
 
-@given(offset=naturals)
-def test_bare_number_is_an_offset_cursor(offset: int) -> None:
-    assert decode_civitai_cursor(str(offset)) == OffsetCursor(offset)
+@given(values=st.lists(int4, min_size=1, max_size=4))
+def test_civitai_cursor_of_numbers_roundtrips(values: list[int]) -> None:
+    text = encode_civitai_cursor(values)
+    assert text == "|".join(map(str, values))
+    assert decode_civitai_cursor(text, len(values)) == tuple(CursorToken(v) for v in values)
 
 
-@pytest.mark.parametrize("raw", ["", "abc", "1|2", "1|2|3|4", "a|b|c", "1|2|-3"])
-def test_malformed_civitai_cursor(raw: str) -> None:
-    with pytest.raises(ValueError):
-        decode_civitai_cursor(raw)
+@given(seconds=st.integers(0, 2**34), model_id=int4)
+def test_civitai_date_cursor_roundtrips_to_milliseconds(seconds: int, model_id: int) -> None:
+    # pagination-helpers.ts: a token holding "-" is a date (timestamp(3)), printed by Postgres.
+    date = civitai_date(seconds)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.000", date), date
+    tokens = decode_civitai_cursor(encode_civitai_cursor([date, model_id]), 2)
+    assert tokens == (CursorToken(seconds * 1000, is_date=True), CursorToken(model_id))
+
+
+@pytest.mark.parametrize(
+    ("raw", "fields", "message"),
+    [
+        ("", 3, "expected 3 value(s) for this sort, received 1"),
+        ("1|2", 3, "expected 3 value(s) for this sort, received 2"),
+        ("1|2|3|4", 3, "received 4"),
+        ("a|b|c", 3, 'unparseable numeric value "a"'),
+        ("|2|3", 3, 'unparseable numeric value ""'),
+        ("1||3", 3, 'unparseable numeric value ""'),
+        # The NULL tail of Newest: Postgres' CONCAT leaves the date token empty.
+        ("|123", 2, 'unparseable numeric value ""'),
+        ("2025-13-01 00:00:00.000|5", 2, "unparseable date value"),
+        ("2025-01-01 nonsense|5", 2, "unparseable date value"),
+        (f"1|2|{INT4_MAX + 1}", 3, "numeric value out of range"),
+        ("75363", 3, "received 1"),
+    ],
+)
+def test_civitai_cursors_the_server_refuses(raw: str, fields: int, message: str) -> None:
+    with pytest.raises(InvalidCursor, match=re.escape(message)):
+        decode_civitai_cursor(raw, fields)
+
+
+def test_civitai_tokens_parse_as_the_server_does() -> None:
+    # parseInt reads the leading digits; dates in any ISO form dayjs reads, to milliseconds.
+    assert decode_civitai_cursor("12abc| 7|+3", 3) == tuple(map(CursorToken, (12, 7, 3)))
+    millis = 1741083051 * 1000
+    for date, extra in (
+        ("2025-03-04 10:10:51.123", 123),
+        ("2025-03-04T10:10:51.1Z", 100),
+        ("2025-03-04 10:10:51", 0),
+    ):
+        assert decode_civitai_cursor(f"{date}|5", 2)[0] == CursorToken(millis + extra, True)
 
 
 @given(sort=st.sampled_from(HF_SORTS), value=ints, index=naturals, offset=naturals)
@@ -163,10 +202,27 @@ def test_pages_from_kept_items_are_the_bytes_of_the_whole_page(
             ]
             whole = orjson.dumps({"items": items, "metadata": data["metadata"]})
             assert body == (raw_control_chars(whole) if control_chars else whole)
-            assert len(indices) == 7
+            first_slots = catalogue.slots({"nsfw": "true"})[:7]
+            assert [catalogue.ids[i] for i in indices] == _visible(catalogue, first_slots)
 
 
-def civitai_pages(api: CivitaiApi, params: list[tuple[str, str]]) -> tuple[list[int], int]:
+def raise_last_token(cursor: str) -> str | None:
+    """What a client must send for the page a Newest cursor names (api-notes): the server
+    compares its last field, modelId DESC, with ``<``; None for a cursor the server refuses
+    (an empty head token: the NULL tail). The test's own code, not the crawler's."""
+    head, _, last = cursor.rpartition("|")
+    if not head:
+        return None
+    return f"{head}|{int(last) + 1}"
+
+
+def civitai_pages(
+    api: CivitaiApi,
+    params: list[tuple[str, str]],
+    resume: Callable[[str], str | None] = lambda cursor: cursor,
+) -> tuple[list[int], int]:
+    """Every page from the first, each asked with ``resume`` of the previous page's cursor
+    (the cursor as given, by default); stops where ``resume`` gives None."""
     ids: list[int] = []
     pages = 0
     pairs = params
@@ -181,9 +237,19 @@ def civitai_pages(api: CivitaiApi, params: list[tuple[str, str]]) -> tuple[list[
             assert meta == {}
             return ids, pages
         assert meta["nextPage"].startswith(f"{BASE}/api/v1/models?")
-        pairs = query_of(meta["nextPage"])
-        assert dict(pairs)["cursor"] == str(meta["nextCursor"])
-        assert [p for p in pairs if p[0] != "cursor"] == [p for p in params if p[0] != "cursor"]
+        next_pairs = query_of(meta["nextPage"])
+        assert dict(next_pairs)["cursor"] == meta["nextCursor"]
+        assert [p for p in next_pairs if p[0] != "cursor"] == [
+            p for p in params if p[0] != "cursor"
+        ]
+        cursor = resume(meta["nextCursor"])
+        if cursor is None:
+            return ids, pages
+        pairs = [*params, ("cursor", cursor)]
+
+
+def first_seen(ids: list[int]) -> list[int]:
+    return list(dict.fromkeys(ids))
 
 
 civitai_params = st.fixed_dictionaries(
@@ -206,14 +272,80 @@ def as_pairs(params: dict) -> list[tuple[str, str]]:
     return pairs
 
 
-@settings(max_examples=40, deadline=None)
+def _resume_for(params: dict) -> Callable[[str], str | None]:
+    return raise_last_token if params.get("sort") == "Newest" else lambda cursor: cursor
+
+
+@settings(max_examples=60, deadline=None)
 @given(params=civitai_params, limit=st.integers(1, 100))
 def test_civitai_paging_yields_exactly_the_query_result(params: dict, limit: int) -> None:
+    # Every sort, followed as the real cursors mean it (Newest's last token raised by one):
+    # the whole ordered listing, no model lost at any boundary. Oldest serves again the rows
+    # tied on the cursor's date (its head field compares with >=): duplicates, nothing lost.
     api = CivitaiApi(SMALL.civitai)
-    ids, pages = civitai_pages(api, [*as_pairs(params), ("limit", str(limit))])
-    assert ids == SMALL.query_civitai(params)
-    # Pages are cut from every model the SQL sees, hidden ones included (api-notes).
-    assert pages == max(1, -(-len(SMALL.civitai.slots(params)) // limit))
+    pairs = [*as_pairs(params), ("limit", str(limit))]
+    ids, pages = civitai_pages(api, pairs, _resume_for(params))
+    assert first_seen(ids) == SMALL.query_civitai(params)
+    if params.get("sort") == "Oldest":
+        return
+    assert len(ids) == len(set(ids))
+    # Pages are cut from every model the SQL sees, hidden ones included (api-notes); Newest's
+    # NULL tail (models without a published version, all hidden) is out of a cursor's reach.
+    cat = SMALL.civitai
+    slots = cat.slots(params)
+    if params.get("sort") == "Newest":
+        slots = [i for i in slots if cat.has_version(cat.index_of_id[i])]
+    assert pages == max(1, -(-len(slots) // limit))
+
+
+@pytest.mark.parametrize("sort", CIVITAI_SORTS)
+@pytest.mark.parametrize("limit", [1, 3, 10, 100])
+def test_every_sort_pages_to_the_full_ordered_listing(sort: str, limit: int) -> None:
+    api = CivitaiApi(SMALL.civitai)
+    params = {"sort": sort, "nsfw": "true"}
+    pairs = [*as_pairs(params), ("limit", str(limit))]
+    ids, _ = civitai_pages(api, pairs, _resume_for(params))
+    assert first_seen(ids) == SMALL.query_civitai(params)
+
+
+@pytest.mark.parametrize("limit", [1, 7, 50])
+def test_newest_followed_naively_loses_the_first_row_of_every_next_page(limit: int) -> None:
+    # api-notes: the cursor is the next page's first row, and Newest's WHERE leaves it out.
+    api = CivitaiApi(SMALL.civitai)
+    params = [("sort", "Newest"), ("nsfw", "true"), ("limit", str(limit))]
+    ids, _ = civitai_pages(api, params)
+    cat = SMALL.civitai
+    slots = [i for i in cat.slots(dict(params[:2])) if cat.has_version(cat.index_of_id[i])]
+    # Each page starts one row past the end of the last: rows 0..limit-1, limit+1..2*limit...
+    reached = [i for n, i in enumerate(slots) if n % (limit + 1) != limit]
+    assert ids == _visible(cat, reached)
+    assert len(ids) < len(SMALL.query_civitai(dict(params[:2])))
+
+
+@settings(max_examples=20, deadline=None)
+@given(limit=st.integers(2, 60))
+def test_skip_at_boundary_loses_one_item_per_boundary(limit: int) -> None:
+    api = CivitaiApi(SMALL.civitai, FaultConfig(skip_at_boundary=True))
+    ids, pages = civitai_pages(api, [("nsfw", "true"), ("limit", str(limit))])
+    slots = SMALL.civitai.slots({"nsfw": "true"})
+    expected = _visible(SMALL.civitai, slots)
+    assert set(ids) <= set(expected)
+    assert ids == [i for i in expected if i in set(ids)]
+    # One slot lost per boundary (and the last one); it shows unless it was a hidden model's.
+    hidden = len(slots) - len(expected)
+    assert pages - hidden <= len(expected) - len(ids) <= pages
+
+
+def test_a_cursor_naming_a_removed_model_resumes_where_it_stood() -> None:
+    # A cursor carries values, not a position: the row it names may be gone (the catalogue
+    # changed); the next page starts with the first row at or after its values.
+    cat = SMALL.civitai
+    order = list(cat.result(CivitaiQuery(nsfw=True)))
+    gone = order[10]
+    tokens = decode_civitai_cursor(cat.cursor("Highest Rated", gone), 3)
+    key, strict = cat.cursor_bound("Highest Rated", tokens)
+    shorter = QueryResult(iter([i for i in order if i != gone]))
+    assert shorter.position_of(cat.sort_key("Highest Rated"), key, strict=strict) == 10
 
 
 hf_params = st.fixed_dictionaries(
@@ -251,29 +383,3 @@ def test_hf_paging_yields_exactly_the_query_result(params: dict, limit: int) -> 
     expected = SMALL.query_hf(params)
     assert ids == expected
     assert pages == max(1, -(-len(expected) // min(limit, 1000)))
-
-
-@settings(max_examples=20, deadline=None)
-@given(limit=st.integers(2, 60))
-def test_skip_at_boundary_loses_one_item_per_boundary(limit: int) -> None:
-    api = CivitaiApi(SMALL.civitai, FaultConfig(skip_at_boundary=True))
-    ids, pages = civitai_pages(api, [("nsfw", "true"), ("limit", str(limit))])
-    slots = SMALL.civitai.slots({"nsfw": "true"})
-    expected = _visible(SMALL.civitai, slots)
-    assert set(ids) <= set(expected)
-    assert ids == [i for i in expected if i in set(ids)]
-    # One slot lost per boundary; the loss shows unless the slot was a hidden model's.
-    hidden = len(slots) - len(expected)
-    assert pages - 1 - hidden <= len(expected) - len(ids) <= pages - 1
-
-
-def test_keyset_resume_survives_a_removed_item() -> None:
-    # A cursor naming an item that is gone (catalogue changed) resumes right after it.
-    cat = SMALL.civitai
-    result = cat.result(CivitaiQuery(nsfw=True))
-    gone = result[10]
-    values = cat.sort_values("Highest Rated")
-    cursor = KeyCursor(values[gone], cat.ids[gone], 999)
-    shorter = [i for i in result if i != gone]
-    key = cat.cursor_key("Highest Rated", cursor.value, cursor.tiebreak)
-    assert resume_position(shorter, cat.sort_key("Highest Rated"), key, cursor.offset) == 10

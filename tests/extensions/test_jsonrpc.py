@@ -658,12 +658,19 @@ LATENCY = 0.3
 
 STEER_FILTERS = {
     "civitai": [
-        {"name": "Quick", "label": "Quick", "params": {"sort": "Newest"}, "max_items": 40},
+        {
+            "name": "Quick",
+            "label": "Quick",
+            "params": {"sort": "Newest"},
+            "browsing_levels": ["PG"],
+            "max_items": 40,
+        },
         # 60 pages of 100, one after the other, LATENCY each: far longer than any test.
         {
             "name": "Long",
             "label": "Long",
             "params": {"sort": "Most Downloaded", "nsfw": "true"},
+            "browsing_levels": ["PG", "PG13", "R", "X", "XXX"],
             "max_items": 6000,
         },
     ],

@@ -55,6 +55,7 @@ def _job_filters(path):
                 "name": f"deep/{n}",
                 "label": sort,
                 "params": {"sort": sort, "period": "AllTime", "nsfw": "true"},
+                "browsing_levels": ["PG", "PG13", "R", "X", "XXX"],
                 "max_items": 300,
             }
             for n, sort in enumerate(CIVITAI_SORTS)
@@ -168,7 +169,10 @@ def _scripted_job(tmp_path, url, jobdir):
         FILTERS_FILE=str(
             write_filters(
                 tmp_path / "filters.json",
-                civitai=[{"name": n, "label": n, "params": {"sort": n}} for n in ("a", "b")],
+                civitai=[
+                    {"name": n, "label": n, "params": {"sort": n}, "browsing_levels": ["PG"]}
+                    for n in ("a", "b")
+                ],
             )
         ),
         MANIFEST_DIR=str(tmp_path / "out"),

@@ -36,6 +36,11 @@ def _filters(*names, param="sort"):
     return [{"name": name, "label": name, "params": {param: name}} for name in names]
 
 
+def _civitai(*names):
+    # Browsing level PG: the API's own nsfw=false listing.
+    return [{**entry, "browsing_levels": ["PG"]} for entry in _filters(*names)]
+
+
 @given(st.integers(1, 30), st.floats(0.01, 5), st.floats(1, 60), st.floats(0, 1))
 def test_backoff_doubles_from_base_and_never_exceeds_the_cap(attempt, base, cap, jitter):
     delay = backoff_delay(attempt, base, cap, jitter, random.Random(attempt))
@@ -77,7 +82,7 @@ async def test_503_with_retry_after_waits_and_holds_back_the_whole_api(tmp_path,
         by="sort",
     )
     settings = _settings(
-        tmp_path, civitai=_filters("a", "b"), CIVITAI_API_URL=url, CONCURRENT_REQUESTS_PER_DOMAIN=1
+        tmp_path, civitai=_civitai("a", "b"), CIVITAI_API_URL=url, CONCURRENT_REQUESTS_PER_DOMAIN=1
     )
     # One request at a time, "a" first: "b" must not be sent while the API said "wait".
     settings["CONCURRENT_REQUESTS"] = 1
@@ -106,7 +111,7 @@ async def test_transient_errors_back_off_exponentially_then_succeed(tmp_path, sc
     crawler = await crawl(
         CivitaiSpider,
         _settings(
-            tmp_path, civitai=_filters("f"), CIVITAI_API_URL=url, MANIFEST_BACKOFF_INITIAL=0.1
+            tmp_path, civitai=_civitai("f"), CIVITAI_API_URL=url, MANIFEST_BACKOFF_INITIAL=0.1
         ),
     )
     gaps = [b - a for a, b in zip(api.times, api.times[1:], strict=False)]
@@ -126,7 +131,7 @@ async def test_retries_are_bounded_and_the_crawl_goes_on(tmp_path, scripted):
     crawler = await crawl(
         CivitaiSpider,
         _settings(
-            tmp_path, civitai=_filters("bad", "good"), CIVITAI_API_URL=url, MANIFEST_RETRY_TIMES=3
+            tmp_path, civitai=_civitai("bad", "good"), CIVITAI_API_URL=url, MANIFEST_RETRY_TIMES=3
         ),
     )
     assert api.keys.count("bad|") == 4
@@ -143,7 +148,7 @@ async def test_retries_are_bounded_and_the_crawl_goes_on(tmp_path, scripted):
 @deferred_f_from_coro_f
 async def test_400_is_never_retried(tmp_path, scripted):
     api, url = scripted({"bad|": Reply({"error": "limit too high"}, status=400)}, by="sort")
-    await crawl(CivitaiSpider, _settings(tmp_path, civitai=_filters("bad"), CIVITAI_API_URL=url))
+    await crawl(CivitaiSpider, _settings(tmp_path, civitai=_civitai("bad"), CIVITAI_API_URL=url))
     assert api.keys.count("bad|") == 1
 
 
@@ -188,7 +193,7 @@ async def test_unreachable_host_fails_fast_and_names_it(tmp_path, caplog):
         CivitaiSpider,
         _settings(
             tmp_path,
-            civitai=_filters("a", "b", "c", "d"),
+            civitai=_civitai("a", "b", "c", "d"),
             CIVITAI_API_URL=f"http://127.0.0.1:{port}/api/v1/models",
             MANIFEST_BACKOFF_INITIAL=0.5,
         ),

@@ -232,9 +232,8 @@ def test_reading_manifests_from_disk(tmp_path):
         json.dumps(
             {
                 "civitai": [
-                    {"name": "ok", "label": "L", "params": {}},
-                    {"name": "bad", "label": "L", "params": {}},
-                    {"name": "absent", "label": "L", "params": {}},
+                    {"name": n, "label": "L", "params": {}, "browsing_levels": ["PG"]}
+                    for n in ("ok", "bad", "absent")
                 ],
                 "huggingface": [],
             }

@@ -300,7 +300,10 @@ def _page(*ids):
 
 
 def _crawl_settings(tmp_path, url):
-    filters = [{"name": n, "label": n, "params": {"sort": n}} for n in ("big", "new", "ok")]
+    filters = [
+        {"name": n, "label": n, "params": {"sort": n}, "browsing_levels": ["PG"]}
+        for n in ("big", "new", "ok")
+    ]
     return project_settings_dict(
         FILTERS_FILE=str(write_filters(tmp_path / "filters.json", civitai=filters)),
         MANIFEST_DIR=str(tmp_path / "out"),

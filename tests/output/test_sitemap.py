@@ -174,7 +174,8 @@ async def test_no_sitemap_unless_configured_and_none_rewritten_when_nothing_was_
     settings = project_settings_dict(
         FILTERS_FILE=str(
             write_filters(
-                tmp_path / "filters.json", civitai=[{"name": "a", "label": "A", "params": {}}]
+                tmp_path / "filters.json",
+                civitai=[{"name": "a", "label": "A", "params": {}, "browsing_levels": ["PG"]}],
             )
         ),
         MANIFEST_DIR=str(tmp_path / "out"),

@@ -35,6 +35,8 @@ def _previous(out, name, ids, source="civitai", origin=None):
 
 
 def _settings(tmp_path, civitai=None, huggingface=None, **extra):
+    # CivitAI filters read browsing level PG: the API's own nsfw=false listing.
+    civitai = [{**entry, "browsing_levels": ["PG"]} for entry in civitai or []]
     return project_settings_dict(
         FILTERS_FILE=str(write_filters(tmp_path / "filters.json", civitai, huggingface)),
         MANIFEST_DIR=str(tmp_path / "out"),

@@ -6,6 +6,7 @@ import logging
 import pytest
 from scrapy.utils.defer import deferred_f_from_coro_f
 
+from manifest_crawler.filters import RULE_KEYS
 from manifest_crawler.spiders.civitai import CivitaiSpider
 from manifest_crawler.spiders.huggingface import HuggingFaceSpider
 from tests.crawl import crawl, project_settings_dict, read_json, write_filters
@@ -24,6 +25,12 @@ def _page(items, cursor=None):
 
 
 def _settings(tmp_path, filters, **extra):
+    # A CivitAI entry without a rule reads browsing level PG: the API's own nsfw=false.
+    civitai = [
+        entry if set(entry) & set(RULE_KEYS) else {**entry, "browsing_levels": ["PG"]}
+        for entry in filters.get("civitai", [])
+    ]
+    filters = {**filters, "civitai": civitai}
     return project_settings_dict(
         FILTERS_FILE=str(write_filters(tmp_path / "filters.json", **filters)),
         MANIFEST_DIR=str(tmp_path / "out"),
@@ -130,6 +137,26 @@ async def test_repeated_cursor_ends_the_filter(tmp_path, scripted, caplog):
     assert len(api.requests) == 2
     assert crawler.stats.get_value("manifest/civitai/repeated_cursor") == 1
     assert "repeated cursor 'loop'" in caplog.text
+
+
+@deferred_f_from_coro_f
+async def test_newest_cursors_go_back_raised_and_an_echo_of_one_ends_the_filter(
+    tmp_path, scripted, caplog
+):
+    # Newest: the crawler asks from the cursor's id + 1 (api-notes); a server answering with
+    # the very cursor it was asked with would loop, though that cursor never came from it.
+    date = "2025-03-04 10:10:51.123"
+    api, url = scripted(
+        {
+            "": Reply(_page([_civitai_item(1)], f"{date}|7")),
+            f"{date}|8": Reply(_page([_civitai_item(7)], f"{date}|8")),
+        }
+    )
+    filters = {"civitai": [{"name": "f", "label": "F", "params": {"sort": "Newest"}}]}
+    crawler = await crawl(CivitaiSpider, _settings(tmp_path, filters, CIVITAI_API_URL=url))
+    assert [q.get("cursor") for q in api.requests] == [None, [f"{date}|8"]]
+    assert _models(tmp_path, "civitai-f.json") == ["civitai-1", "civitai-7"]
+    assert crawler.stats.get_value("manifest/civitai/repeated_cursor") == 1
 
 
 @deferred_f_from_coro_f

@@ -7,11 +7,13 @@ import pytest
 from scrapy.utils.defer import deferred_f_from_coro_f, maybe_deferred_to_future
 from twisted.internet.threads import deferToThread
 
-from manifest_crawler.filters import Filter, keeps_rating, load_filters
+from manifest_crawler.emulator.vocabulary import CIVITAI_SORTS
+from manifest_crawler.filters import Filter, load_filters
 from manifest_crawler.output.manifests import manifest_filename
 from manifest_crawler.spiders.all import AllSpider
+from manifest_crawler.spiders.civitai import CivitaiSpider
 from manifest_crawler.spiders.huggingface import HuggingFaceSpider
-from tests.crawl import REPO_FILTERS, crawl, crawl_settings, read_json
+from tests.crawl import REPO_FILTERS, crawl, crawl_settings, read_json, write_filters
 
 
 def _params(filter_: Filter) -> Mapping[str, str | list[str]]:
@@ -20,6 +22,18 @@ def _params(filter_: Filter) -> Mapping[str, str | list[str]]:
 
 def _mask(emulator, model_id: str) -> int:
     return emulator.catalogue.civitai.record_for_id(int(model_id.split("-")[1])).nsfw_level
+
+
+def kept(filter_: Filter, mask: int) -> bool:
+    """The filter's rule, written again from the notes: browsing levels list a model sharing a
+    bit with them; a rating keeps it by the highest of its levels (Blocked, 32, is none)."""
+    rule = filter_.rule
+    if rule is None:
+        return True
+    if rule.kind == "browsing_levels":
+        return bool(mask & rule.levels)
+    levels = mask & 31
+    return bool(levels and 1 << (levels.bit_length() - 1) & rule.levels)
 
 
 def expected_models(emulator, filter_: Filter, max_items: int) -> list[dict[str, str]]:
@@ -31,9 +45,7 @@ def expected_models(emulator, filter_: Filter, max_items: int) -> list[dict[str,
     models = []
     for model_id in emulator.query_civitai(_params(filter_)):
         record = catalogue.record_for_id(model_id)
-        if filter_.rating_mask is not None and not keeps_rating(
-            filter_.rating_mask, record.nsfw_level
-        ):
+        if not kept(filter_, record.nsfw_level):
             continue
         models.append(
             {
@@ -57,11 +69,18 @@ async def test_every_filter_is_exactly_the_api_answer(emulator, tmp_path):
         manifest = read_json(tmp_path / manifest_filename(filter_.source, filter_.name))
         assert manifest["filter"] == filter_.name
         assert manifest["models"] == expected, f"{filter_.source}:{filter_.name}"
+        masks = [
+            _mask(emulator, m["id"]) for m in manifest["models"] if filter_.source == "civitai"
+        ]
         if filter_.source == "civitai" and "Rated" not in filter_.label:
-            # Independently of the rule's code: a list not announced as mature holds no model
-            # with any R (4), X (8) or XXX (16) content.
-            masks = [_mask(emulator, model["id"]) for model in manifest["models"]]
-            assert not any(mask & 28 for mask in masks), filter_.name
+            # A list not announced as mature holds what civitai.com lists at PG-13: every
+            # model has PG (1) or PG-13 (2) content, whatever else it shows.
+            assert all(mask & 3 for mask in masks), filter_.name
+        elif filter_.source == "civitai":
+            # A rating bucket: the highest level of every model's content is the one named.
+            level = filter_.label.removeprefix("Rated ").split(":")[0]
+            bit = {"PG": 1, "PG-13": 2, "R": 4, "X": 8, "XXX": 16}[level]
+            assert all((mask & 31).bit_length() == bit.bit_length() for mask in masks)
         for model in expected:
             union.setdefault(model["id"], {**model, "source": filter_.source})
     all_models = read_json(tmp_path / "all-models.json")
@@ -139,3 +158,64 @@ async def test_huggingface_hub_client_sees_the_ids_the_crawler_wrote(make_emulat
         written = [m["id"] for m in read_json(tmp_path / f"hf-{name}.json")["models"]]
         assert len(written) > 100  # several pages, unlimited max_items
         assert written == client_ids, name
+
+
+@deferred_f_from_coro_f
+async def test_every_sort_is_crawled_to_its_full_ordered_listing(emulator, tmp_path):
+    # The faithful emulator hands out real cursors (the next page's first row) and serves
+    # Newest with the server's strict "<": a crawler following them naively would lose one
+    # model at every page boundary there. Every sort, to the end of its listing.
+    listing = {"types": ["LORA"], "nsfw": "true"}
+    filters = [
+        {
+            "name": sort.replace(" ", "-").lower(),
+            "label": sort,
+            "params": {**listing, "sort": sort},
+            "browsing_levels": ["PG", "PG13", "R", "X", "XXX"],
+            "max_items": 0,
+        }
+        for sort in CIVITAI_SORTS
+    ]
+    settings = crawl_settings(
+        emulator, tmp_path, FILTERS_FILE=str(write_filters(tmp_path / "f.json", civitai=filters))
+    )
+    crawler = await crawl(CivitaiSpider, settings)
+    assert crawler.stats.get_value("manifest/exit_code") == 0
+    for entry in filters:
+        expected = emulator.query_civitai(entry["params"])
+        assert len(expected) > 500  # several pages of 100
+        manifest = read_json(tmp_path / manifest_filename("civitai", entry["name"]))
+        assert [m["id"] for m in manifest["models"]] == [f"civitai-{i}" for i in expected]
+    newest = [r for r in emulator.requests("civitai") if r.query["sort"] == ["Newest"]]
+    assert len(newest) > 5 and all(
+        r.query["cursor"][0].rpartition("|")[2] != "" for r in newest[1:]
+    )
+
+
+@deferred_f_from_coro_f
+async def test_a_cursor_into_newests_null_tail_ends_the_filter_without_a_request(
+    emulator, tmp_path, caplog
+):
+    # Models without a published version sort last in Newest (NULLS LAST). A first page whose
+    # next row is one of them hands back "|<id>", a cursor the server refuses (400): the
+    # filter ends there, said so, without that request. (After any cursor the server never
+    # serves the tail: no comparison with a NULL is true.)
+    cat = emulator.catalogue.civitai
+    dated = emulator.query_civitai({"sort": "Newest", "nsfw": "true"})[:80]
+    undated = [cat.ids[i] for i in range(len(cat)) if not cat.has_version(i)][:25]
+    assert len(undated) > 20
+    params = {"ids": ",".join(map(str, dated + undated)), "sort": "Newest", "nsfw": "true"}
+    filters = [{"name": "n", "label": "N", "params": params, "browsing_levels": ["PG", "PG13"]}]
+    settings = crawl_settings(
+        emulator, tmp_path, FILTERS_FILE=str(write_filters(tmp_path / "f.json", civitai=filters))
+    )
+    crawler = await crawl(CivitaiSpider, settings)
+    (request,) = emulator.requests("civitai")
+    assert request.status == 200 and "cursor" not in request.query
+    assert crawler.stats.get_value("manifest/civitai/null_cursor") == 1
+    assert "civitai:n: the API pointed onwards with a cursor it would refuse" in caplog.text
+    kept = [i for i in dated if cat.record_for_id(i).nsfw_level & 3]
+    manifest = read_json(tmp_path / "civitai-n.json")
+    assert [m["id"] for m in manifest["models"]] == [f"civitai-{i}" for i in kept]
+    row = read_json(tmp_path / "run-report.json")["filters"][0]
+    assert (row["status"], row["end_reason"]) == ("fresh", "null_cursor")

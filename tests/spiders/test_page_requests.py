@@ -9,7 +9,7 @@ from scrapy.utils.defer import deferred_f_from_coro_f
 from manifest_crawler.apis.civitai import CivitaiAPI
 from manifest_crawler.critical_path import UNBOUNDED_PAGES
 from manifest_crawler.emulator import Emulator
-from manifest_crawler.filters import Filter
+from manifest_crawler.filters import ContentRule, Filter
 from manifest_crawler.ledger import FilterState
 from manifest_crawler.spiders.civitai import CivitaiSpider
 from manifest_crawler.spiders.huggingface import HuggingFaceSpider
@@ -43,26 +43,34 @@ async def test_spider_middlewares_an_api_crawl_does_not_need_are_off(emulator, t
 
 
 @pytest.mark.parametrize(
-    ("max_items", "rating_mask", "priority"),
+    ("max_items", "rule", "priority"),
     [
         # No client-side rule: what the filter still wants, in CivitAI's pages of 100.
         (250, None, 3),
         (100, None, 1),
-        # A rating rule, before its first page: the prior share of a quarter kept.
-        (250, 0b100, 10),
+        # A rule that may drop models, before its first page: the prior share of a quarter.
+        (250, ContentRule("rated", 0b100), 10),
+        (250, ContentRule("browsing_levels", 0b11), 10),
+        # Browsing levels as wide as the listing's drop nothing: as without a rule.
+        (250, ContentRule("browsing_levels", 0b11111), 3),
         # No limit: as long as any chain.
-        (None, 0b1000, UNBOUNDED_PAGES),
+        (None, ContentRule("rated", 0b1000), UNBOUNDED_PAGES),
         (None, None, UNBOUNDED_PAGES),
     ],
 )
-def test_a_page_request_carries_the_pages_its_chain_has_left(max_items, rating_mask, priority):
+def test_a_page_request_carries_the_pages_its_chain_has_left(max_items, rule, priority):
     """The scheduler sends the chain with the most pages left first (critical_path.py)."""
-    filter_ = Filter("civitai", "f", "F", (("sort", "Newest"),), max_items, rating_mask)
+    params = (("sort", "Newest"), ("nsfw", "true"))
+    filter_ = Filter("civitai", "f", "F", params, max_items, rule)
     state = FilterState(filter_, max_items)
     state.start()
     spider = CivitaiSpider.__new__(CivitaiSpider)
     spider.apis = {"civitai": CivitaiAPI("http://api.test/api/v1/models")}
     assert spider._page_request([state], after=None).priority == priority
+
+
+#: Every browsing level: the nsfw=true listing whole, nothing kept client-side.
+ALL_LEVELS = ["PG", "PG13", "R", "X", "XXX"]
 
 
 def _civitai_listing(prefix: int, pages: int) -> dict[str, Reply]:
@@ -91,7 +99,13 @@ async def test_the_longest_chain_is_asked_for_first(tmp_path, scripted):
     }
     api, url = scripted(replies, by="sort")
     filters = [
-        {"name": sort.replace(" ", "-"), "label": sort, "params": {"sort": sort}, "max_items": n}
+        {
+            "name": sort.replace(" ", "-"),
+            "label": sort,
+            "params": {"sort": sort, "nsfw": "true"},
+            "browsing_levels": ALL_LEVELS,
+            "max_items": n,
+        }
         for sort, n in (("Newest", 100), ("Most Downloaded", 200), ("Oldest", 300))
     ]
     settings = project_settings_dict(

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from scrapy.utils.defer import deferred_f_from_coro_f
 
+from manifest_crawler.filters import NSFW_LEVEL_BITS as LEVELS
 from manifest_crawler.spiders.civitai import CivitaiSpider
 from manifest_crawler.spiders.huggingface import HuggingFaceSpider
 from tests.crawl import REPO_FILTERS, crawl, project_settings_dict, read_json, write_filters
@@ -43,10 +44,11 @@ async def test_a_real_civitai_page_is_crawled_exactly(tmp_path, scripted, caplog
     )
     listing = {"types": ["Checkpoint"], "sort": "Highest Rated", "nsfw": "true"}
     filters = [
-        {"name": "top", "label": "Top", "params": listing},
+        {"name": "top", "label": "Top", "params": listing, "browsing_levels": list(LEVELS)},
         *(
             {"name": name, "label": name, "params": listing, key: level}
             for name, key, level in (
+                ("soft", "browsing_levels", ["PG", "PG13"]),
                 ("safe", "rated_at_most", "PG13"),
                 ("r", "rated", "R"),
                 ("x", "rated", "X"),
@@ -64,12 +66,14 @@ async def test_a_real_civitai_page_is_crawled_exactly(tmp_path, scripted, caplog
         "name": "majicMIX realistic 麦橘写实",
     }
     assert [m["name"] for m in top] == [item["name"].strip() for item in CIVITAI_PAGE["items"]]
-    # One chain for the five filters; the cursor goes back exactly as it came.
+    # One chain for the six filters; the cursor goes back exactly as it came.
     assert [r.get("cursor") for r in api.requests] == [None, [CURSOR]]
-    # The real page's ratings: all ten were listed for nsfw=false, none is rated PG-13 or
-    # milder, so a "safe" list of this page is empty, and said to be.
+    # The real page's levels: all ten were listed for nsfw=false, and civitai.com lists all
+    # ten at PG-13 (each has PG content), but none is rated PG-13 or milder: a list by that
+    # rating is empty, and said to be.
+    assert _manifest(tmp_path, "civitai-soft.json") == top
     assert _manifest(tmp_path, "civitai-safe.json") == []
-    assert "civitai:safe: its rating rule kept none of the 10 models listed" in caplog.text
+    assert "civitai:safe: its content rule kept none of the 10 models listed" in caplog.text
     assert [m["id"] for m in _manifest(tmp_path, "civitai-r.json")] == [
         "civitai-4468",
         "civitai-36520",
