@@ -49,13 +49,11 @@ FILTER_META = "manifest_filters"
 
 
 def start_order(states: Iterable[FilterState]) -> list[FilterState]:
-    """The order in which filters send their first page: every source's filters in turn, and
-    within a source those that keep items client-side (by their content rule) first.
-
-    Scrapy sends start requests as they come while its downloader has room, so in file order
-    one source would fill it before the other got a request. A client-side filter needs the
-    longest chain of pages (each page names the next), so the crawl ends sooner when it
-    starts first. Only the sending order changes; manifests and reports keep file order.
+    """The filters in the order chains() groups them, which is the order their first pages go
+    in among chains of equal estimated length (start() sends the longest first): every
+    source's filters in turn, and within a source those that keep items client-side (by their
+    content rule) first, as they need the most pages. Only the sending order changes;
+    manifests and reports keep file order.
     """
     by_source: dict[str, list[FilterState]] = {}
     for state in states:
