@@ -3,7 +3,7 @@
 asyncio and aiohttp fetch the same pages as ``scrapy crawl`` (the same chains of filters
 sharing a listing, the same URLs and page sizes, at most ``--concurrency`` requests in
 flight per API, the longest chains first), parse them with the same SourceAPI parsers, keep
-models by the same per-model rules (spiders/base.py ``take_models``: client-side rules,
+models by the same per-model rules (apis/selection.py ``select_items``: client-side rules,
 normalisation, dedup, max_items) and write the same manifests and all-models.json, checked
 against the same schemas and committed together (output/). What it leaves out is what makes
 the crawler a build step rather than a script: the run report, changes.json, a previous
@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,8 @@ from bench.harness import client_arguments
 from manifest_crawler.apis.base import Page, SourceAPI
 from manifest_crawler.apis.civitai import CivitaiAPI
 from manifest_crawler.apis.huggingface import HuggingFaceAPI
+from manifest_crawler.apis.normalize import NormalModel
+from manifest_crawler.apis.selection import select_items
 from manifest_crawler.critical_path import chain_pages_left
 from manifest_crawler.filters import item_limit, load_filters
 from manifest_crawler.ledger import FilterState, FilterStatus, Ledger
@@ -49,28 +51,17 @@ from manifest_crawler.output.manifests import (
     utc_timestamp,
 )
 from manifest_crawler.output.schemas import ALL_MODELS_SCHEMA, MANIFEST_SCHEMA, Validators
-from manifest_crawler.spiders.base import chain_page_size, chains, take_models
+from manifest_crawler.spiders.base import chain_page_size, chains
 
 APIS: dict[str, type[SourceAPI]] = {"civitai": CivitaiAPI, "huggingface": HuggingFaceAPI}
 ATTEMPTS = 6
 MAX_EMPTY_PAGES = 10
 
 
-class Stats:
-    """What take_models counts (Scrapy's stats collector's inc_value)."""
-
-    def __init__(self) -> None:
-        self.values: Counter[str] = Counter()
-
-    def inc_value(self, key: str, count: int = 1, start: int = 0) -> None:
-        self.values[key] += count
-
-
 class PlainCrawl:
     def __init__(self, apis: dict[str, SourceAPI], concurrency: int) -> None:
         self.apis = apis
         self.places = {name: asyncio.Semaphore(concurrency) for name in apis}
-        self.stats = Stats()
         self.requests = 0
         self.models: defaultdict[tuple[str, str], CollectedModels] = defaultdict(CollectedModels)
         self._shared: dict[str, ManifestModel] = {}
@@ -100,8 +91,13 @@ class PlainCrawl:
             going_on = []
             for state in states:
                 state.pages += 1
+                state.items_read += len(page.items)
                 state.empty_pages = 0 if page.items else state.empty_pages + 1
-                self.collect(state, take_models(state, api, page.items, self.stats))
+                selection = select_items(
+                    api, state.filter, page.items, state.seen_ids, state.remaining
+                )
+                state.excluded += selection.excluded
+                self.collect(state, selection.models)
                 cursor = page.next_cursor
                 if (
                     state.remaining == 0
@@ -115,10 +111,13 @@ class PlainCrawl:
                     going_on.append(state)
             states = going_on
 
-    def collect(self, state: FilterState, models: Any) -> None:
-        """As the writer pipeline collects a page of models: compact entries, shared."""
+    def collect(self, state: FilterState, models: list[NormalModel]) -> None:
+        """As the spider ranks a page's models and the writer collects them: compact
+        entries, shared."""
         collected = self.models[state.filter.key]
         for model in models:
+            rank = state.models
+            state.seen_ids.add(model.id)
             entry: Entry
             if compact_entry(model.id, model.slug, model.name) is not None:
                 entry = sys.intern(model.id)
@@ -130,7 +129,7 @@ class PlainCrawl:
                     )
                     self._shared.setdefault(known.id, known)
                 entry = known
-            collected.add(model.rank, entry)
+            collected.add(rank, entry)
 
     def pages_left(self, states: list[FilterState]) -> int:
         return chain_pages_left(states, self.apis[states[0].filter.source].max_page_size)

@@ -19,7 +19,7 @@ from pathlib import Path
 from scrapy.downloadermiddlewares.httpcache import HttpCacheMiddleware
 from scrapy.settings import BaseSettings
 
-from manifest_crawler.extensions.httpcache import ApiAnswersPolicy
+from manifest_crawler.extensions.httpcache import ApiAnswersPolicy, PrivateFilesystemCacheStorage
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +47,7 @@ def _enable_dev_cache(settings: BaseSettings) -> None:
     settings.set("HTTPCACHE_DIR", str(cache_dir), priority="addon")
     settings.set("HTTPCACHE_EXPIRATION_SECS", ttl, priority="addon")
     settings.set("HTTPCACHE_POLICY", ApiAnswersPolicy, priority="addon")
-    settings.set("HTTPCACHE_STORAGE", "scrapy.extensions.httpcache.FilesystemCacheStorage", "addon")
+    settings.set("HTTPCACHE_STORAGE", PrivateFilesystemCacheStorage, priority="addon")
     settings.set_in_component_priority_dict(
         "DOWNLOADER_MIDDLEWARES", HttpCacheMiddleware, CACHE_PRIORITY
     )

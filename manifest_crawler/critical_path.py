@@ -11,10 +11,11 @@ The estimate, per filter of the chain (the chain's is the largest):
 
 - without a client-side rule, from what it still wants: ``ceil(remaining / page size)``;
 - with one that may drop items (a rating, a browsing level narrower than the listing), a
-  page keeps only a share of its items: the share kept so far, with
-  a prior of PRIOR_SHARE weighing PRIOR_ITEMS items, so that before its first page it counts
+  page keeps only a share of its items: the share of the items read so far it kept, with a
+  prior of PRIOR_SHARE weighing PRIOR_ITEMS items, so that before its first page it counts
   as PRIOR_SHARE and a few pages outweigh it;
-- without a max_items, as long as any chain can be (UNBOUNDED_PAGES).
+- without a max_items, as long as any chain can be (UNBOUNDED_PAGES);
+- never more than its page budget still allows (max_pages, MANIFEST_SCAN_FACTOR).
 
 It is an estimate: a listing can end before max_items (its last page), and a share can move.
 A chain that ends sooner than estimated only gave its places early; the order among chains,
@@ -42,16 +43,19 @@ UNBOUNDED_PAGES = 100_000
 
 def pages_left(state: FilterState, page_size: int) -> int:
     """The pages ``state``'s filter is estimated to need still, at ``page_size`` items a page
-    (at least 1: the caller asks for a next page)."""
+    (at least 1: the caller asks for a next page), within its page budget if it has one."""
     remaining = state.remaining
     if remaining is None:
-        return UNBOUNDED_PAGES
-    per_page = float(page_size)
-    if state.filter.keeps_client_side:
-        kept = state.models
-        share = (kept + PRIOR_SHARE * PRIOR_ITEMS) / (kept + state.excluded + PRIOR_ITEMS)
-        per_page *= share
-    return min(max(1, math.ceil(remaining / per_page)), UNBOUNDED_PAGES)
+        pages = UNBOUNDED_PAGES
+    else:
+        per_page = float(page_size)
+        if state.filter.keeps_client_side:
+            kept = state.models + PRIOR_SHARE * PRIOR_ITEMS
+            per_page *= kept / (state.items_read + PRIOR_ITEMS)
+        pages = math.ceil(remaining / per_page)
+    if state.max_pages is not None:
+        pages = min(pages, state.max_pages - state.pages)
+    return min(max(1, pages), UNBOUNDED_PAGES)
 
 
 def chain_pages_left(states: Iterable[FilterState], page_size: int) -> int:

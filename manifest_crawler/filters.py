@@ -13,7 +13,32 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
 
+from manifest_crawler.files import NotARegularFile, open_regular
+from manifest_crawler.text import described, has_control, has_unwritable
+
 DEFAULT_SOURCES: tuple[str, ...] = ("civitai", "huggingface")
+
+#: Query parameters that carry credentials: refused in filters.json (tokens come from the
+#: environment), hidden wherever a URL is shown, never followed into the cache.
+SECRET_PARAMS = frozenset({"token", "access_token", "api_key", "apikey", "key"})
+
+# The documented maxima of filters.json (README, "filters.json"): checked before the crawl,
+# so that whatever an editor writes is refused in one line rather than met mid-run.
+MAX_FILE_BYTES = 1 << 20
+MAX_FILTERS_PER_SOURCE = 1000
+#: max_items: 0 means no limit; past this a filter is a whole catalogue (the Hub's is ~2M).
+MAX_ITEMS_LIMIT = 10_000_000
+#: max_pages: a thousand times the pages the largest max_items fills on the Hub.
+MAX_PAGES_LIMIT = 10_000_000
+MAX_LABEL_LENGTH = 300
+MAX_DESCRIPTION_LENGTH = 10_000
+MAX_PARAMS = 50
+MAX_PARAM_VALUES = 100
+#: A comma-separated `ids` list of a few hundred models fits in one value.
+MAX_PARAM_LENGTH = 4000
+#: No number of filters.json needs more digits (max_items has 8): longer ones are refused
+#: before they are converted (CPython's int() refuses 4,300 digits, and is slow well before).
+_MAX_NUMBER_DIGITS = 19
 
 #: CivitAI's content levels, mildest first, and their bits in a model's ``nsfwLevel`` mask
 #: (api-notes: PG=1, PG13=2, R=4, X=8, XXX=16; 32 is Blocked, not a level).
@@ -60,7 +85,7 @@ def shares_browsing_level(browsing_levels: int, nsfw_level: object) -> bool:
 
 
 def _is_mask(nsfw_level: object) -> TypeGuard[int]:
-    return isinstance(nsfw_level, int) and not isinstance(nsfw_level, bool)
+    return isinstance(nsfw_level, int) and not isinstance(nsfw_level, bool) and nsfw_level >= 0
 
 
 #: The keys naming a CivitAI filter's content rule; every CivitAI filter gives exactly one.
@@ -98,7 +123,7 @@ _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(?:/[A-Za-z0-9][A-Za-z0-9._-]*
 _MAX_NAME_LENGTH = 150
 
 _REQUIRED_KEYS = ("name", "label", "params")
-_OPTIONAL_KEYS = ("max_items", *RULE_KEYS, "description")
+_OPTIONAL_KEYS = ("max_items", "max_pages", *RULE_KEYS, "description")
 
 # Parameters the crawler owns: a filter that set them would break pagination or page sizing.
 _RESERVED_PARAMS: Mapping[str, Mapping[str, str]] = {
@@ -107,7 +132,6 @@ _RESERVED_PARAMS: Mapping[str, Mapping[str, str]] = {
         "cursor": "the crawler paginates by cursor itself",
         "page": "page-based paging does not move through results on CivitAI; use max_items",
         "browsingLevel": "CivitAI rejects it publicly (400); use nsfw=true and browsing_levels",
-        "token": "put API tokens in the CIVITAI_API_TOKEN environment variable",
     },
     "huggingface": {
         "limit": "page size is derived from max_items",
@@ -115,6 +139,7 @@ _RESERVED_PARAMS: Mapping[str, Mapping[str, str]] = {
         "full": "full=true multiplies the payload for fields the manifests never use",
     },
 }
+_TOKEN_ENV = {"civitai": "CIVITAI_API_TOKEN", "huggingface": "HF_TOKEN"}
 
 ParamValue = str | tuple[str, ...]
 
@@ -136,6 +161,8 @@ class Filter:
     #: API has no such parameter. None keeps every item.
     rule: ContentRule | None = None
     description: str = ""
+    #: Its own page budget (filters.json ``max_pages``); None: derived (see page_budget()).
+    max_pages: int | None = None
 
     @property
     def key(self) -> tuple[str, str]:
@@ -208,28 +235,84 @@ def load_filters(path: str | Path, sources: Collection[str] = DEFAULT_SOURCES) -
     """Read and validate a filters file; raise FiltersError naming the culprit."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        with open_regular(path) as file:
+            data = file.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise FiltersError(f"{path}: file not found (set FILTERS_FILE to its path)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FiltersError(f"{path}: cannot be read: {exc}") from exc
+    except NotARegularFile as exc:
+        raise FiltersError(str(exc)) from None
+    except OSError as exc:
+        raise FiltersError(f"{path}: cannot be read: {exc.strerror or exc}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise FiltersError(f"{path}: larger than {MAX_FILE_BYTES} bytes, the most allowed")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise FiltersError(f"{path}: not UTF-8 (byte {exc.start}: {exc.reason})") from None
     return parse_filters(text, str(path), sources)
+
+
+def _json_object(path: str) -> Any:
+    def make(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        document = dict(pairs)
+        if len(document) != len(pairs):
+            # JSON parsers keep one of the two silently: which one the editor meant is unknown.
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    raise FiltersError(
+                        f"{path}: the key {described(key)} appears twice in one object"
+                    )
+                seen.add(key)
+        return document
+
+    return make
+
+
+def _json_integer(path: str) -> Any:
+    def make(digits: str) -> int:
+        if len(digits.lstrip("-")) > _MAX_NUMBER_DIGITS:
+            raise FiltersError(
+                f"{path}: a number of {len(digits.lstrip('-'))} digits "
+                f"({digits[:12]}…); no value of a filters file is that large"
+            )
+        return int(digits)
+
+    return make
+
+
+def _json_constant(path: str) -> Any:
+    def refuse(name: str) -> float:
+        raise FiltersError(f"{path}: {name} is not a JSON number")
+
+    return refuse
 
 
 def parse_filters(text: str, path: str, sources: Collection[str] = DEFAULT_SOURCES) -> FilterSet:
     """Validate the text of a filters file (``path`` only names it in errors)."""
+    if len(text) > MAX_FILE_BYTES:
+        raise FiltersError(f"{path}: larger than {MAX_FILE_BYTES} bytes, the most allowed")
     try:
-        document = json.loads(text)
+        document = json.loads(
+            text,
+            object_pairs_hook=_json_object(path),
+            parse_int=_json_integer(path),
+            parse_constant=_json_constant(path),
+        )
     except json.JSONDecodeError as exc:
         raise FiltersError(
             f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    except RecursionError:
+        raise FiltersError(
+            f"{path}: nested too deep (a filters file is an object of lists of filter objects)"
         ) from None
     if not isinstance(document, dict):
         raise FiltersError(f"{path}: the top level must be an object keyed by source name")
     unknown_sources = [key for key in document if key not in sources]
     if unknown_sources:
         raise FiltersError(
-            f"{path}: unknown source {unknown_sources[0]!r} "
+            f"{path}: unknown source {described(unknown_sources[0])} "
             f"(known sources: {', '.join(sorted(sources))})"
         )
     by_source: dict[str, tuple[Filter, ...]] = {}
@@ -238,6 +321,11 @@ def parse_filters(text: str, path: str, sources: Collection[str] = DEFAULT_SOURC
         entries = document.get(source, [])
         if not isinstance(entries, list):
             raise FiltersError(f"{path}: {source!r} must be a list of filter objects")
+        if len(entries) > MAX_FILTERS_PER_SOURCE:
+            raise FiltersError(
+                f"{path}: {source!r} has {len(entries)} filters, more than the "
+                f"{MAX_FILTERS_PER_SOURCE} allowed"
+            )
         by_source[source] = _parse_source(entries, source, path)
         warnings.extend(_same_lists(by_source[source], path))
     return FilterSet(path=path, by_source=by_source, warnings=tuple(warnings))
@@ -261,7 +349,7 @@ def _same_lists(filters: Iterable[Filter], path: str) -> Iterator[str]:
     """One warning per filter that would make the same list as an earlier one."""
     seen: dict[tuple[Any, ...], Filter] = {}
     for filter_ in filters:
-        key = (listing_key(filter_), filter_.rule, filter_.max_items)
+        key = (listing_key(filter_), filter_.rule, filter_.max_items, filter_.max_pages)
         first = seen.setdefault(key, filter_)
         if first is not filter_:
             yield (
@@ -305,7 +393,7 @@ def _parse_entry(entry: Any, source: str, where: str) -> Filter:
     name = entry.get("name")
     if name is None:
         raise FiltersError(f"{where}: missing 'name'")
-    where = f"{where} ({name!r})"
+    where = f"{where} ({described(name)})"
     for key in _REQUIRED_KEYS:
         if key not in entry:
             raise FiltersError(f"{where}: missing {key!r}")
@@ -316,7 +404,7 @@ def _parse_entry(entry: Any, source: str, where: str) -> Filter:
         )
     if unknown:
         raise FiltersError(
-            f"{where}: unknown key {unknown[0]!r} "
+            f"{where}: unknown key {described(unknown[0])} "
             f"(allowed: {', '.join(_REQUIRED_KEYS + _OPTIONAL_KEYS)})"
         )
     if not isinstance(name, str) or not _NAME_RE.match(name) or len(name) > _MAX_NAME_LENGTH:
@@ -325,12 +413,10 @@ def _parse_entry(entry: Any, source: str, where: str) -> Filter:
             f"'.', '_' and '-' separated by '/', each starting with a letter or digit, "
             f"at most {_MAX_NAME_LENGTH} characters"
         )
-    label = entry["label"]
-    if not isinstance(label, str) or not label.strip():
+    label = _text(entry["label"], "label", where, MAX_LABEL_LENGTH)
+    if not label.strip():
         raise FiltersError(f"{where}: 'label' must be a non-empty string")
-    description = entry.get("description", "")
-    if not isinstance(description, str):
-        raise FiltersError(f"{where}: 'description' must be a string")
+    description = _text(entry.get("description", ""), "description", where, MAX_DESCRIPTION_LENGTH)
     return Filter(
         source=source,
         name=name,
@@ -339,27 +425,63 @@ def _parse_entry(entry: Any, source: str, where: str) -> Filter:
         max_items=_parse_max_items(entry.get("max_items"), where),
         rule=_parse_rule(entry, source, where),
         description=description,
+        max_pages=_parse_max_pages(entry.get("max_pages"), where),
     )
+
+
+def _text(value: Any, key: str, where: str, limit: int, *, one_line: bool = False) -> str:
+    """A string of the file that the site may show or the crawler may send: writable (no lone
+    surrogate), at most ``limit`` characters, and with no control character if ``one_line``."""
+    if not isinstance(value, str):
+        raise FiltersError(f"{where}: {key!r} must be a string, got {described(value)}")
+    if len(value) > limit:
+        raise FiltersError(f"{where}: {key!r} is {len(value)} characters long, more than {limit}")
+    if has_unwritable(value):
+        raise FiltersError(f"{where}: {key!r} holds a lone surrogate (not valid Unicode text)")
+    if one_line and has_control(value):
+        raise FiltersError(f"{where}: {key!r} holds a control character")
+    return value
 
 
 def _parse_params(params: Any, source: str, where: str) -> tuple[tuple[str, ParamValue], ...]:
     if not isinstance(params, dict):
         raise FiltersError(f"{where}: 'params' must be an object of query parameters")
+    if len(params) > MAX_PARAMS:
+        raise FiltersError(f"{where}: 'params' has {len(params)} keys, more than {MAX_PARAMS}")
     parsed: list[tuple[str, ParamValue]] = []
     reserved = _RESERVED_PARAMS.get(source, {})
     for key, value in params.items():
         if not key:
             raise FiltersError(f"{where}: 'params' has an empty parameter name")
+        _text(key, "params key", where, MAX_PARAM_LENGTH, one_line=True)
         if key in reserved:
             raise FiltersError(f"{where}: params.{key} is not allowed: {reserved[key]}")
+        if key.lower() in SECRET_PARAMS:
+            raise FiltersError(
+                f"{where}: params.{key} is not allowed: put API tokens in the "
+                f"{_TOKEN_ENV.get(source, 'API token')} environment variable"
+            )
+        field_name = f"params.{key}"
         if isinstance(value, str):
-            parsed.append((key, value))
-        elif isinstance(value, list) and value and all(isinstance(item, str) for item in value):
-            parsed.append((key, tuple(value)))
+            parsed.append((key, _text(value, field_name, where, MAX_PARAM_LENGTH, one_line=True)))
+        elif (
+            isinstance(value, list)
+            and 0 < len(value) <= MAX_PARAM_VALUES
+            and all(isinstance(item, str) for item in value)
+        ):
+            parsed.append(
+                (
+                    key,
+                    tuple(
+                        _text(item, field_name, where, MAX_PARAM_LENGTH, one_line=True)
+                        for item in value
+                    ),
+                )
+            )
         else:
             raise FiltersError(
-                f"{where}: params.{key} must be a string or a non-empty list of strings "
-                f"(sent verbatim as query parameters), got {json.dumps(value)}"
+                f"{where}: {field_name} must be a string or a list of 1 to {MAX_PARAM_VALUES} "
+                f"strings (sent verbatim as query parameters), got {described(value)}"
             )
     return tuple(parsed)
 
@@ -371,12 +493,46 @@ def item_limit(filter_max_items: int | None, default: int) -> int | None:
     return limit if limit > 0 else None
 
 
+def page_budget(
+    max_pages: int | None,
+    max_items: int | None,
+    page_size: int,
+    scan_factor: int,
+    unlimited_pages: int,
+) -> int:
+    """How many pages a filter may read: its own ``max_pages``, else ``scan_factor`` times the
+    pages its ``max_items`` fills at ``page_size`` (the API's largest page), else, for a filter
+    without a limit on models, ``unlimited_pages``. Every page counts, those that brought
+    nothing new (duplicates, models its rating rule left out, invalid ones) too: a filter that
+    keeps models client-side or an API that repeats itself cannot read without end."""
+    if max_pages is not None:
+        return max_pages
+    if max_items is None:
+        return unlimited_pages
+    return scan_factor * max(1, -(-max_items // page_size))
+
+
+def _parse_max_pages(value: Any, where: str) -> int | None:
+    return _parse_count(
+        value, "max_pages", where, 1, MAX_PAGES_LIMIT, "every filter's reading is bounded"
+    )
+
+
 def _parse_max_items(value: Any, where: str) -> int | None:
+    return _parse_count(value, "max_items", where, 0, MAX_ITEMS_LIMIT, "0: no limit")
+
+
+def _parse_count(
+    value: Any, key: str, where: str, minimum: int, maximum: int, note: str
+) -> int | None:
+    """An optional count of filters.json: an integer from ``minimum`` to ``maximum``; None if
+    absent."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
         raise FiltersError(
-            f"{where}: 'max_items' must be an integer of at least 0 (0: no limit), got {value!r}"
+            f"{where}: {key!r} must be an integer from {minimum} to {maximum} ({note}), "
+            f"got {described(value)}"
         )
     return value
 
@@ -415,7 +571,7 @@ def _parse_rule(entry: Mapping[str, Any], source: str, where: str) -> ContentRul
     level = entry[key]
     if not isinstance(level, str) or level not in NSFW_LEVEL_BITS:
         raise FiltersError(
-            f"{where}: {key!r} must be one of {', '.join(NSFW_LEVEL_BITS)}, got {level!r}"
+            f"{where}: {key!r} must be one of {', '.join(NSFW_LEVEL_BITS)}, got {described(level)}"
         )
     if nsfw != "true":
         # nsfw=false lists only models with a PG bit: a PG-13-only model would be missing.

@@ -24,6 +24,9 @@ class FilterStatus(StrEnum):
 
 #: A filter in one of these when the crawl closes did not finish: the run was interrupted.
 UNFINISHED = frozenset({FilterStatus.PENDING, FilterStatus.RUNNING})
+#: The end_reason of a filter DONE because it read its page budget (filters.page_budget()):
+#: its models are written and reported short.
+PAGE_BUDGET_REASON = "page_budget"
 
 
 @dataclass(slots=True)
@@ -32,6 +35,10 @@ class FilterState:
     max_items: int | None
     status: FilterStatus = FilterStatus.PENDING
     pages: int = 0
+    #: How many pages it may read (filters.page_budget(), set when the crawl starts).
+    max_pages: int | None = None
+    #: Items the API returned to it, kept or not: how much it read for its models.
+    items_read: int = 0
     #: Site ids already taken, to drop duplicates inside the filter (cursor bugs repeat items).
     #: Emptied when the filter finishes (no page is read after), with ``cursors``: at a million
     #: models the sets take over 100 MB that writing the manifests then needs.
@@ -47,6 +54,8 @@ class FilterState:
     #: Items that do not satisfy the filter's parameters although the API returned them.
     mismatched: int = 0
     first_mismatch: str = ""
+    #: Items dropped, by reason (an invalid id, no name, …): none of them is in the manifest.
+    dropped: dict[str, int] = field(default_factory=dict)
     retries: int = 0
     errors: list[str] = field(default_factory=list)
     end_reason: str = ""
@@ -61,6 +70,16 @@ class FilterState:
     def remaining(self) -> int | None:
         """How many more distinct models the filter wants; None when unbounded."""
         return None if self.max_items is None else max(self.max_items - self.models, 0)
+
+    @property
+    def kept_share(self) -> float | None:
+        """The share of the items read that the filter kept, or None before any."""
+        return None if not self.items_read else round(self.models / self.items_read, 4)
+
+    @property
+    def short(self) -> bool:
+        """Stopped by its page budget before it had max_items or reached the listing's end."""
+        return self.status is FilterStatus.DONE and self.end_reason == PAGE_BUDGET_REASON
 
     @property
     def finished(self) -> bool:
@@ -93,12 +112,16 @@ class FilterState:
             "filter": self.filter.name,
             "status": str(self.status),
             "pages": self.pages,
+            "max_pages": self.max_pages,
+            "items_read": self.items_read,
+            "kept_share": self.kept_share,
             "models": self.models,
             "max_items": self.max_items,
             "retries": self.retries,
             "duplicates": self.duplicates,
             "excluded": self.excluded,
             "mismatched": self.mismatched,
+            "dropped": dict(self.dropped),
             "errors": list(self.errors),
             "end_reason": self.end_reason,
             "duration": None if duration is None else round(duration, 3),
@@ -112,6 +135,7 @@ class FilterState:
         return {
             "status": str(self.status),
             "pages": self.pages,
+            "items_read": self.items_read,
             "models": self.models,
             "seen_ids": sorted(self.seen_ids),
             "cursors": sorted(self.cursors),
@@ -120,6 +144,7 @@ class FilterState:
             "empty_pages": self.empty_pages,
             "mismatched": self.mismatched,
             "first_mismatch": self.first_mismatch,
+            "dropped": dict(self.dropped),
             "retries": self.retries,
             "errors": list(self.errors),
             "end_reason": self.end_reason,
@@ -130,6 +155,7 @@ class FilterState:
         """Take over a snapshot; time already spent counts towards ``duration``."""
         self.status = FilterStatus(snapshot["status"])
         self.pages = snapshot["pages"]
+        self.items_read = snapshot["items_read"]
         self.seen_ids = set(snapshot["seen_ids"])
         self.cursors = set(snapshot["cursors"])
         self.final_models = snapshot["models"] if self.finished else None
@@ -138,6 +164,7 @@ class FilterState:
         self.empty_pages = snapshot["empty_pages"]
         self.mismatched = snapshot["mismatched"]
         self.first_mismatch = snapshot["first_mismatch"]
+        self.dropped = dict(snapshot["dropped"])
         self.retries = snapshot["retries"]
         self.errors = list(snapshot["errors"])
         self.end_reason = snapshot["end_reason"]

@@ -23,11 +23,25 @@ MANIFEST_MAX_ITEMS = 100
 # A filter whose API keeps answering empty pages with a fresh cursor gives up after this many
 # in a row (CivitAI's cursor bug #1848 makes a few of them normal; endless ones are not).
 MANIFEST_MAX_EMPTY_PAGES = 10
+# Every filter's page budget (filters.json's max_pages overrides it): a filter may read this
+# many times the pages its max_items fills at the API's largest page (100 models of CivitAI:
+# 1 page, so 10), and one without a limit on models (max_items 0) MANIFEST_MAX_PAGES pages.
+# Every page counts, those that brought nothing new too. A filter that reaches it is written
+# with the models it has and reported "short". 10 is above what any filter of a default crawl
+# of the emulator needs (7 pages at most, the rating buckets'; at 1,000 a filter 30 of 100)
+# and keeps a rated filter within 10 times the pages of an unrated one of the same size.
+MANIFEST_SCAN_FACTOR = 10
+MANIFEST_MAX_PAGES = 10_000
 # Serve the bundled API emulator in-process on a loopback port and crawl it instead.
 MANIFEST_OFFLINE = False
 # A name for the run, written as run-report.json's "job"; under Scrapyd, unset, the job's id
 # (its _job argument): Scrapyd keeps no exit status, the report says how the job ended.
 MANIFEST_JOB = None
+
+# Scrapy's run deadline (its CloseSpider extension), in seconds; 0: none. A run past it stops
+# as on SIGTERM: the filters that finished are written, the others reported unfinished, exit 1
+# (waits for a rate limit or a backoff do not hold it up: middlewares/backoff.py).
+CLOSESPIDER_TIMEOUT = 0
 
 # --- Failure semantics --------------------------------------------------------------------
 # A fresh result that lost more than this fraction of the previous manifest's models is
@@ -60,6 +74,9 @@ DOWNLOADER_MIDDLEWARES = {
     # Replaced: it retries at once and ignores Retry-After (scrapy#3849).
     "scrapy.downloadermiddlewares.retry.RetryMiddleware": None,
     "manifest_crawler.middlewares.backoff.BackoffRetryMiddleware": 550,
+    # Requests go to the APIs' own origins only, each API's token to its origin only, and
+    # only while the request is in the downloader (middlewares/origin.py, ORIGIN_PRIORITY).
+    "manifest_crawler.middlewares.origin.ApiOriginMiddleware": 650,
 }
 # Scrapy's spider middlewares wrap every item a callback yields (a filter's page of models,
 # items.ModelPage). Two do nothing for an API crawler: DepthMiddleware only counts link depth (no

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+import stat
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -17,8 +19,19 @@ from scrapy.settings import BaseSettings
 from scrapy.spiderloader import get_spider_loader
 
 from manifest_crawler.extensions.jsonrpc_settings import is_loopback, port_range
-from manifest_crawler.filters import FiltersError, FilterSet, load_filters
+from manifest_crawler.files import FolderLock, FolderLocked, file_kind, non_regular
+from manifest_crawler.filters import (
+    MAX_ITEMS_LIMIT,
+    MAX_PAGES_LIMIT,
+    FiltersError,
+    FilterSet,
+    load_filters,
+)
+from manifest_crawler.output.changes import CHANGES_FILE
+from manifest_crawler.output.manifests import ALL_MODELS_FILE, manifest_filename
+from manifest_crawler.output.runreport import RUN_REPORT_FILE
 from manifest_crawler.output.sitemap import SitemapError, parse_patterns
+from manifest_crawler.text import shown
 
 #: The exit status of a run refused before it started (bad settings, arguments or filters).
 EXIT_USAGE = 2
@@ -33,17 +46,31 @@ class InputError(ValueError):
 
 
 def _shown(value: Any) -> str:
-    return value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+    text = value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+    return shown(text)
 
 
-def _integer(settings: BaseSettings, name: str, minimum: int) -> None:
-    try:
-        value = settings.getint(name)
-    except (TypeError, ValueError):
-        value = None
+def _integer(settings: BaseSettings, name: str, minimum: int, maximum: int | None = None) -> None:
     raw = settings.get(name)
-    if value is None or isinstance(raw, float) or value < minimum:
-        raise InputError(f"{name}={_shown(raw)}: must be an integer of at least {minimum}")
+    if isinstance(raw, str) and len(raw.strip().lstrip("+-")) > 19:
+        value = None  # converting thousands of digits is slow, or refused by int() itself
+    else:
+        try:
+            value = settings.getint(name)
+        except (TypeError, ValueError):
+            value = None
+    if (
+        value is None
+        or isinstance(raw, float)
+        or value < minimum
+        or (maximum is not None and value > maximum)
+    ):
+        allowed = (
+            f"an integer from {minimum} to {maximum}"
+            if maximum is not None
+            else f"an integer of at least {minimum}"
+        )
+        raise InputError(f"{name}={_shown(raw)}: must be {allowed}")
 
 
 def _number(
@@ -142,8 +169,10 @@ CHECKS: Mapping[str, Callable[[BaseSettings], None]] = {
     "HF_API_URL": lambda s: _api_url(s, "HF_API_URL"),
     "FILTERS_FILE": lambda s: _path(s, "FILTERS_FILE"),
     "MANIFEST_DIR": lambda s: _path(s, "MANIFEST_DIR"),
-    "MANIFEST_MAX_ITEMS": lambda s: _integer(s, "MANIFEST_MAX_ITEMS", 0),
+    "MANIFEST_MAX_ITEMS": lambda s: _integer(s, "MANIFEST_MAX_ITEMS", 0, MAX_ITEMS_LIMIT),
     "MANIFEST_MAX_EMPTY_PAGES": lambda s: _integer(s, "MANIFEST_MAX_EMPTY_PAGES", 0),
+    "MANIFEST_SCAN_FACTOR": lambda s: _integer(s, "MANIFEST_SCAN_FACTOR", 1, 1000),
+    "MANIFEST_MAX_PAGES": lambda s: _integer(s, "MANIFEST_MAX_PAGES", 1, MAX_PAGES_LIMIT),
     "MANIFEST_OFFLINE": lambda s: _boolean(s, "MANIFEST_OFFLINE"),
     "MANIFEST_MAX_SHRINK": lambda s: _number(s, "MANIFEST_MAX_SHRINK", 0, 1),
     "MANIFEST_STRICT": lambda s: _boolean(s, "MANIFEST_STRICT"),
@@ -163,6 +192,8 @@ CHECKS: Mapping[str, Callable[[BaseSettings], None]] = {
     "MANIFEST_DEV_CACHE_TTL": lambda s: _number(s, "MANIFEST_DEV_CACHE_TTL", 0),
     "DOWNLOAD_MAXSIZE": lambda s: _integer(s, "DOWNLOAD_MAXSIZE", 0),
     "DOWNLOAD_WARNSIZE": lambda s: _integer(s, "DOWNLOAD_WARNSIZE", 0),
+    # Scrapy's own run deadline (its CloseSpider extension), the README's way to bound a build.
+    "CLOSESPIDER_TIMEOUT": lambda s: _number(s, "CLOSESPIDER_TIMEOUT", 0),
 }
 
 
@@ -214,3 +245,92 @@ def check_crawl_input(
             sources = [api.name for api in spider_cls.source_apis]
             check_selection(filter_set, sources, spargs.get("filters"))
     return filter_set
+
+
+def _os_reason(error: OSError) -> str:
+    reason = error.strerror or str(error) or type(error).__name__
+    where = error.filename
+    return f"{reason} ({where})" if where is not None else reason
+
+
+def _writable_folder(folder: Path) -> str | None:
+    """Why the process cannot create or write into ``folder``, or None: it is a folder we may
+    write, or the nearest existing folder above it is one we may create it in."""
+    for place in (folder, *folder.parents):
+        try:
+            mode = place.stat().st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            if place.is_symlink():
+                return f"{place} is a symbolic link to nothing"
+            continue  # not there (or under a file, found further up): created on the way
+        except OSError as exc:
+            return _os_reason(exc)
+        if not stat.S_ISDIR(mode):
+            return f"{place} is {file_kind(mode)}, not a folder"
+        if not os.access(place, os.W_OK | os.X_OK):
+            read_only = os.statvfs(place).f_flag & os.ST_RDONLY
+            why = "a read-only file system" if read_only else "no write permission"
+            return (
+                f"not writable ({why})"
+                if place == folder
+                else f"cannot be created in {place} ({why})"
+            )
+        return None
+    return None
+
+
+def _read_or_replaced(folder: Path, filter_set: FilterSet) -> Iterator[Path]:
+    """The names in MANIFEST_DIR the run reads (previous manifests, all-models.json) or
+    replaces (those, changes.json, run-report.json): every filter's, selected or not, since
+    all-models.json is rebuilt from every manifest of filters.json."""
+    for filter_ in filter_set:
+        yield folder / manifest_filename(filter_.source, filter_.name)
+    for name in (ALL_MODELS_FILE, CHANGES_FILE, RUN_REPORT_FILE):
+        yield folder / name
+
+
+def _refuse_non_regular(paths: Iterable[Path]) -> None:
+    for path in paths:
+        kind = non_regular(path)
+        if kind is not None:
+            raise InputError(
+                f"{path} is {kind}, not a regular file: the run would read or replace it "
+                "(remove it or choose another MANIFEST_DIR)"
+            )
+
+
+def _sitemap_files(settings: BaseSettings) -> list[Path]:
+    if not settings.get("MANIFEST_SITEMAP_URL"):
+        return []
+    sitemap = Path(settings["MANIFEST_SITEMAP_FILE"])
+    problem = _writable_folder(sitemap.parent)
+    if problem is not None:
+        raise InputError(f"MANIFEST_SITEMAP_FILE={sitemap}: its folder: {problem}")
+    # The index and the children (sitemap-1.xml, …) an earlier, larger sitemap left.
+    return [sitemap, *sitemap.parent.glob(f"{sitemap.stem}-*{sitemap.suffix}")]
+
+
+def claim_output_folder(settings: BaseSettings, filter_set: FilterSet) -> FolderLock:
+    """Before any request: make MANIFEST_DIR (with its parents), take the run's lock on it
+    (files.FolderLock: one run per folder), and refuse anything at a name the run reads or
+    replaces, there or at the sitemap, that is not a regular file (a FIFO would hang the run's
+    close). Raises InputError naming the folder or the file; the run holds the lock it returns
+    until it ends (RunState releases it)."""
+    folder = Path(settings["MANIFEST_DIR"])
+    shown = f"MANIFEST_DIR={settings['MANIFEST_DIR']}"
+    problem = _writable_folder(folder)
+    if problem is not None:
+        raise InputError(f"{shown}: {problem}")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        lock = FolderLock.acquire(folder)
+    except FolderLocked as exc:
+        raise InputError(f"{shown}: {exc} (one run per folder)") from None
+    except OSError as exc:
+        raise InputError(f"{shown}: cannot be written: {_os_reason(exc)}") from None
+    try:
+        _refuse_non_regular([*_read_or_replaced(folder, filter_set), *_sitemap_files(settings)])
+    except BaseException:
+        lock.release()
+        raise
+    return lock

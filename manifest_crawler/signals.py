@@ -14,3 +14,8 @@ all_models_written = object()
 #: before it (EXTENSIONS order): JobResume restores or clears JOBDIR here. A handler that raises
 #: stops the crawl from starting.
 run_opened = object()
+
+#: Sent with ``reason`` by a component of the project that is about to close the spider (the
+#: JSON-RPC ``stop``): components holding requests back (the backoff middleware) let them go at
+#: once, since Scrapy's graceful close waits for every request in the downloader.
+stop_requested = object()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ from scrapy.utils.test import get_crawler, get_reactor_settings
 from twisted.internet.utils import getProcessOutputAndValue
 
 from manifest_crawler import settings as project_settings
+from manifest_crawler.files import LOCK_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 REPO_FILTERS = ROOT / "filters.json"
@@ -71,6 +74,11 @@ def write_filters(
     return path
 
 
+def files_in(folder: Path) -> dict[str, bytes]:
+    """Every file of ``folder`` by name, but the run's lock file (it holds the pid)."""
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.name != LOCK_FILE}
+
+
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
@@ -85,12 +93,38 @@ def crawl_env() -> dict[str, str]:
     return env
 
 
-async def start_crawl(*args: str, **options: Any) -> asyncio.subprocess.Process:
+async def start_crawl(
+    *args: str, env: dict[str, str] | None = None, **options: Any
+) -> asyncio.subprocess.Process:
     """``scrapy crawl *args`` started in a process of its own, in the project, with
-    crawl_env(); ``options`` go to asyncio.create_subprocess_exec (stdout, stderr, …)."""
+    crawl_env() and ``env`` over it; ``options`` go to asyncio.create_subprocess_exec
+    (stdout, stderr, …)."""
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "scrapy", "crawl", *args, cwd=ROOT, env=crawl_env(), **options
+        sys.executable,
+        "-m",
+        "scrapy",
+        "crawl",
+        *args,
+        cwd=ROOT,
+        env={**crawl_env(), **(env or {})},
+        **options,
     )
+
+
+@contextlib.asynccontextmanager
+async def crawling(
+    log: Path, *args: str, env: dict[str, str] | None = None
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    """``scrapy crawl *args`` (start_crawl) writing its output to ``log``; killed if it is
+    still running when the block ends."""
+    with log.open("wb") as log_file:
+        process = await start_crawl(*args, env=env, stdout=log_file, stderr=log_file)
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
 
 
 async def scrapy_crawl(*args: str) -> tuple[bytes, bytes, int]:

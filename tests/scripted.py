@@ -62,28 +62,30 @@ class ScriptedAPI(Resource):
         return body if isinstance(body, bytes) else json.dumps(body).encode()
 
 
-def serve(resource: Resource) -> tuple[str, Any]:
-    """Listen on an ephemeral loopback port; return the endpoint URL and the port."""
+def serve(resource: Resource, interface: str = "127.0.0.1") -> tuple[str, Any]:
+    """Listen on an ephemeral port of a loopback address; return the endpoint URL and the
+    port."""
     # Imported late: importing the reactor at plugin load would install the wrong one.
     from twisted.internet import reactor
 
     site = Site(resource)
     site.noisy = False
     site.log = lambda _request: None  # type: ignore[method-assign]
-    port = reactor.listenTCP(0, site, interface="127.0.0.1")
-    return f"http://127.0.0.1:{port.getHost().port}/api", port
+    port = reactor.listenTCP(0, site, interface=interface)
+    return f"http://{interface}:{port.getHost().port}/api", port
 
 
 @pytest.fixture
 def scripted():
-    """Start scripted APIs on loopback ports: ``api, url = scripted(pages, by=None)``."""
+    """Start scripted APIs on loopback ports: ``api, url = scripted(pages, by=None)``
+    (``interface="127.0.0.2"``: another loopback host)."""
     ports = []
 
     def start(
-        pages: dict[str, Reply | list[Reply]], by: str | None = None
+        pages: dict[str, Reply | list[Reply]], by: str | None = None, interface: str = "127.0.0.1"
     ) -> tuple[ScriptedAPI, str]:
         api = ScriptedAPI(pages, by)
-        url, port = serve(api)
+        url, port = serve(api, interface)
         ports.append(port)
         return api, url
 

@@ -104,6 +104,9 @@ def test_only_the_api_endpoints_200_answers_are_stored():
     assert policy.should_cache_request(page)
     assert not policy.should_cache_request(Request("https://civitai.com/api/v1/other"))
     assert not policy.should_cache_request(Request("https://civitai.com/robots.txt"))
+    # A URL carrying a credential would be stored with it: never cached.
+    for secret in ("token", "Token", "access_token", "api_key"):
+        assert not policy.should_cache_request(Request(f"{page.url}&{secret}=s"))
     assert policy.should_cache_response(Response(page.url, status=200), page)
     for status in (301, 404, 429, 500, 503):
         assert not policy.should_cache_response(Response(page.url, status=status), page)

@@ -22,6 +22,7 @@ def _state(max_items: int | None, rule: ContentRule | None = None, *, kept: int 
     state = FilterState(Filter("civitai", "f", "F", NSFW, max_items, rule), max_items)
     state.seen_ids = {f"civitai-{n + 1}" for n in range(kept)}
     state.excluded = excluded
+    state.items_read = kept + excluded
     return state
 
 
@@ -40,6 +41,15 @@ def test_with_a_rule_the_share_kept_so_far_counts_after_a_prior() -> None:
     assert 16 <= half <= 17
     # One in a hundred kept: a long chain, however early.
     assert pages_left(_state(1000, PG, kept=3, excluded=297), 100) >= 250
+
+
+def test_no_estimate_passes_the_page_budget() -> None:
+    state = _state(1000, PG, kept=3, excluded=297)
+    state.max_pages, state.pages = 100, 3
+    assert pages_left(state, 100) == 97
+    unlimited = _state(None)
+    unlimited.max_pages = 10_000
+    assert pages_left(unlimited, 1000) == 10_000
 
 
 def test_a_chain_is_as_long_as_its_longest_member() -> None:

@@ -6,6 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from manifest_crawler.filters import (
+    MAX_FILE_BYTES,
     NSFW_LEVEL_BITS,
     RULE_KEYS,
     ContentRule,
@@ -137,10 +138,29 @@ def test_list_params_repeat_their_key_in_order():
         (_doc(huggingface=[_entry(params={"limit": "5"})]), "params.limit is not allowed"),
         (_doc(civitai=[_civitai(params={"nsfw": True})]), "params.nsfw must be a string"),
         (_doc(civitai=[_civitai(params={"types": []})]), "params.types must be a string"),
-        (_doc(civitai=[_civitai(max_items=-1)]), "'max_items' must be an integer of at least 0"),
-        (_doc(civitai=[_civitai(max_items=True)]), "'max_items' must be an integer of at least 0"),
+        (_doc(civitai=[_civitai(max_items=-1)]), "'max_items' must be an integer from 0 to"),
+        (_doc(civitai=[_civitai(max_items=True)]), "'max_items' must be an integer from 0 to"),
+        (_doc(civitai=[_civitai(max_items=10**7 + 1)]), "from 0 to 10000000 (0: no limit), got"),
+        (_doc(civitai=[_civitai(max_items=10**30)]), "a number of 31 digits"),
+        (_doc(civitai=[_civitai(max_items=1e30)]), "'max_items' must be an integer"),
+        ('{"civitai": [{"max_items": ' + "9" * 5000 + "}]}", "a number of 5000 digits"),
+        ('{"civitai": [{"max_items": NaN}]}', "NaN is not a JSON number"),
+        ("[" * 100_000 + "]" * 100_000, "nested too deep"),
+        ('{"civitai": [], "civitai": []}', "the key 'civitai' appears twice"),
+        (_doc(civitai=[_civitai(params={"types": ["LORA"] * 101})]), "a list of 1 to 100 strings"),
+        (_doc(civitai=[_civitai(params={"query": "x" * 4001})]), "4001 characters long"),
+        (_doc(civitai=[_civitai(params={"query": "a\nb"})]), "params.query' holds a control"),
+        (_doc(civitai=[_civitai(label="x" * 301)]), "'label' is 301 characters long"),
+        ('{"civitai": [{"name": "a", "label": "\\ud800", "params": {}}]}', "lone surrogate"),
+        (_doc(civitai=[_civitai(params={"token": "t"})]), "in the CIVITAI_API_TOKEN environment"),
+        (_doc(huggingface=[_entry(params={"access_token": "t"})]), "HF_TOKEN environment"),
+        (_doc(civitai=[_civitai(name="x" * 100_000)]), "('xxxxxxxxxx"),
         (_doc(civitai=[_civitai(rated="NC17", params=_NSFW)]), "'rated' must be one of PG, PG13"),
         (_doc(civitai=[_civitai(rated_at_most=["PG"], params=_NSFW)]), "'rated_at_most' must be"),
+        (_doc(civitai=[_civitai(max_pages=0)]), "'max_pages' must be an integer from 1 to"),
+        (_doc(civitai=[_civitai(max_pages=2.5)]), "'max_pages' must be an integer from 1 to"),
+        (_doc(huggingface=[_entry(max_pages="9")]), "'max_pages' must be an integer from 1 to"),
+        (_doc(huggingface=[_entry(max_pages=10**7 + 1)]), "from 1 to 10000000"),
         (_doc(huggingface=[_entry(rated="PG")]), "'rated' applies to CivitAI filters only"),
         (_doc(huggingface=[_entry(browsing_levels=["PG"])]), "applies to CivitAI filters only"),
         (_doc(civitai=[_civitai(rated="R", rated_at_most="X", params=_NSFW)]), "not several"),
@@ -175,6 +195,19 @@ def test_invalid_files_name_the_culprit(document, message):
         parse_filters(document, "filters.json")
     assert str(excinfo.value).startswith("filters.json")
     assert message in str(excinfo.value)
+    # One line, short whatever the file holds.
+    assert "\n" not in str(excinfo.value) and len(str(excinfo.value)) < 400
+
+
+def test_a_file_past_the_size_limit_is_refused_unread(tmp_path):
+    big = tmp_path / "filters.json"
+    big.write_text(_doc(civitai=[_entry(description="x" * 9000)] * 200))
+    assert big.stat().st_size > MAX_FILE_BYTES
+    with pytest.raises(FiltersError, match=r"larger than 1048576 bytes"):
+        load_filters(big)
+    big.write_bytes(b'{"civitai": [], "huggingface": [], "x": "\xff"}')
+    with pytest.raises(FiltersError, match=r"not UTF-8 \(byte 41: invalid start byte"):
+        load_filters(big)
 
 
 def test_missing_file_names_the_path(tmp_path):
@@ -369,3 +402,10 @@ def test_max_items_0_means_no_limit_in_the_file_as_in_the_setting():
     assert item_limit(5, 0) == 5
     document = _doc(civitai=[_civitai(max_items=0)])
     assert parse_filters(document, "filters.json").for_source("civitai")[0].max_items == 0
+
+
+def test_max_pages_is_a_filters_own_page_budget():
+    document = _doc(civitai=[_civitai(max_pages=40)], huggingface=[_entry()])
+    filter_set = parse_filters(document, "filters.json")
+    assert filter_set.for_source("civitai")[0].max_pages == 40
+    assert filter_set.for_source("huggingface")[0].max_pages is None

@@ -22,6 +22,7 @@ import jsonschema
 import pytest
 import requests
 
+from manifest_crawler.files import LOCK_FILE
 from manifest_crawler.filters import load_filters
 from manifest_crawler.output.changes import CHANGES_FILE
 from manifest_crawler.output.manifests import ALL_MODELS_FILE, manifest_filename
@@ -33,7 +34,7 @@ from manifest_crawler.output.schemas import (
     RUN_REPORT_SCHEMA,
     SCHEMA_DIR,
 )
-from tests.crawl import REPO_FILTERS, ROOT, read_json
+from tests.crawl import REPO_FILTERS, ROOT, files_in, read_json
 from tests.subprocesses import run_checked
 
 #: The command in requirements.txt's header, run again by the test below.
@@ -97,12 +98,14 @@ def check_site_files(manifest_dir: Path, filters_file: Path) -> dict:
         CHANGES_FILE: CHANGES_SCHEMA,
         RUN_REPORT_FILE: RUN_REPORT_SCHEMA,
     }
-    assert sorted(p.name for p in manifest_dir.iterdir()) == sorted(expected)
+    # And the run's lock file, never a manifest.
+    assert sorted(files_in(manifest_dir)) == sorted(expected)
+    assert (manifest_dir / LOCK_FILE).is_file()
     for name, schema in expected.items():
         validators[schema].validate(read_json(manifest_dir / name))
     report = read_json(manifest_dir / RUN_REPORT_FILE)
     assert report["exit_code"] == 0
-    assert report["totals"] == {"fresh": len(filters), "stale": 0, "failed": 0}
+    assert report["totals"] == {"fresh": len(filters), "short": 0, "stale": 0, "failed": 0}
     assert read_json(manifest_dir / ALL_MODELS_FILE)["totalModels"] > 0
     return report
 

@@ -12,6 +12,7 @@ import pytest
 from scrapy.utils.defer import deferred_f_from_coro_f
 
 from manifest_crawler import rpc
+from manifest_crawler.files import FolderLock, read_lock_record
 from tests.crawl import ROOT, read_json, write_filters
 from tests.extensions.test_jsonrpc import (
     STEER_FILTERS,
@@ -104,16 +105,35 @@ def test_usage_and_unreachable(capsys):
 
 
 @deferred_f_from_coro_f
-async def test_client_against_a_running_crawl(monkeypatch):
+async def test_client_against_a_running_crawl(monkeypatch, tmp_path):
     monkeypatch.delenv("JSONRPC_TOKEN", raising=False)
-    running = await start_crawl(IdleSpider, idle_settings(JSONRPC_TOKEN="Zq9-secret"))
+    # As `scrapy crawl` does: the run's folder locked before the crawl, handed to the run.
+    lock = FolderLock.acquire(tmp_path)
+    running = await start_crawl(
+        IdleSpider, idle_settings(JSONRPC_TOKEN="Zq9-secret", MANIFEST_FOLDER_LOCK=lock)
+    )
     url = running.url
+    folder = str(tmp_path)
     try:
+        assert read_lock_record(tmp_path) == {"pid": os.getpid(), "jsonrpc": url}
         code, out, err = await run_client("status", "--url", url)
         assert (code, out) == (rpc.EXIT_ERROR, "")
         assert "-32001" in err and "Zq9" not in err
+        # The token goes to the address the crawl recorded, and nowhere else.
+        other = f"http://127.0.0.1:{free_port()}"
+        code, out, err = await run_client(
+            "status", "--dir", folder, "--url", other, "--token", "Zq9-secret"
+        )
+        assert (code, out) == (rpc.EXIT_USAGE, "")
+        assert err == (
+            f"error: not sending the token to {other}: the crawl writing into {folder} is the "
+            f"only one it goes to, and it records {url} (--dir names the crawl's MANIFEST_DIR)\n"
+        )
+        code, out, err = await run_client("status", "--token", "Zq9-secret")
+        assert code == rpc.EXIT_UNREACHABLE
+        assert err.startswith("error: no crawl is running with MANIFEST_DIR=public/manifests")
 
-        code, out, _ = await run_client("status", "--url", url, "--token", "Zq9-secret")
+        code, out, _ = await run_client("status", "--dir", folder, "--token", "Zq9-secret")
         assert code == 0
         assert out.startswith("Crawl idle: running\nFilters: 1/2 finished (1 done")
         assert "done     civitai      Week/All      2       3" in out
@@ -128,19 +148,19 @@ async def test_client_against_a_running_crawl(monkeypatch):
         assert (raised.value.code, raised.value.http_status) == (-32004, 404)
 
         monkeypatch.setenv("JSONRPC_TOKEN", "Zq9-secret")
-        code, out, _ = await run_client("stats", "--url", url)
+        code, out, _ = await run_client("stats", "--dir", folder)
         assert code == 0
         assert f"{'manifest/jsonrpc/port':<48} {running.port}" in out.splitlines()
 
-        code, out, _ = await run_client("report", "--url", url)
+        code, out, _ = await run_client("report", "--dir", folder)
         assert json.loads(out)["filters"][0]["filter"] == "Week/All"
 
-        code, out, _ = await run_client("pause", "--url", url)
+        code, out, _ = await run_client("pause", "--dir", folder)
         assert (code, out.split(":")[0]) == (0, "Crawl paused")
         assert running.crawler.engine.paused
-        code, out, _ = await run_client("status", "--url", url, "--json")
+        code, out, _ = await run_client("status", "--dir", folder, "--json")
         assert json.loads(out)["state"] == "paused"
-        code, out, _ = await run_client("unpause", "--url", url)
+        code, out, _ = await run_client("unpause", "--dir", folder)
         assert (code, out) == (0, "Crawl resumed.\n")
         assert not running.crawler.engine.paused
 
@@ -152,8 +172,8 @@ async def test_client_against_a_running_crawl(monkeypatch):
             "-m",
             "manifest_crawler.rpc",
             "stats",
-            "--url",
-            url,
+            "--dir",
+            folder,
             "--token",
             "Zq9-secret",
             cwd=ROOT,
@@ -165,12 +185,15 @@ async def test_client_against_a_running_crawl(monkeypatch):
         _, err = await asyncio.wait_for(client.communicate(), 20)
         assert (client.returncode, err) == (0, b"")
 
-        code, out, _ = await run_client("stop", "--url", url)
+        code, out, _ = await run_client("stop", "--dir", folder)
         assert code == 0 and out.startswith("Graceful stop requested")
         await running.finished()
         assert running.crawler.stats.get_value("finish_reason") == "jsonrpc_stop"
-        code, out, err = await run_client("status", "--url", url)
+        # The run ended: its lock is free and its record names no service any more.
+        assert read_lock_record(tmp_path) == {"pid": os.getpid(), "jsonrpc": None}
+        code, out, err = await run_client("status", "--dir", folder)
         assert code == rpc.EXIT_UNREACHABLE
+        assert "serves no JSON-RPC service" in err
     finally:
         await running.ensure_stopped()
 

@@ -11,10 +11,13 @@ from manifest_crawler.apis.base import (
     Page,
     PageError,
     SourceAPI,
+    cursor_text,
     load_json,
     query_value,
 )
+from manifest_crawler.apis.normalize import InvalidModel
 from manifest_crawler.filters import Filter
+from manifest_crawler.text import described
 
 try:
     import msgspec
@@ -97,13 +100,23 @@ class CivitaiAPI(SourceAPI):
         # A rule as wide as the API's own listing has nothing to drop (see Filter).
         if filter_.rule is None or not filter_.keeps_client_side:
             return True
-        return filter_.rule.keeps(item.get("nsfwLevel"))
+        level = item.get("nsfwLevel")
+        if not isinstance(level, int) or isinstance(level, bool) or not 0 <= level < 2**31:
+            # No rating can be told: the model is dropped, counted, rather than guessed.
+            raise InvalidModel(
+                "invalid_nsfw_level",
+                f"model {described(item.get('id'))} has the nsfwLevel {described(level)}",
+            )
+        return filter_.rule.keeps(level)
 
     def mismatch(self, filter_: Filter, item: Mapping[str, Any]) -> str | None:
         types = filter_.param_values("types")
         item_type = item.get("type")
         if types and isinstance(item_type, str) and item_type not in types:
-            return f"model {item.get('id')} has type {item_type!r}, not {'/'.join(types)}"
+            return (
+                f"model {described(item.get('id'))} has type {described(item_type)}, "
+                f"not {'/'.join(types)}"
+            )
         base_models = filter_.param_values("baseModels")
         versions = item.get("modelVersions")
         if base_models and isinstance(versions, list) and versions:
@@ -114,7 +127,8 @@ class CivitaiAPI(SourceAPI):
             }
             if found and not found & set(base_models):
                 return (
-                    f"model {item.get('id')} has base models {sorted(map(str, found))}, "
+                    f"model {described(item.get('id'))} has base models "
+                    f"{', '.join(described(name) for name in sorted(found)[:5])}, "
                     f"none of {'/'.join(base_models)}"
                 )
         return None
@@ -128,10 +142,12 @@ def _next_cursor(metadata: Mapping[str, Any]) -> str | None:
     """
     cursor = metadata.get("nextCursor")
     if cursor is not None and cursor != "":
-        return str(cursor)
+        return cursor_text(cursor)
     next_page = metadata.get("nextPage")
     if isinstance(next_page, str) and next_page:
-        return query_value(next_page, "cursor")
+        # Only its cursor is read: the URL itself is never requested.
+        cursor = query_value(next_page, "cursor")
+        return None if cursor is None else cursor_text(cursor)
     return None
 
 

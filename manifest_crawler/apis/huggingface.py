@@ -12,11 +12,15 @@ from manifest_crawler.apis.base import (
     PageError,
     SourceAPI,
     build_url,
+    cursor_text,
     load_json,
     next_link,
+    off_the_api,
     query_value,
+    shown_url,
 )
 from manifest_crawler.filters import Filter
+from manifest_crawler.text import described
 
 # Parameters that choose the entry's fields themselves; the Hub refuses expand beside them.
 _FIELD_PARAMS = ("expand", "full", "config", "cardData")
@@ -56,9 +60,16 @@ class HuggingFaceAPI(SourceAPI):
         link = next_link(response)
         if link is None:
             return Page(items=document, next_cursor=None)
+        # The Link header is the server's word, not an order: followed only within the
+        # listing (the token goes with the request, and the page's models are written as
+        # this origin's).
+        refused = off_the_api(link, self.base_url)
+        if refused is not None:
+            raise PageError("off_api_link", f"the next page {shown_url(link)} is {refused}")
         # The Link URL is followed as given (it carries every parameter plus the cursor); the
         # cursor alone identifies the position, for repeated-cursor detection.
-        return Page(items=document, next_cursor=query_value(link, "cursor") or link, next_url=link)
+        cursor = query_value(link, "cursor")
+        return Page(items=document, next_cursor=cursor_text(cursor or link), next_url=link)
 
     def raw_id(self, item: Mapping[str, Any]) -> Any:
         raw_id = item.get("id")
@@ -71,13 +82,14 @@ class HuggingFaceAPI(SourceAPI):
         pipeline_tags = filter_.param_values("pipeline_tag")
         item_pipeline = item.get("pipeline_tag")
         if pipeline_tags and isinstance(item_pipeline, str) and item_pipeline not in pipeline_tags:
-            return f"{item.get('id')} has pipeline_tag {item_pipeline!r}"
+            return f"{described(item.get('id'))} has pipeline_tag {described(item_pipeline)}"
         wanted = filter_.param_values("filter")
         tags = item.get("tags")
         if wanted and isinstance(tags, list):
             # The Hub matches `filter` against tags, the library and the pipeline tag.
-            present = {*tags, item.get("library_name"), item_pipeline}
+            known = (*tags, item.get("library_name"), item_pipeline)
+            present = {tag for tag in known if isinstance(tag, str)}
             missing = [tag for tag in wanted if tag not in present]
             if missing:
-                return f"{item.get('id')} lacks tag(s) {', '.join(missing)}"
+                return f"{described(item.get('id'))} lacks tag(s) {', '.join(missing)}"
         return None

@@ -18,10 +18,16 @@ from scrapy.exceptions import UsageError
 from twisted.internet.defer import Deferred
 from twisted.python.failure import Failure
 
-from manifest_crawler.extensions.runstate import FILTER_SET_SETTING
+from manifest_crawler.extensions.runstate import FILTER_SET_SETTING, FOLDER_LOCK_SETTING
 from manifest_crawler.filters import FiltersError
 from manifest_crawler.output.runreport import EXIT_CODE_STAT, run_exit_status
-from manifest_crawler.settings_check import EXIT_USAGE, InputError, check_crawl_input
+from manifest_crawler.settings_check import (
+    EXIT_USAGE,
+    InputError,
+    check_crawl_input,
+    claim_output_folder,
+)
+from manifest_crawler.text import shown
 
 logger = logging.getLogger(__name__)
 
@@ -34,11 +40,15 @@ class Command(ScrapyCrawlCommand):
         # or filters file is the one line printed (Scrapyd runs its jobs through this command).
         try:
             filter_set = check_crawl_input(self.settings, args, opts.spargs)
+            # Last: nothing of bad input locks or creates the folder.
+            folder_lock = claim_output_folder(self.settings, filter_set)
         except (InputError, FiltersError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"error: {one_line(exc)}", file=sys.stderr)
             sys.exit(EXIT_USAGE)
-        # The run uses the file as read here: filters.json is read once per run.
+        # The run uses the file as read here: filters.json is read once per run; and holds
+        # the lock taken here until it ends.
         self.settings.set(FILTER_SET_SETTING, filter_set, priority="cmdline")
+        self.settings.set(FOLDER_LOCK_SETTING, folder_lock, priority="cmdline")
 
     def run(self, args: list[str], opts: argparse.Namespace) -> None:
         if len(args) != 1:
@@ -58,7 +68,7 @@ class Command(ScrapyCrawlCommand):
         # What the check above cannot see (MANIFEST_SOURCES set by hand) fails while the crawl
         # is set up, before any request: one clear line, not a traceback.
         if filters_error:
-            print(f"error: {filters_error[0]}", file=sys.stderr)
+            print(f"error: {one_line(filters_error[0])}", file=sys.stderr)
             self.exitcode = EXIT_USAGE
             return
         if self.crawler_process.bootstrap_failed:
@@ -70,6 +80,12 @@ class Command(ScrapyCrawlCommand):
                 "The crawl ended before its files were written (stopped, or the writer failed): "
                 "nothing was changed"
             )
+
+
+def one_line(error: Exception) -> str:
+    """An input error as the one line printed: whatever a message quotes (a path given on the
+    command line, say), it cannot break the line or the terminal."""
+    return shown(str(error), 1000)
 
 
 def _filters_error(crawling: object) -> list[FiltersError]:

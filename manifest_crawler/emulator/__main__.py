@@ -61,6 +61,14 @@ def build_parser() -> argparse.ArgumentParser:
     cat.add_argument("--civitai-models", type=int, default=3000, metavar="N")
     cat.add_argument("--hf-models", type=int, default=3000, metavar="N")
     cat.add_argument(
+        "--civitai-levels",
+        type=_int_list,
+        default=[],
+        metavar="L,L",
+        help="every CivitAI model's nsfwLevel, cycled by position (e.g. 31,15,7,1: one model "
+        "in four rated PG)",
+    )
+    cat.add_argument(
         "--revision",
         type=int,
         default=0,
@@ -101,6 +109,27 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="APIS",
         help="these APIs (comma-separated: civitai,huggingface) answer a JSON body that never "
         "ends, with no Content-Length",
+    )
+    faults.add_argument(
+        "--endless-cursor",
+        type=_csv,
+        default=(),
+        metavar="APIS",
+        help="these APIs answer every request with the first page of its listing and a cursor "
+        "never sent before",
+    )
+    faults.add_argument(
+        "--hf-ratelimit-header",
+        default="",
+        metavar="VALUE",
+        help="every Hub answer carries this RateLimit header, e.g. '\"api\";r=0;t=999999999'",
+    )
+    faults.add_argument(
+        "--hf-ratelimit-policy-header",
+        default="",
+        metavar="VALUE",
+        help="every Hub answer carries this RateLimit-Policy header, e.g. "
+        '\'"fixed window";"api";q=0;w=0\'',
     )
     faults.add_argument(
         "--fail-matching",
@@ -176,6 +205,9 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         hf_rate_limit=rate,
         hf_rate_window=window,
         endless_body_apis=args.endless_body,
+        endless_cursor_apis=args.endless_cursor,
+        hf_ratelimit_header=args.hf_ratelimit_header,
+        hf_ratelimit_policy_header=args.hf_ratelimit_policy_header,
     )
     return EmulatorConfig(
         seed=args.seed,
@@ -183,6 +215,7 @@ def config_from_args(args: argparse.Namespace) -> EmulatorConfig:
         hf_models=args.hf_models,
         revision=args.revision,
         faults=faults,
+        civitai_levels=tuple(args.civitai_levels),
     )
 
 

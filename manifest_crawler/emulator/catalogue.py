@@ -79,12 +79,25 @@ scalar (int/bool) for convenience in tests."""
 
 
 class QueryError(ValueError):
-    """A request the real API rejects; carries the HTTP status and the message."""
+    """A request the real API rejects; carries the HTTP status and the message, and for a
+    parameter that fails validation, its Zod issue: the path (the parameter, and the index
+    of a repeated one's value) and the issue code. CivitAI answers those as a Zod error
+    object and anything else as ``{"message": …}`` (emulator/civitai.py); the Hub answers
+    ``{"error": …}`` either way."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        path: tuple[str | int, ...] = (),
+        code: str = "custom",
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.path = path
+        self.code = code
 
 
 def normalize_params(params: RawParams | Iterable[tuple[str, str]]) -> dict[str, list[str]]:
@@ -118,7 +131,12 @@ def _parse_bool(params: dict[str, list[str]], key: str, default: bool) -> bool:
         return True
     if lowered in ("false", "0"):
         return False
-    raise QueryError(400, f"Invalid value for {key}: expected a boolean, got {raw!r}")
+    raise QueryError(
+        400,
+        f"Invalid value for {key}: expected a boolean, got {raw!r}",
+        path=(key,),
+        code="invalid_type",
+    )
 
 
 def _lenient_bool(params: dict[str, list[str]], key: str) -> bool:
@@ -255,28 +273,57 @@ def parse_civitai_params(
         try:
             limit = int(raw_limit)
         except ValueError:
-            raise QueryError(400, f"Invalid limit: expected a number, got {raw_limit!r}") from None
+            raise QueryError(
+                400,
+                f"Invalid limit: expected a number, got {raw_limit!r}",
+                path=("limit",),
+                code="invalid_type",
+            ) from None
         if limit < 0 or limit > 100:
-            raise QueryError(400, "Invalid limit: must be between 0 and 100")
+            raise QueryError(
+                400,
+                "Invalid limit: must be between 0 and 100",
+                path=("limit",),
+                code="too_big" if limit > 100 else "too_small",
+            )
         # limit=0 would make an endless chain of empty pages; the API's default applies.
         limit = limit or 100
 
     if "browsingLevel" in p:
-        raise QueryError(400, "browsingLevel is not supported by the public API, use nsfw")
+        raise QueryError(
+            400,
+            "browsingLevel is not supported by the public API, use nsfw",
+            path=("browsingLevel",),
+        )
 
     sort = _first(p, "sort") or "Highest Rated"
     if sort not in CIVITAI_SORTS:
-        raise QueryError(400, f"Invalid sort: {sort!r}; expected one of {list(CIVITAI_SORTS)}")
+        raise QueryError(
+            400,
+            f"Invalid sort: {sort!r}; expected one of {list(CIVITAI_SORTS)}",
+            path=("sort",),
+            code="invalid_enum_value",
+        )
     period = _first(p, "period") or "AllTime"
     if period not in PERIODS:
-        raise QueryError(400, f"Invalid period: {period!r}; expected one of {list(PERIODS)}")
+        raise QueryError(
+            400,
+            f"Invalid period: {period!r}; expected one of {list(PERIODS)}",
+            path=("period",),
+            code="invalid_enum_value",
+        )
 
     types: frozenset[int] | None = None
     if p.get("types"):
         wanted = set()
-        for name in p["types"]:
+        for position, name in enumerate(p["types"]):
             if name not in CIVITAI_TYPES:
-                raise QueryError(400, f"Invalid type: {name!r}")
+                raise QueryError(
+                    400,
+                    f"Invalid type: {name!r}",
+                    path=("types", position),
+                    code="invalid_enum_value",
+                )
             wanted.add(CIVITAI_TYPES.index(name))
         types = frozenset(wanted)
 
@@ -292,7 +339,12 @@ def parse_civitai_params(
     raw_ct = _first(p, "checkpointType")
     if raw_ct is not None:
         if raw_ct not in CHECKPOINT_TYPES[1:]:
-            raise QueryError(400, f"Invalid checkpointType: {raw_ct!r}")
+            raise QueryError(
+                400,
+                f"Invalid checkpointType: {raw_ct!r}",
+                path=("checkpointType",),
+                code="invalid_enum_value",
+            )
         checkpoint_type = CHECKPOINT_TYPES.index(raw_ct)
 
     ids: frozenset[int] | None = None
@@ -300,7 +352,9 @@ def parse_civitai_params(
         try:
             ids = frozenset(int(x) for v in p["ids"] for x in v.split(",") if x.strip())
         except ValueError:
-            raise QueryError(400, "Invalid ids: expected integers") from None
+            raise QueryError(
+                400, "Invalid ids: expected integers", path=("ids",), code="invalid_type"
+            ) from None
 
     query_text = _first(p, "query")
     page: int | None = None
@@ -309,11 +363,17 @@ def parse_civitai_params(
         try:
             page = int(raw_page)
         except ValueError:
-            raise QueryError(400, f"Invalid page: {raw_page!r}") from None
+            raise QueryError(
+                400, f"Invalid page: {raw_page!r}", path=("page",), code="invalid_type"
+            ) from None
         if page < 1:
-            raise QueryError(400, "Invalid page: must be at least 1")
+            raise QueryError(
+                400, "Invalid page: must be at least 1", path=("page",), code="too_small"
+            )
         if query_text:
-            raise QueryError(400, "Cannot use page with a query; use cursor-based pagination")
+            raise QueryError(
+                400, "Cannot use page with a query; use cursor-based pagination", path=("page",)
+            )
 
     query = CivitaiQuery(
         sort=sort,
@@ -429,6 +489,10 @@ class CivitaiCatalogue:
 
         self._orders: dict[str, array[int]] = {}
         self._cache = _answer_cache()
+
+    def set_levels(self, levels: Sequence[int]) -> None:
+        """Give model ``i`` the nsfwLevel ``levels[i % len(levels)]`` (before serving)."""
+        self.nsfw_level = array("B", (levels[i % len(levels)] for i in range(len(self.ids))))
 
     def __len__(self) -> int:
         return len(self.ids)

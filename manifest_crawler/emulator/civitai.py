@@ -35,6 +35,16 @@ def raw_control_chars(body: bytes) -> bytes:
     return body
 
 
+def civitai_error_body(error: QueryError) -> dict[str, object]:
+    """CivitAI's error bodies (``endpoint-helpers.ts`` handleEndpointError, api-notes): a
+    parameter that fails validation is a Zod error object under ``error``; anything else
+    (a bad cursor, the page cap) is ``{"message": …}``."""
+    if not error.path:
+        return {"message": error.message}
+    issue = {"code": error.code, "path": list(error.path), "message": error.message}
+    return {"error": {"issues": [issue], "name": "ZodError"}}
+
+
 class EncodedItems:
     """Each model's ``items[]`` entry as JSON bytes, kept for the next page that lists it.
 
@@ -81,7 +91,7 @@ class CivitaiApi:
             # A bad cursor is answered with a plain message (endpoint-helpers.ts).
             return json_response(400, {"message": str(exc)})
         except QueryError as exc:
-            return json_response(exc.status, {"error": exc.message})
+            return json_response(exc.status, civitai_error_body(exc))
 
     def _respond(self, pairs: Sequence[tuple[str, str]], base_url: str) -> ApiResponse:
         query, paging = parse_civitai_params(pairs)

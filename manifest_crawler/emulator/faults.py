@@ -96,6 +96,14 @@ class FaultConfig:
     # Every answer of these APIs is a 200 whose JSON body never ends, sent without a
     # Content-Length: what a broken proxy or a hostile server can send.
     endless_body_apis: tuple[str, ...] = ()
+    # Every answer of these APIs is the first page of its listing (the cursor asked with is
+    # ignored) pointing on to a cursor never sent before: a chain that never ends by itself.
+    endless_cursor_apis: tuple[str, ...] = ()
+    # Literal RateLimit / RateLimit-Policy values every Hub answer carries instead of the
+    # budget's, e.g. '"api";r=0;t=999999999' or '"fixed window";"api";q=0;w=0': what a
+    # hostile or broken server can announce.
+    hf_ratelimit_header: str = ""
+    hf_ratelimit_policy_header: str = ""
 
     def __post_init__(self) -> None:
         # Frozen, yet lists/strings are handy for callers: normalise them to tuples.
@@ -105,6 +113,7 @@ class FaultConfig:
             "fail_apis",
             "fault_kinds",
             "endless_body_apis",
+            "endless_cursor_apis",
         ):
             object.__setattr__(self, name, _as_tuple(getattr(self, name)))
         object.__setattr__(self, "empty_pages", tuple(int(p) for p in self.empty_pages))
@@ -123,7 +132,13 @@ class FaultConfig:
         object.__setattr__(
             self, "fail_matching", tuple(_freeze_matcher(m) for m in self.fail_matching)
         )
-        for name in ("latency_apis", "transient_apis", "fail_apis", "endless_body_apis"):
+        for name in (
+            "latency_apis",
+            "transient_apis",
+            "fail_apis",
+            "endless_body_apis",
+            "endless_cursor_apis",
+        ):
             unknown = set(getattr(self, name)) - set(APIS)
             if unknown:
                 raise ValueError(f"{name}: unknown API(s) {sorted(unknown)}; use {APIS}")
@@ -147,6 +162,9 @@ class FaultConfig:
             raise ValueError("empty_pages are page numbers >= 2")
         if self.hf_rate_limit < 0 or self.hf_rate_window <= 0:
             raise ValueError("hf_rate_limit must be >= 0 and hf_rate_window > 0")
+        for name in ("hf_ratelimit_header", "hf_ratelimit_policy_header"):
+            if any(ord(char) < 32 or ord(char) > 126 for char in getattr(self, name)):
+                raise ValueError(f"{name} must be printable ASCII (it is sent as a header)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,8 +211,10 @@ class FixedWindowLimiter:
         if not exhausted:
             self._used += 1
         remaining = self.limit - self._used
+        # The reset in whole seconds, rounded down as the Hub sends it: a client that retries
+        # at exactly t can come up to a second early (huggingface_hub waits t + 1).
         headers = (
-            ("RateLimit", f'"api";r={remaining};t={max(1, math.ceil(reset_in))}'),
+            ("RateLimit", f'"api";r={remaining};t={math.floor(reset_in)}'),
             (
                 "RateLimit-Policy",
                 f'"fixed window";"api";q={self.limit};w={max(1, math.ceil(self.window))}',
@@ -250,6 +270,17 @@ def transient_fault(kind: str, retry_after: int = 1) -> Fault:
     raise ValueError(f"unknown fault kind {kind!r}")
 
 
+def _permanent_body(api: str, status: int) -> dict[str, Any]:
+    """A refusal in each API's real shape (api-notes): a 5xx ``{"message": …}``; a 4xx from
+    CivitAI a Zod error object, from the Hub ``{"error": "…"}``."""
+    if status >= 500:
+        return {"message": "Internal server error"}
+    if api == CIVITAI:
+        issue = {"code": "custom", "path": [], "message": "Bad request"}
+        return {"error": {"issues": [issue], "name": "ZodError"}}
+    return {"error": "Bad request"}
+
+
 def truncate(body: bytes) -> bytes:
     """Cut a body mid-way: what a dropped upstream connection leaves a CDN to forward."""
     return body[: max(1, len(body) // 2)]
@@ -297,13 +328,25 @@ class FaultInjector:
             return None
         return self.limiter.hit()
 
+    def announced_limits(self, api: str) -> tuple[tuple[str, str], ...]:
+        """The literal RateLimit headers configured for ``api``'s answers (the Hub's only)."""
+        cfg = self.config
+        if api != HUGGINGFACE:
+            return ()
+        return tuple(
+            (name, value)
+            for name, value in (
+                ("RateLimit", cfg.hf_ratelimit_header),
+                ("RateLimit-Policy", cfg.hf_ratelimit_policy_header),
+            )
+            if value
+        )
+
     def decide(self, api: str, url: str, query: Mapping[str, list[str]]) -> Fault | None:
         """Permanent failures first, then transient ones (which count the attempt)."""
         cfg = self.config
         if api in cfg.fail_apis and any(matches(m, query) for m in cfg.fail_matching):
-            key = "error" if cfg.fail_status < 500 else "message"
-            body = _json({key: "Internal server error" if key == "message" else "Bad request"})
-            return Fault("permanent", cfg.fail_status, body)
+            return Fault("permanent", cfg.fail_status, _json(_permanent_body(api, cfg.fail_status)))
         if api not in cfg.transient_apis or not (cfg.transient_failures or cfg.fault_rate):
             return None
         attempt = self.attempts.get(url, 0)

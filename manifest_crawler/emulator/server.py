@@ -16,7 +16,7 @@ from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
-from .catalogue import RawParams, catalogue_for
+from .catalogue import Catalogue, RawParams, catalogue_for
 from .civitai import CivitaiApi, CivitaiResource
 from .faults import FaultConfig, FaultInjector
 from .huggingface import HuggingFaceApi, HuggingFaceResource
@@ -37,10 +37,17 @@ class EmulatorConfig:
     hf_models: int = 3000
     revision: int = 0
     faults: FaultConfig = field(default_factory=FaultConfig)
+    #: Every CivitAI model's nsfwLevel, cycled by catalogue position, instead of the seeded
+    #: ones (e.g. 49 models rated above PG for one rated PG): listings whose ratings are
+    #: shared as the test needs, as rare as on the real top pages (api-notes).
+    civitai_levels: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if min(self.civitai_models, self.hf_models, self.revision) < 0:
             raise ValueError("civitai_models, hf_models and revision must be >= 0")
+        object.__setattr__(self, "civitai_levels", tuple(self.civitai_levels))
+        if any(not 0 <= level <= 63 for level in self.civitai_levels):
+            raise ValueError("civitai_levels are nsfwLevel masks from 0 to 63")
 
 
 class _QuietSite(Site):
@@ -120,7 +127,14 @@ class Emulator:
     ) -> None:
         self.config = config or EmulatorConfig()
         cfg = self.config
-        self.catalogue = catalogue_for(cfg.seed, cfg.civitai_models, cfg.hf_models, cfg.revision)
+        if cfg.civitai_levels:
+            # Levels of its own change what its listings hold: never a shared catalogue.
+            self.catalogue = Catalogue(cfg.seed, cfg.civitai_models, cfg.hf_models, cfg.revision)
+            self.catalogue.civitai.set_levels(cfg.civitai_levels)
+        else:
+            self.catalogue = catalogue_for(
+                cfg.seed, cfg.civitai_models, cfg.hf_models, cfg.revision
+            )
         self.catalogue.prepare()
         self._reactor = reactor
         self.injector = FaultInjector(cfg.faults)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
+import orjson
 from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -20,8 +21,8 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 from zope.interface import implementer
 
-from .faults import JSON, FaultInjector, truncate
-from .responses import ApiResponse, json_response
+from .faults import CIVITAI, JSON, FaultInjector, truncate
+from .responses import ApiResponse, json_response, next_url
 
 Handler = Callable[[Sequence[tuple[str, str]], str], ApiResponse]
 
@@ -60,6 +61,8 @@ class ServerState:
     log: list[RequestRecord] = field(default_factory=list)
     pending: set[IDelayedCall] = field(default_factory=set)
     on_record: Callable[[RequestRecord], None] | None = None
+    #: Cursors handed out by the endless-cursor fault so far (each one new).
+    endless_cursors: int = 0
 
     def record(self, request: Request, api: str | None) -> RequestRecord:
         uri = request.uri.decode("utf-8", "replace")
@@ -170,6 +173,14 @@ class ApiResource(Resource):
             record.arrived_when_exhausted = verdict.exhausted_on_arrival
             limit_headers = verdict.headers
 
+        announced = injector.announced_limits(self.api_name)
+        if announced:
+            names = {name.lower() for name, _ in announced}
+            limit_headers = (
+                *((n, v) for n, v in limit_headers if n.lower() not in names),
+                *announced,
+            )
+
         if verdict is not None and not verdict.allowed:
             record.fault = "rate-limit"
             response = json_response(
@@ -183,6 +194,9 @@ class ApiResource(Resource):
             record.fault = "endless-body"
             self.state.send_endless(request, record)
             return NOT_DONE_YET
+        elif self.api_name in injector.config.endless_cursor_apis:
+            record.fault = "endless-cursor"
+            response = self._endless_cursor(request, record)
         else:
             fault = injector.decide(self.api_name, record.uri, record.query)
             if fault is not None and fault.kind != "truncated":
@@ -198,14 +212,38 @@ class ApiResource(Resource):
         self.state.send_later(request, record, response.with_headers(limit_headers), delay)
         return NOT_DONE_YET
 
-    def _handle(self, request: Request, record: RequestRecord) -> ApiResponse:
+    def _endless_cursor(self, request: Request, record: RequestRecord) -> ApiResponse:
+        """The listing's first page, pointing on to a cursor this emulator never sent."""
+        pairs = [(key, value) for key, value in record.pairs if key != "cursor"]
+        response = self._handle(request, record, pairs)
+        if response.status != 200:
+            return response
+        self.state.endless_cursors += 1
+        cursor = f"endless-{self.state.endless_cursors}"
+        url = next_url(self._base_url(request, record), pairs, "cursor", cursor)
+        if self.api_name == CIVITAI:
+            document = orjson.loads(response.body)
+            document["metadata"] = {"nextCursor": cursor, "nextPage": url}
+            return replace(response, body=orjson.dumps(document))
+        headers = tuple((n, v) for n, v in response.headers if n.lower() != "link")
+        return replace(response, headers=(*headers, ("Link", f'<{url}>; rel="next"')))
+
+    def _base_url(self, request: Request, record: RequestRecord) -> str:
         host = (request.getHeader(b"host") or b"").decode("ascii", "replace")
         if not host:
             address = request.getHost()
             host = f"{address.host}:{address.port}"
-        base_url = f"http://{host}{record.path}"
+        return f"http://{host}{record.path}"
+
+    def _handle(
+        self,
+        request: Request,
+        record: RequestRecord,
+        pairs: Sequence[tuple[str, str]] | None = None,
+    ) -> ApiResponse:
+        base_url = self._base_url(request, record)
         try:
-            return self.handler(record.pairs, base_url)
+            return self.handler(record.pairs if pairs is None else pairs, base_url)
         except Exception:
             # A bug in the emulator must not hang the client: answer like upstream's 500.
             _log.failure("emulator handler failed for {uri}", uri=record.uri)

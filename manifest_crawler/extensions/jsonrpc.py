@@ -42,11 +42,14 @@ from twisted.web import http, resource, server
 from txjsonrpc_ng import jsonrpclib
 from txjsonrpc_ng.web.jsonrpc import JSONRPC
 
+from manifest_crawler import signals as manifest_signals
+
 # Pure, in a module of their own so that the settings check reads them without importing
 # twisted.web (which would install a reactor before Scrapy chooses one).
 from manifest_crawler.extensions.jsonrpc_settings import is_loopback as _is_loopback
 from manifest_crawler.extensions.jsonrpc_settings import port_range as _port_range
 from manifest_crawler.extensions.runstate import RunState
+from manifest_crawler.files import FolderLock
 
 logger = logging.getLogger(__name__)
 
@@ -146,9 +149,31 @@ class JsonRpcService(server.Site):
         host = f"[{address.host}]" if ":" in address.host else address.host
         self.url = f"http://{host}:{address.port}"
         self.crawler.stats.set_value("manifest/jsonrpc/port", address.port)
-        logger.info("JSON-RPC service listening on %s", self.url)
+        lock = self._record_address(self.url)
+        where = "" if lock is None else f" (recorded for the rpc client in {lock.path})"
+        first = self.portrange[0]
+        if first and address.port != first:
+            logger.warning(
+                "JSON-RPC service listening on %s: port %d is taken by another process%s",
+                self.url,
+                first,
+                where,
+            )
+        else:
+            logger.info("JSON-RPC service listening on %s%s", self.url, where)
+
+    def _record_address(self, url: str | None) -> FolderLock | None:
+        """The address the rpc client sends its token to, and the only one: recorded in the
+        run's lock file (files.FolderLock), never guessed from a port another process may
+        hold. A crawler made in code locks its folder when the spider opens: recorded then."""
+        run = self.crawler.get_extension(RunState)
+        if run is None or run.folder_lock is None:
+            return None
+        run.folder_lock.record(jsonrpc=url)
+        return run.folder_lock
 
     async def stop_listening(self) -> None:
+        self._record_address(None)
         if self.port is not None:
             port, self.port = self.port, None
             stopped = port.stopListening()
@@ -158,6 +183,8 @@ class JsonRpcService(server.Site):
     def spider_opened(self, spider: Spider) -> None:
         self.spider_name = spider.name
         self.run = self.crawler.get_extension(RunState)
+        if self.url is not None:
+            self._record_address(self.url)
 
     def spider_closed(self) -> None:
         self.closed = True
@@ -262,6 +289,10 @@ class JsonRpcService(server.Site):
                 "Graceful stop requested over JSON-RPC (client %s): finished filters are "
                 "written, unfinished ones keep their previous manifests",
                 peer,
+            )
+            # Requests waiting out a backoff or a rate limit are let go at once.
+            self.crawler.signals.send_catch_log(
+                signal=manifest_signals.stop_requested, reason=STOP_REASON
             )
             # The answer goes out first; closing waits for the requests in flight.
             call_later(0, self._close_spider)

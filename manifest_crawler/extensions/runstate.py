@@ -23,6 +23,7 @@ from scrapy.exceptions import NotConfigured
 from twisted.python.failure import Failure
 
 from manifest_crawler import signals as manifest_signals
+from manifest_crawler.files import FolderLock
 from manifest_crawler.filters import FiltersError, FilterSet, item_limit, load_filters
 from manifest_crawler.ledger import Ledger
 from manifest_crawler.output.changes import Baseline
@@ -35,13 +36,27 @@ logger = logging.getLogger(__name__)
 #: uses it instead of reading the file again. Without it (a crawler made in code), RunState
 #: reads FILTERS_FILE itself.
 FILTER_SET_SETTING = "MANIFEST_FILTER_SET"
+#: The lock on MANIFEST_DIR ``scrapy crawl`` took when it checked its output folder (a
+#: files.FolderLock). Without it (a crawler made in code), the writer pipeline checks and
+#: locks the folder when the spider opens, before any request.
+FOLDER_LOCK_SETTING = "MANIFEST_FOLDER_LOCK"
 
 
 class RunState:
     """The extension; see the module docstring."""
 
-    def __init__(self, filter_set: FilterSet, ledger: Ledger, sources: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        filter_set: FilterSet,
+        ledger: Ledger,
+        sources: tuple[str, ...],
+        folder_lock: FolderLock | None,
+    ) -> None:
         self.filter_set = filter_set
+        #: The run's lock on MANIFEST_DIR, held until the engine stops: only its holder
+        #: removes temporaries left in the folder, and the JSON-RPC service records its
+        #: address in it. A crawler made in code gets it when its spider opens.
+        self.folder_lock = folder_lock
         self.ledger = ledger
         #: The sources the spider crawls, in its order.
         self.sources = sources
@@ -70,8 +85,9 @@ class RunState:
             raise FiltersError(f"{filter_set.path}: no filters for source(s) {', '.join(sources)}")
         default_max = settings.getint("MANIFEST_MAX_ITEMS")
         ledger = Ledger((f, item_limit(f.max_items, default_max)) for f in selected)
-        run = cls(filter_set, ledger, sources)
+        run = cls(filter_set, ledger, sources, settings.get(FOLDER_LOCK_SETTING))
         crawler.signals.connect(run.spider_opened, signal=signals.spider_opened)
+        crawler.signals.connect(run.engine_stopped, signal=signals.engine_stopped)
         for _, result in crawler.signals.send_catch_log(manifest_signals.run_opened, run=run):
             if isinstance(result, Failure):
                 # A JOBDIR that cannot be used must not be ignored: the crawl does not start.
@@ -80,6 +96,10 @@ class RunState:
 
     def spider_opened(self, spider: Spider) -> None:
         self.spider_name = spider.name
+
+    def engine_stopped(self) -> None:
+        if self.folder_lock is not None:
+            self.folder_lock.release()
 
     def restore(
         self, models: Mapping[tuple[str, str], Iterable[tuple[int, Any]]], baseline: Baseline

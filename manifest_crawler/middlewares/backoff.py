@@ -7,10 +7,21 @@ AutoThrottle does not react to 429 (scrapy#4424). This middleware replaces the f
   stats and give-up logging stay Scrapy's), with exponential backoff and jitter;
 - honours ``Retry-After`` (seconds or HTTP date) and Hugging Face's
   ``RateLimit: "api";r=<remaining>;t=<reset>``: a "wait" from the API holds back every request
-  to that API (its download slot) until then, not only the retried one;
+  to that API (its download slot) until then, not only the retried one, plus one second, as
+  huggingface_hub waits (the announced reset is rounded down to whole seconds);
+- caps every wait: a Retry-After, or a RateLimit budget whose reset is further away than
+  MANIFEST_MAX_RETRY_AFTER, fails the requests that would wait, naming the API and the wait; a
+  ``RateLimit-Policy`` quota or window of 0 is no budget at all (unknown), not "never";
 - never retries a 400;
 - gives up on a host whose name does not resolve, or that refuses connections twice, and fails
-  every later request to it at once, so an offline build fails in seconds, not minutes.
+  every later request to it at once, so an offline build fails in seconds, not minutes;
+- lets a graceful stop end the run within a second even while requests wait here: Scrapy's
+  graceful close waits for every request in the downloader, and a request waiting out a wait
+  is one. A waiting request looks up every STOP_POLL seconds (and at once on the project's
+  ``stop_requested`` signal); once the crawl stops (``Crawler.crawling`` false after SIGINT or
+  SIGTERM, CLOSESPIDER_TIMEOUT reached, the JSON-RPC stop), it is handed back to the scheduler
+  (a Request returned by ``process_request`` is rescheduled: with JOBDIR it is kept for the
+  resume) instead of being sent.
 """
 
 from __future__ import annotations
@@ -24,7 +35,7 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Self
 
-from scrapy import Request
+from scrapy import Request, signals
 from scrapy.crawler import Crawler
 from scrapy.downloadermiddlewares.retry import RetryMiddleware, get_retry_request
 from scrapy.exceptions import (
@@ -33,13 +44,16 @@ from scrapy.exceptions import (
     IgnoreRequest,
     NotConfigured,
 )
+from scrapy.extensions.closespider import CloseSpider
 from scrapy.http import Response
-from scrapy.utils.asyncio import sleep
+from scrapy.utils.asyncio import call_later
 from scrapy.utils.defer import maybe_deferred_to_future
 from scrapy.utils.httpobj import urlparse_cached
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionRefusedError as TxConnectionRefusedError
 from twisted.internet.error import DNSLookupError
+
+from manifest_crawler import signals as manifest_signals
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +72,12 @@ _UNREACHABLE_ERRORS = (
 )
 _POLICY_QUOTA_RE = re.compile(r"\bq\s*=\s*(\d+)")
 _UNKNOWN_WINDOW = 1.0
+#: Added to every wait an API announces (Retry-After, a RateLimit reset), as huggingface_hub
+#: does: the Hub rounds its reset down to whole seconds, so a retry at exactly ``t`` can come
+#: before the window has turned.
+ANNOUNCED_WAIT_MARGIN = 1.0
+#: Seconds between a waiting request's looks at whether the crawl is stopping.
+STOP_POLL = 0.5
 _POLICY_WINDOW_RE = re.compile(r"\bw\s*=\s*(\d+)")
 _RATELIMIT_RE = re.compile(
     r"\br\s*=\s*(\d+)\s*;\s*t\s*=\s*(\d+)|\bt\s*=\s*(\d+)\s*;\s*r\s*=\s*(\d+)"
@@ -75,6 +95,8 @@ class RateBudget:
     #: taken before any answer of the new window has arrived.
     quota: int | None = None
     window: float | None = None
+    #: The last reset the API announced (``t``), as announced: what a refusal names.
+    announced_reset: int = 0
     in_flight: int = 0
     #: Whether any answer has arrived: after one without a RateLimit header there is no budget
     #: to wait for, and probing would make the API's crawl sequential.
@@ -96,6 +118,11 @@ class RateBudget:
 
 class HostUnreachable(IgnoreRequest):
     """A host that could not be resolved or connected to; later requests fail fast."""
+
+
+class BudgetTooFar(IgnoreRequest):
+    """An API's RateLimit budget is spent until a reset further away than
+    MANIFEST_MAX_RETRY_AFTER: the request fails rather than wait for it."""
 
 
 def backoff_delay(
@@ -148,7 +175,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
         self.jitter = settings.getfloat("MANIFEST_BACKOFF_JITTER")
         self.max_wait = settings.getfloat("MANIFEST_MAX_RETRY_AFTER")
         self.probe_budget = settings.getbool("MANIFEST_RATELIMIT_PROBE")
-        self.longest_wait = max(self.cap, self.max_wait)
+        self.longest_wait = max(self.cap, self.max_wait + ANNOUNCED_WAIT_MARGIN)
         self.rng = random.Random()
         #: Download slot → monotonic time until which the API asked us to wait.
         self.blocked_until: dict[str, float] = {}
@@ -156,15 +183,67 @@ class BackoffRetryMiddleware(RetryMiddleware):
         self.unreachable: dict[str, str] = {}
         #: Download slot → its announced rate-limit budget (made at the slot's first request).
         self.budgets: defaultdict[str, RateBudget] = defaultdict(RateBudget)
+        #: Download slots whose requests fail for a budget reset too far away (logged once,
+        #: until a request goes out again).
+        self.refusing: set[str] = set()
+        #: Why the crawl is stopping, once it is (see the module docstring).
+        self.stopping: str | None = None
+        #: CLOSESPIDER_TIMEOUT's moment, when Scrapy's CloseSpider extension will close then.
+        self.deadline: float | None = None
+        #: Requests waiting here, each woken by a stop.
+        self.sleepers: set[Deferred[None]] = set()
+        crawler.signals.connect(self.spider_opened, signal=signals.spider_opened)
+        crawler.signals.connect(self.stop_requested, signal=manifest_signals.stop_requested)
 
     @classmethod
     def from_crawler(cls, crawler: Crawler) -> Self:
         return cls(crawler)
 
+    def spider_opened(self) -> None:
+        timeout = self.crawler.settings.getfloat("CLOSESPIDER_TIMEOUT")
+        if timeout > 0 and self.crawler.get_extension(CloseSpider) is not None:
+            # Scrapy's CloseSpider closes the spider then; no request may be waiting here.
+            self.deadline = time.monotonic() + timeout
+
+    def stop_requested(self, reason: str) -> None:
+        """The project's ``stop_requested`` signal: a component is closing the spider."""
+        self.stopping = self.stopping or reason
+        sleepers, self.sleepers = self.sleepers, set()
+        for sleeper in sleepers:
+            if not sleeper.called:
+                sleeper.callback(None)
+
+    def _stop_reason(self) -> str | None:
+        if self.stopping is None:
+            if not self.crawler.crawling:
+                # Crawler.stop_async(): SIGINT or SIGTERM (Scrapy's shutdown handlers).
+                self.stopping = "shutdown"
+            elif self.deadline is not None and time.monotonic() >= self.deadline:
+                self.stopping = "closespider_timeout"
+        return self.stopping
+
+    async def _pause(self, seconds: float, landed: Deferred[None] | None = None) -> None:
+        """Sleep ``seconds`` at most STOP_POLL, or until ``landed`` fires, or until a stop."""
+        woken: Deferred[None] = Deferred()
+
+        def wake(_: object = None) -> None:
+            if not woken.called:
+                woken.callback(None)
+
+        self.sleepers.add(woken)
+        timer = call_later(min(seconds, STOP_POLL), wake)
+        if landed is not None:
+            landed.addBoth(wake)
+        try:
+            await maybe_deferred_to_future(woken)
+        finally:
+            timer.cancel()
+            self.sleepers.discard(woken)
+
     def _slot(self, request: Request) -> str:
         return self.crawler.engine.downloader.get_slot_key(request)
 
-    async def process_request(self, request: Request) -> None:
+    async def process_request(self, request: Request) -> Request | None:
         slot = self._slot(request)
         if slot in self.unreachable:
             raise HostUnreachable(self.unreachable[slot])
@@ -181,8 +260,14 @@ class BackoffRetryMiddleware(RetryMiddleware):
             request.meta[NOT_BEFORE_META] = time.monotonic() + self.longest_wait
         budget = self.budgets[slot]
         probe = self.probe_budget and bool(request.meta.get(RATELIMIT_PROBE_META))
-        # Re-checked after every sleep: another response may have extended the slot's wait.
+        waited = False
+        # Re-checked after every pause: another response may have extended the slot's wait.
         while True:
+            if self._stop_reason() is not None:
+                # Not sent: back to the scheduler, so that the graceful close does not wait
+                # for it (with JOBDIR the resumed job sends it).
+                self.stats.inc_value("manifest/backoff/handed_back")
+                return request
             now = time.monotonic()
             if budget.remaining is not None and now >= budget.reset_at:
                 budget.remaining = budget.quota
@@ -193,20 +278,38 @@ class BackoffRetryMiddleware(RetryMiddleware):
                 self.blocked_until.get(slot, 0.0) - now,
             )
             if budget.remaining is not None and budget.remaining <= 0:
+                if budget.reset_at - now > self.max_wait + ANNOUNCED_WAIT_MARGIN:
+                    raise self._budget_too_far(slot, budget)
                 wait = max(wait, budget.reset_at - now)
             if wait > 0:
-                self.stats.inc_value("manifest/backoff/waits")
-                await sleep(wait)
+                pause = self._pause(wait)
             elif budget.remaining is None and probe and budget.in_flight and not budget.answered:
                 # The budget is still unknown: held back until the request in flight lands,
                 # and sent the moment it does, its answer read.
-                self.stats.inc_value("manifest/backoff/waits")
-                await maybe_deferred_to_future(budget.until_landed())
+                pause = self._pause(STOP_POLL, budget.until_landed())
             else:
                 break
+            if not waited:
+                waited = True
+                self.stats.inc_value("manifest/backoff/waits")
+            await pause
+        self.refusing.discard(slot)
         budget.in_flight += 1
         if budget.remaining is not None:
             budget.remaining -= 1
+        return None
+
+    def _budget_too_far(self, slot: str, budget: RateBudget) -> BudgetTooFar:
+        message = (
+            f"{slot}: the API's RateLimit budget is spent and resets in "
+            f"{budget.announced_reset} s, more than MANIFEST_MAX_RETRY_AFTER="
+            f"{self.max_wait:.0f}: its requests fail instead of waiting"
+        )
+        if slot not in self.refusing:
+            self.refusing.add(slot)
+            logger.error(message)
+        self.stats.inc_value("manifest/ratelimit/too_far")
+        return BudgetTooFar(message)
 
     # Scrapy calls these without the spider argument its RetryMiddleware still declares.
     def process_response(  # type: ignore[override]
@@ -223,9 +326,9 @@ class BackoffRetryMiddleware(RetryMiddleware):
             return response
         if api_wait is not None and api_wait > self.max_wait:
             logger.error(
-                "Not retrying %s: the API asks to wait %.0f s, more than "
-                "MANIFEST_MAX_RETRY_AFTER=%.0f",
+                "Not retrying %s: %s asks to wait %.0f s, more than MANIFEST_MAX_RETRY_AFTER=%.0f",
                 request.url,
+                slot,
                 api_wait,
                 self.max_wait,
             )
@@ -273,20 +376,24 @@ class BackoffRetryMiddleware(RetryMiddleware):
         # Requests still in flight may not have been counted by the server yet: assume they
         # were not, so the budget for new requests errs on the side of fewer.
         budget.remaining = max(0, remaining - budget.in_flight)
-        budget.reset_at = time.monotonic() + reset
+        budget.reset_at = time.monotonic() + reset + ANNOUNCED_WAIT_MARGIN
+        budget.announced_reset = reset
         policy = response.headers.get(b"RateLimit-Policy")
         if policy is not None:
             text = policy.decode("latin-1")
+            # A quota or a window of 0 describes no budget that could ever be waited for:
+            # unknown, so that a new window is not taken to be as empty as the last.
             if quota := _POLICY_QUOTA_RE.search(text):
-                budget.quota = int(quota.group(1))
+                budget.quota = int(quota.group(1)) or None
             if window := _POLICY_WINDOW_RE.search(text):
-                budget.window = float(window.group(1))
+                budget.window = float(window.group(1)) or None
 
     def _retryable(self, status: int) -> bool:
         return status in (408, 429) or 500 <= status <= 599
 
     def _api_wait(self, slot: str, response: Response) -> float | None:
-        """How long the API asked to wait (Retry-After, or RateLimit with r=0); blocks the slot."""
+        """How long the API asked to wait (Retry-After, or RateLimit with r=0), as announced;
+        blocks the slot that long and ANNOUNCED_WAIT_MARGIN more, unless it is too long."""
         wait = None
         retry_after = response.headers.get(b"Retry-After")
         if retry_after is not None:
@@ -297,7 +404,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
             if parsed is not None and parsed[0] == 0:
                 wait = max(wait or 0.0, float(parsed[1]))
         if wait is not None and wait <= self.max_wait:
-            self._block(slot, time.monotonic() + wait)
+            self._block(slot, time.monotonic() + wait + ANNOUNCED_WAIT_MARGIN)
             self.stats.inc_value("manifest/ratelimit/waits")
         return wait
 
@@ -319,7 +426,7 @@ class BackoffRetryMiddleware(RetryMiddleware):
             return None
         delay = backoff_delay(retry.meta["retry_times"], self.base, self.cap, self.jitter, self.rng)
         if api_wait is not None:
-            delay = max(delay, api_wait)
+            delay = max(delay, api_wait + ANNOUNCED_WAIT_MARGIN)
         retry.meta[NOT_BEFORE_META] = time.monotonic() + delay
         return retry
 

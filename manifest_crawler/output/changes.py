@@ -14,6 +14,7 @@ from typing import Any
 
 from manifest_crawler.output.jsonstream import StreamedArray
 from manifest_crawler.output.manifests import PreviousModel, model_ids
+from manifest_crawler.output.runreport import WRITTEN
 
 CHANGES_FILE = "changes.json"
 
@@ -107,13 +108,10 @@ class FilterOutcome:
 
 
 def filter_changes(outcome: FilterOutcome) -> dict[str, Any]:
-    # Only a rewritten (fresh) manifest can differ from the one it replaced.
-    diff = (
-        diff_ranking(outcome.previous, outcome.current or ())
-        if outcome.status == "fresh"
-        else RankingDiff()
-    )
-    current = outcome.current if outcome.status == "fresh" else outcome.previous
+    # Only a rewritten (fresh or short) manifest can differ from the one it replaced.
+    rewritten = outcome.status in WRITTEN
+    diff = diff_ranking(outcome.previous, outcome.current or ()) if rewritten else RankingDiff()
+    current = outcome.current if rewritten else outcome.previous
     return {
         "source": outcome.source,
         "filter": outcome.filter,

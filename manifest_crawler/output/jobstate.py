@@ -24,7 +24,7 @@ JOB_FILE = "manifest-job.json"
 #: Present while a process works on the job: found at start, it means the last one never
 #: closed (killed), so its JOBDIR cannot be trusted.
 RUNNING_MARKER = "manifest-job.running"
-FORMAT = 2
+FORMAT = 3
 
 #: One collected model: (rank, model), as the RunState keeps them (read back as
 #: {"id", "slug", "name"} dicts).
@@ -46,6 +46,7 @@ def job_fingerprint(sources: Sequence[str], ledger: Ledger, urls: Mapping[str, s
             state.filter.params,
             state.max_items,
             state.filter.rule,  # a dataclass: orjson writes its fields
+            state.filter.max_pages,
         ]
         for state in ledger
     ]

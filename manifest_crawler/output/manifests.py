@@ -19,6 +19,7 @@ import ijson
 import msgspec
 
 from manifest_crawler.apis.normalize import id_slug, is_site_id
+from manifest_crawler.files import NotARegularFile, open_regular
 from manifest_crawler.filters import Filter, filter_file_stem
 from manifest_crawler.output.jsonstream import StreamedArray
 from manifest_crawler.output.jsonstream import (
@@ -447,9 +448,11 @@ def _models_in(
     (checked first); the iterator raises ManifestError too.
     """
     try:
-        file = path.open("rb")
+        file = open_regular(path)
     except (FileNotFoundError, NotADirectoryError):
         return None
+    except NotARegularFile as exc:
+        raise ManifestError(str(exc)) from None
     except OSError as exc:
         raise ManifestError(f"{path}: cannot be read: {exc.strerror or exc}") from None
     if origin_key is not None:
@@ -463,7 +466,10 @@ def _models_in(
             found = _top_level_value(path, file, origin_key)
         if found != origin:
             raise OtherOrigin(path, _origin_text(found), _origin_text(origin))
-        file = path.open("rb")
+        try:
+            file = open_regular(path)
+        except OSError as exc:  # replaced since it was opened above
+            raise ManifestError(f"{path}: cannot be read: {exc.strerror or exc}") from None
     return _checked_models(path, file, kind.__match_args__, what)
 
 
@@ -564,11 +570,11 @@ def read_previous_site_models(
         for m in models
     ]
     # A second pass for one value, as cheap as the first and without holding the file.
-    with path.open("rb") as file:
-        try:
+    try:
+        with open_regular(path) as file:
             timestamp = next(ijson.items(file, "timestamp"), None)
-        except ijson.JSONError:
-            timestamp = None
+    except (OSError, ijson.JSONError):
+        timestamp = None
     return previous, timestamp if isinstance(timestamp, str) else None
 
 

@@ -1,6 +1,9 @@
-"""Pure judgement of a run: which filters are fresh, stale or failed, and the exit status.
+"""Pure judgement of a run: which filters are fresh, short, stale or failed, and the exit
+status.
 
 - fresh: fetched completely this run; its manifest was rewritten.
+- short: stopped by its page budget before it had max_items; its manifest was rewritten with
+  the models it kept (an honest result: exit 0, except under MANIFEST_STRICT).
 - stale: not fetched (failed, unfinished, or suspiciously shrunk), but its previous manifest
   is still on disk and stays as it was.
 - failed: not fetched and nothing to fall back on.
@@ -27,8 +30,13 @@ EXIT_FAILED = 1
 
 class Verdict(StrEnum):
     FRESH = "fresh"
+    SHORT = "short"
     STALE = "stale"
     FAILED = "failed"
+
+
+#: The verdicts whose manifest this run rewrote.
+WRITTEN = frozenset({Verdict.FRESH, Verdict.SHORT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +49,7 @@ def judge_filter(
     *,
     crawled: bool,
     crawl_reason: str,
+    short: bool = False,
     fresh_models: int,
     previous_models: int | None,
     max_items: int | None,
@@ -51,6 +60,8 @@ def judge_filter(
     A fresh result that lost more than ``max_shrink`` of the previous manifest's models is
     suspect (an API glitch answering 3 models must not wipe 100 from the site). The previous
     count is first capped at ``max_items`` so that lowering a filter's max_items is no shrink.
+    A ``short`` result (stopped by its page budget) is judged alike, and is SHORT, not FRESH,
+    when written.
     """
     fallback = Verdict.FAILED if previous_models is None else Verdict.STALE
     if not crawled:
@@ -63,7 +74,7 @@ def judge_filter(
                 f"shrank from {previous_models} to {fresh_models} models "
                 f"(more than MANIFEST_MAX_SHRINK={max_shrink:g}); previous manifest kept",
             )
-    return FilterVerdict(Verdict.FRESH, crawl_reason)
+    return FilterVerdict(Verdict.SHORT if short else Verdict.FRESH, crawl_reason)
 
 
 def exit_status(
@@ -75,8 +86,9 @@ def exit_status(
     empty: int = 0,
 ) -> int:
     """Non-zero when a filter has nothing on disk, when nothing was fetched at all, when the
-    crawl stopped before every filter finished (a signal, the JSON-RPC stop), or, under
-    MANIFEST_STRICT, when any filter is not fresh or ``empty`` filters listed no model."""
+    crawl stopped before every filter finished (a signal, the JSON-RPC stop, the run's
+    deadline), or, under MANIFEST_STRICT, when any filter is not fresh (short included) or
+    ``empty`` filters listed no model."""
     if not fetched_any or unfinished:
         return EXIT_FAILED
     if Verdict.FAILED in verdicts:

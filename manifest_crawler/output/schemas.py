@@ -116,7 +116,7 @@ class Validators:
             if self.checks_in_chunks(schema, path):
                 self._check_chunk(schema, file, path, start, items)
 
-        return encode_chunks(document, check)
+        return _encodable(encode_chunks(document, check), file)
 
     def _check_whole(self, schema: str, document: Any, file: str) -> None:
         validator = self._validators[schema]
@@ -125,8 +125,11 @@ class Validators:
             if has_streamed(document)
             else document
         )
-        if validator.is_valid(plain):
-            return
+        try:
+            if validator.is_valid(plain):
+                return
+        except UnicodeEncodeError as exc:
+            raise SchemaError(_unencodable(file, exc)) from None
         error = next(iter(validator.iter_errors(plain)))
         raise SchemaError(f"{file} does not match {schema}: {describe_error(error)}")
 
@@ -166,6 +169,19 @@ class Validators:
                 )
             )
         return self._array_validators[key]
+
+
+def _encodable(chunks: Iterator[bytes], file: str) -> Iterator[bytes]:
+    """``chunks``, a value JSON cannot hold (a string with a lone surrogate: not valid UTF-8)
+    raising SchemaError like any other invalid value, so the file is refused, not the run."""
+    try:
+        yield from chunks
+    except (orjson.JSONEncodeError, UnicodeEncodeError) as exc:
+        raise SchemaError(_unencodable(file, exc)) from None
+
+
+def _unencodable(file: str, error: Exception) -> str:
+    return f"{file} cannot be encoded as JSON: {error}"
 
 
 def subschema_at(root: Mapping[str, Any], path: JsonPath) -> Mapping[str, Any]:

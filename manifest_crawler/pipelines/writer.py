@@ -49,6 +49,7 @@ from manifest_crawler.output.runreport import (
     EXIT_CODE_STAT,
     EXIT_FAILED,
     RUN_REPORT_FILE,
+    WRITTEN,
     FilterVerdict,
     Verdict,
     build_report,
@@ -64,6 +65,7 @@ from manifest_crawler.output.schemas import (
     SchemaError,
     Validators,
 )
+from manifest_crawler.settings_check import claim_output_folder
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +117,12 @@ class ManifestWriterPipeline:
     def from_crawler(cls, crawler: Crawler) -> Self:
         return cls(crawler)
 
+    def open_spider(self) -> None:
+        if self.run.folder_lock is None:
+            # A crawler made in code (`scrapy crawl` took the lock when it checked its input):
+            # the same check and lock, before any request; InputError stops the crawl.
+            self.run.folder_lock = claim_output_folder(self.crawler.settings, self.run.filter_set)
+
     def process_item(self, item: Any) -> Any:
         """Collect a page of a filter's models (items.ModelPage)."""
         adapter = ItemAdapter(item)
@@ -151,7 +159,9 @@ class ManifestWriterPipeline:
         rows: list[dict[str, Any]] = []
         failure: str | None = None
         end: list[tuple[int, str]] = []
-        if fetched_any:
+        lock = self.run.folder_lock
+        if fetched_any and lock is not None and lock.held:
+            # Only the folder's lock holder: another run's temporaries are no leftovers.
             with contextlib.suppress(OSError):  # a folder that is not there has none
                 for leftover in remove_stale_temporaries(self.manifest_dir):
                     logger.info("Removed %s, left by a crawl killed while writing", leftover.name)
@@ -256,13 +266,14 @@ class ManifestWriterPipeline:
         verdict = judge_filter(
             crawled=state.status is FilterStatus.DONE,
             crawl_reason=state.end_reason or "unfinished: the crawl stopped first",
+            short=state.short,
             fresh_models=len(ranked),
             previous_models=previous,
             max_items=state.max_items,
             max_shrink=self.max_shrink,
         )
         errors = list(state.errors)
-        if verdict.verdict is Verdict.FRESH:
+        if verdict.verdict in WRITTEN:
             document = build_manifest(
                 state.filter.name, ranked, timestamp, self.origins[state.filter.source]
             )
@@ -286,8 +297,9 @@ class ManifestWriterPipeline:
             "status": str(verdict.verdict),
             "reason": verdict.reason,
             "file": path.name,
-            "manifest_models": len(ranked) if verdict.verdict is Verdict.FRESH else previous,
-            "empty": state.status is FilterStatus.DONE and not ranked,
+            "manifest_models": len(ranked) if verdict.verdict in WRITTEN else previous,
+            # Short is not "to its end": the page budget stopped it (its warning says so).
+            "empty": state.status is FilterStatus.DONE and not state.short and not ranked,
         }
         outcome = FilterOutcome(
             source=state.filter.source,
@@ -425,17 +437,19 @@ class ManifestWriterPipeline:
             starts = [s.started_at for s in states if s.started_at is not None]
             ends = [s.finished_at for s in states if s.finished_at is not None]
             span = max(ends) - min(starts) if starts and ends else 0.0
-            fresh = sum(1 for row in source_rows if row["status"] == Verdict.FRESH)
+            written = sum(1 for row in source_rows if row["status"] in WRITTEN)
+            short = sum(1 for row in source_rows if row["status"] == Verdict.SHORT)
             lines.append(
-                f"  {source}: {fresh}/{len(states)} filters fetched, "
+                f"  {source}: {written}/{len(states)} filters fetched"
+                f"{f' ({short} short)' if short else ''}, "
                 f"{sum(s.pages for s in states)} pages, {sum(s.models for s in states)} models, "
                 f"{self.stats.get_value(f'manifest/{source}/dropped', 0)} dropped, "
                 f"{sum(s.retries for s in states)} retries, {span:.1f} s"
             )
         end = [(logging.INFO, "\n".join(lines))]
-        not_fresh = [row for row in rows if row["status"] != Verdict.FRESH]
-        if not_fresh:
-            end.append((logging.WARNING, not_refreshed_text(not_fresh)))
+        not_written = [row for row in rows if row["status"] not in WRITTEN]
+        if not_written:
+            end.append((logging.WARNING, not_refreshed_text(not_written)))
         return end
 
 

@@ -7,21 +7,18 @@ source's own module of apis/ as a SourceAPI; this module only drives them.
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from collections.abc import AsyncIterator, Iterable, Iterator
 from itertools import zip_longest
 from typing import Any, ClassVar, Self
 
-import orjson
 import scrapy
+from scrapy import signals
 from scrapy.crawler import Crawler
 from scrapy.downloadermiddlewares.retry import get_retry_request
 from scrapy.exceptions import CannotResolveHostError, DownloadCancelledError, IgnoreRequest
-from scrapy.http import Response, TextResponse
+from scrapy.http import Response
 from scrapy.settings import BaseSettings
 from scrapy.spidermiddlewares.httperror import HttpError
-from scrapy.statscollectors import StatsCollector
 from twisted.internet.defer import CancelledError
 from twisted.internet.error import DNSLookupError
 from twisted.python.failure import Failure
@@ -30,16 +27,18 @@ from manifest_crawler.apis.base import (
     Page,
     PageError,
     SourceAPI,
+    api_error_message,
     query_value,
     redact_url,
 )
-from manifest_crawler.apis.normalize import InvalidModel, normalize_model
+from manifest_crawler.apis.selection import Selection, select_items
 from manifest_crawler.critical_path import chain_pages_left
 from manifest_crawler.extensions.runstate import RunState
-from manifest_crawler.filters import FiltersError
+from manifest_crawler.filters import FiltersError, page_budget
 from manifest_crawler.items import ModelEntry, ModelPage
-from manifest_crawler.ledger import FilterState, FilterStatus, Ledger
+from manifest_crawler.ledger import PAGE_BUDGET_REASON, FilterState, FilterStatus, Ledger
 from manifest_crawler.middlewares.backoff import RATELIMIT_PROBE_META
+from manifest_crawler.text import shown
 
 logger = logging.getLogger(__name__)
 
@@ -94,49 +93,6 @@ def chain_page_size(states: Iterable[FilterState], api: SourceAPI) -> int:
     return min(max(sizes), api.max_page_size)
 
 
-def take_models(
-    state: FilterState, api: SourceAPI, items: list[Any], stats: StatsCollector
-) -> Iterator[ModelEntry]:
-    """The models a page's raw ``items`` give ``state``'s filter, in order: those its own
-    rules keep, normalised (apis/normalize.py), none it already has, at most what it still
-    wants. Every item left out is counted (in ``state`` and ``stats``) and the model taken
-    noted in ``state``. Plain, so that the per-model rules are the same whoever drives the
-    pages (the spider; bench/plain.py)."""
-    source, name = state.filter.source, state.filter.name
-    for item in items:
-        if not isinstance(item, dict):
-            stats.inc_value("manifest/dropped/not_an_object")
-            continue
-        if not api.keep(state.filter, item):
-            state.excluded += 1
-            continue
-        mismatch = api.mismatch(state.filter, item)
-        if mismatch is not None:
-            state.mismatched += 1
-            state.first_mismatch = state.first_mismatch or mismatch
-            stats.inc_value(f"manifest/{source}/mismatched")
-        try:
-            model = normalize_model(source, api.raw_id(item), api.raw_name(item))
-        except InvalidModel as exc:
-            # It takes no place in the filter.
-            stats.inc_value(f"manifest/dropped/{exc.reason}")
-            stats.inc_value(f"manifest/{source}/dropped")
-            logger.warning("Dropped a model of %s:%s: %s", source, name, exc)
-            continue
-        # Interned: every filter listing a model then holds one string for its id (the
-        # writer interns the same), not a copy per filter (a million models, measured).
-        model_id = sys.intern(model.id)
-        if model_id in state.seen_ids:
-            state.duplicates += 1
-            stats.inc_value("manifest/dropped/duplicate")
-            continue
-        rank = state.models
-        state.seen_ids.add(model_id)
-        yield ModelEntry(source, name, rank, model_id, model.slug, model.name)
-        if state.remaining == 0:
-            return
-
-
 class ManifestSpider(scrapy.Spider):
     """Crawl every selected filter of ``source_apis`` to max_items or its last page."""
 
@@ -146,6 +102,8 @@ class ManifestSpider(scrapy.Spider):
     apis: dict[str, SourceAPI]
     max_empty_pages: int
     max_retry_times: int
+    scan_factor: int
+    unlimited_pages: int
 
     @classmethod
     def update_settings(cls, settings: BaseSettings) -> None:
@@ -174,6 +132,9 @@ class ManifestSpider(scrapy.Spider):
             crawler.settings.set("MANIFEST_FILTERS", names, priority="spider")
         spider.max_empty_pages = crawler.settings.getint("MANIFEST_MAX_EMPTY_PAGES")
         spider.max_retry_times = crawler.settings.getint("MANIFEST_RETRY_TIMES")
+        spider.scan_factor = crawler.settings.getint("MANIFEST_SCAN_FACTOR")
+        spider.unlimited_pages = crawler.settings.getint("MANIFEST_MAX_PAGES")
+        crawler.signals.connect(spider.spider_idle, signal=signals.spider_idle)
         return spider
 
     async def start(self) -> AsyncIterator[Any]:
@@ -181,10 +142,18 @@ class ManifestSpider(scrapy.Spider):
         if run is None:
             raise RuntimeError(f"{type(self).__name__} needs the RunState extension")
         self.ledger = run.ledger
-        self.apis = {}
-        for api_cls in self.source_apis:
-            token = os.environ.get(api_cls.token_env) or None
-            self.apis[api_cls.name] = api_cls(self.settings[api_cls.url_setting], token)
+        self.apis = {
+            api_cls.name: api_cls(self.settings[api_cls.url_setting])
+            for api_cls in self.source_apis
+        }
+        for state in self.ledger:
+            state.max_pages = page_budget(
+                state.filter.max_pages,
+                state.max_items,
+                self.apis[state.filter.source].max_page_size,
+                self.scan_factor,
+                self.unlimited_pages,
+            )
         # A resumed job (JOBDIR): a filter that is not PENDING finished in an earlier
         # process, or its next page waits in the job's request queue.
         pending = [
@@ -223,36 +192,73 @@ class ManifestSpider(scrapy.Spider):
             meta=meta,
         )
 
-    def parse_page(self, response: Response) -> Iterator[Any]:
+    def parse_page(self, response: Response) -> list[Any]:
+        """What a page yields (its models, then the chain's next page, or a retry of it).
+
+        Whatever the page holds or our handling of it raises costs this chain's filters at
+        most, never the crawl's other filters: the page is read and every filter's items are
+        selected before any state changes, so a page that fails there is retried like any
+        bad answer, then fails its filters with the reason; a failure after that (a bug of
+        ours) fails them at once. Built whole before the first yield, so that no filter is
+        left half-way with none of its page's output.
+        """
         request = response.request
         assert request is not None  # a response handed to a callback has its request
         states = self._unfinished(request)
         if not states:
-            return
+            return []
         api = self.apis[states[0].filter.source]
         try:
             page = api.parse(response)
+            selections = [
+                select_items(api, state.filter, page.items, state.seen_ids, state.remaining)
+                for state in states
+            ]
         except PageError as exc:
-            yield from self._retry_or_fail(states, response, exc)
-            return
+            return list(self._retry_or_fail(states, response, exc))
+        except Exception as exc:  # see the docstring
+            logger.debug("Reading %s raised", redact_url(request.url), exc_info=True)
+            error = PageError("unreadable_page", f"reading the page raised {_exception(exc)}")
+            return list(self._retry_or_fail(states, response, error))
+        try:
+            return self._commit(states, api, page, selections, response)
+        except Exception as exc:  # see the docstring
+            logger.debug("Handling %s raised", redact_url(request.url), exc_info=True)
+            detail = f"handling the page raised {_exception(exc)} (a crawler bug)"
+            self._fail_chain(states, request, detail, "internal_error")
+            return []
+
+    def _commit(
+        self,
+        states: list[FilterState],
+        api: SourceAPI,
+        page: Page,
+        selections: list[Selection],
+        response: Response,
+    ) -> list[Any]:
+        request = response.request
+        assert request is not None
         self.crawler.stats.inc_value(f"manifest/{api.name}/pages")
+        outputs: list[Any] = []
         going_on = []
-        for state in states:
+        for state, selection in zip(states, selections, strict=True):
             state.pages += 1
+            state.items_read += len(page.items)
             # The page's final response carries how many times it was retried.
             state.retries += response.meta.get("retry_times", 0)
             # One item per filter and page, not per model: Scrapy's per-item path (spider
             # middlewares, the item pipeline, signals, a log record) then runs once a page.
-            models = list(take_models(state, api, page.items, self.crawler.stats))
+            models = self._entries(state, api, selection)
             if models:
-                yield ModelPage(state.filter.source, state.filter.name, models)
+                outputs.append(ModelPage(state.filter.source, state.filter.name, models))
             if self._goes_on(state, api, page, request):
                 going_on.append(state)
         if going_on:
             assert page.next_cursor is not None
             for state in going_on:
                 state.cursors.add(page.next_cursor)
-            yield self._page_request(going_on, after=page)
+            outputs.append(self._page_request(going_on, after=page))
+        return outputs
 
     def _unfinished(self, request: scrapy.Request) -> list[FilterState]:
         return [
@@ -304,9 +310,71 @@ class ManifestSpider(scrapy.Spider):
                 f"(MANIFEST_MAX_EMPTY_PAGES={self.max_empty_pages})"
             )
             self._fail(state, request, detail, "empty_pages")
+        elif state.max_pages is not None and state.pages >= state.max_pages:
+            self._stop_short(state, api)
         else:
             return True
         return False
+
+    def _stop_short(self, state: FilterState, api: SourceAPI) -> None:
+        """The filter read its page budget: it ends with the models it has, reported short."""
+        own = state.filter.max_pages is not None
+        budget = (
+            f"its max_pages={state.max_pages}"
+            if own
+            else f"its page budget of {state.max_pages} (MANIFEST_SCAN_FACTOR, MANIFEST_MAX_PAGES)"
+        )
+        share = state.kept_share
+        logger.warning(
+            "%s:%s: stopped by %s with %d of %s models (it kept %s of the %d items read); "
+            "written short",
+            state.filter.source,
+            state.filter.name,
+            budget,
+            state.models,
+            "no limit of" if state.max_items is None else state.max_items,
+            "none" if not share else f"{share:.1%}",
+            state.items_read,
+        )
+        self.crawler.stats.inc_value(f"manifest/{api.name}/short")
+        self._finish(state, FilterStatus.DONE, PAGE_BUDGET_REASON)
+
+    def _entries(
+        self, state: FilterState, api: SourceAPI, selection: Selection
+    ) -> list[ModelEntry]:
+        """The filter takes what was selected for it from a page, and counts what it left."""
+        source, name = state.filter.source, state.filter.name
+        stats = self.crawler.stats
+        state.excluded += selection.excluded
+        if selection.mismatched:
+            state.mismatched += selection.mismatched
+            state.first_mismatch = state.first_mismatch or selection.first_mismatch
+            stats.inc_value(f"manifest/{source}/mismatched", selection.mismatched)
+        if selection.duplicates:
+            state.duplicates += selection.duplicates
+            stats.inc_value("manifest/dropped/duplicate", selection.duplicates)
+        if selection.dropped:
+            # They take no place in the filter.
+            total = selection.dropped.total()
+            for reason, count in selection.dropped.items():
+                state.dropped[reason] = state.dropped.get(reason, 0) + count
+                stats.inc_value(f"manifest/dropped/{reason}", count)
+            stats.inc_value(f"manifest/{source}/dropped", total)
+            logger.warning(
+                "Dropped %d model(s) of %s:%s (%s): %s%s",
+                total,
+                source,
+                name,
+                ", ".join(f"{reason} {count}" for reason, count in selection.dropped.items()),
+                "; ".join(selection.drop_notes),
+                " …" if total > len(selection.drop_notes) else "",
+            )
+        entries = []
+        for model in selection.models:
+            rank = state.models
+            state.seen_ids.add(model.id)
+            entries.append(ModelEntry(source, name, rank, model.id, model.slug, model.name))
+        return entries
 
     def _retry_or_fail(
         self, states: list[FilterState], response: Response, exc: PageError
@@ -322,6 +390,8 @@ class ManifestSpider(scrapy.Spider):
         )
         if retry is not None:
             retry.meta.pop("download_latency", None)
+            # From the API itself: the dev cache (MANIFEST_DEV_CACHE) may hold the bad answer.
+            retry.meta["dont_cache"] = True
             yield retry
         else:
             self._fail_chain(states, request, str(exc), exc.reason)
@@ -331,10 +401,21 @@ class ManifestSpider(scrapy.Spider):
         states = self._unfinished(request)
         if not states:
             return
+        try:
+            detail, quiet = self._failure_detail(failure, request)
+        except Exception as exc:  # the filters fail all the same
+            error = failure.value if failure.value is not None else exc
+            detail = f"{_exception(error)} (telling more raised {_exception(exc)})"
+            quiet = False
+        self._fail_chain(states, request, detail, "request_failed", quiet=quiet)
+
+    def _failure_detail(self, failure: Failure, request: scrapy.Request) -> tuple[str, bool]:
+        """What a failed request's failure says, and whether it was already logged loudly."""
         error = failure.value
         if isinstance(error, HttpError):
             response = error.response
-            detail = f"HTTP {response.status}{_error_detail(response)}"
+            message = api_error_message(response.body)
+            detail = f"HTTP {response.status}" + (f" ({message})" if message else "")
             quiet = False
         elif failure.check(DownloadCancelledError, CancelledError):
             # The only downloads cancelled before the crawl closes are those past the cap.
@@ -342,12 +423,28 @@ class ManifestSpider(scrapy.Spider):
             detail = f"the answer passed DOWNLOAD_MAXSIZE ({maxsize} bytes) and was dropped"
             quiet = False
         else:
-            detail = f"{type(error).__name__}: {failure.getErrorMessage()}"
+            detail = _exception(error) if error is not None else failure.getErrorMessage()
             # A name that does not resolve, or a request the transport ignored (it ignores
-            # every later request to a host it found unreachable): the transport said so once,
-            # loudly; no need for one error line per filter.
+            # every later request to a host it found unreachable, and middlewares/origin.py
+            # every request off the APIs' origins): the transport said so once, loudly; no
+            # need for one error line per filter.
             quiet = failure.check(IgnoreRequest, CannotResolveHostError, DNSLookupError) is not None
-        self._fail_chain(states, request, detail, "request_failed", quiet=quiet)
+        return detail, quiet
+
+    def spider_idle(self) -> None:
+        """Nothing is left to request or parse: a filter still running has lost its chain of
+        pages (a request some component dropped without a word, a bug). It fails saying so,
+        rather than being reported unfinished with no error."""
+        for state in self.ledger:
+            if state.status is FilterStatus.RUNNING:
+                self.crawler.stats.inc_value("manifest/lost_chains")
+                self._fail(
+                    state,
+                    None,
+                    "its next page was lost: nothing was left to fetch or parse while the "
+                    "filter was still running (a crawler bug)",
+                    "lost",
+                )
 
     def _fail_chain(
         self,
@@ -366,21 +463,23 @@ class ManifestSpider(scrapy.Spider):
     def _fail(
         self,
         state: FilterState,
-        request: scrapy.Request,
+        request: scrapy.Request | None,
         detail: str,
         reason: str,
         *,
         quiet: bool = False,
     ) -> None:
-        url = redact_url(request.url)
-        state.errors.append(f"{detail} at {url}")
+        # What a server said is in the detail: one line, bounded, valid UTF-8, in the log as
+        # in the run report.
+        detail = shown(detail, 1000)
+        error = detail if request is None else f"{detail} at {shown(redact_url(request.url), 500)}"
+        state.errors.append(error)
         logger.log(
             logging.DEBUG if quiet else logging.ERROR,
-            "%s:%s failed: %s at %s",
+            "%s:%s failed: %s",
             state.filter.source,
             state.filter.name,
-            detail,
-            url,
+            error,
         )
         self._finish(state, FilterStatus.FAILED, reason)
 
@@ -399,16 +498,7 @@ class ManifestSpider(scrapy.Spider):
             )
 
 
-def _error_detail(response: Response) -> str:
-    """The API's own error message, if its body carries one (CivitAI and HF use JSON)."""
-    if not isinstance(response, TextResponse):
-        return ""
-    try:
-        body = orjson.loads(response.body)
-    except orjson.JSONDecodeError:
-        return ""
-    if isinstance(body, dict):
-        message = body.get("error") or body.get("message")
-        if isinstance(message, str) and message:
-            return f" ({message[:200]})"
-    return ""
+def _exception(error: BaseException) -> str:
+    """An exception as an error message names it: its type and its message, bounded."""
+    message = shown(str(error), 300)
+    return f"{type(error).__name__}: {message}" if message else type(error).__name__

@@ -51,7 +51,8 @@ export async function filterPage(source: Source, filter: string): Promise<Filter
   };
 }
 
-/** A build step: the filters the last run could not refresh, to show a notice on their page. */
+/** A build step: the filters the last run could not refresh, or cut short by their page
+ * budget, to show a notice on their page. */
 export async function staleFilters(): Promise<string[]> {
   const report = await readManifestFile<RunReport>("run-report.json");
   return report.filters

@@ -57,9 +57,9 @@ export interface FilterChanges {
   filter: string;
   file: string;
   /**
-   * The run report's verdict; only a fresh filter's manifest changed.
+   * The run report's verdict; only a fresh or short filter's manifest changed.
    */
-  status: "fresh" | "stale" | "failed";
+  status: "fresh" | "short" | "stale" | "failed";
   /**
    * Models in the replaced manifest; null when there was none.
    */

@@ -34,6 +34,7 @@ export interface RunReport {
   origins: Origins;
   totals: {
     fresh: Count;
+    short: Count;
     stale: Count;
     failed: Count;
   };
@@ -49,10 +50,25 @@ export interface FilterRow {
   source: Source;
   filter: string;
   /**
-   * fresh: rewritten this run; stale: not rewritten, the previous manifest stays; failed: not rewritten and no manifest to fall back on.
+   * fresh: rewritten this run; short: rewritten with the models it kept before its page budget (max_pages) stopped it, fewer than max_items (exit 0, except under MANIFEST_STRICT); stale: not rewritten, the previous manifest stays; failed: not rewritten and no manifest to fall back on.
    */
-  status: "fresh" | "stale" | "failed";
-  pages: Count;
+  status: "fresh" | "short" | "stale" | "failed";
+  /**
+   * Pages read this run.
+   */
+  pages: number;
+  /**
+   * Its page budget: filters.json's max_pages, else MANIFEST_SCAN_FACTOR times the pages max_items fills, else (no max_items) MANIFEST_MAX_PAGES; null when the crawl never started.
+   */
+  max_pages: Count | null;
+  /**
+   * Items the API returned to it, kept or not (duplicates, left out by its rating rule, invalid).
+   */
+  items_read: number;
+  /**
+   * models / items_read, 4 decimals; null when it read no item.
+   */
+  kept_share: number | null;
   /**
    * Models fetched this run.
    */
@@ -62,6 +78,12 @@ export interface FilterRow {
   duplicates: Count;
   excluded: Count;
   mismatched: Count;
+  /**
+   * Items the API returned that the filter dropped, by reason (manifest/dropped/<reason> in the stats): missing_id, invalid_id, missing_name, name_too_long, not_an_object, invalid_nsfw_level, unreadable. None of them is in the manifest.
+   */
+  dropped: {
+    [k: string]: Count | undefined;
+  };
   errors: string[];
   end_reason: string;
   /**

@@ -60,7 +60,14 @@ async def test_unknown_filter_argument_exits_2(tmp_path):
 @deferred_f_from_coro_f
 async def test_sources_other_than_the_spiders_exit_2(tmp_path):
     _, err, code = await scrapy_crawl(
-        "civitai", "-s", "MANIFEST_SOURCES=huggingface", "-s", f"FILTERS_FILE={_filters(tmp_path)}"
+        "civitai",
+        "-s",
+        "MANIFEST_SOURCES=huggingface",
+        "-s",
+        f"FILTERS_FILE={_filters(tmp_path)}",
+        # The check takes the output folder's lock before the crawl is set up: not the checkout's.
+        "-s",
+        f"MANIFEST_DIR={tmp_path / 'out'}",
     )
     assert code == 2
     assert "error: MANIFEST_SOURCES is set by the spider 'civitai'" in err.decode()

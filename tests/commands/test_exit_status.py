@@ -19,6 +19,7 @@ from scrapy.utils.defer import deferred_f_from_coro_f
 
 from manifest_crawler import settings as project_settings
 from manifest_crawler.emulator import EmulatorConfig, FaultConfig
+from manifest_crawler.files import LOCK_FILE
 from tests.crawl import ROOT, crawl_env, read_json, setting_args, start_crawl
 
 #: Two filters, one per source: a run of them takes about a second offline.
@@ -48,8 +49,24 @@ def offline(folder: Path, *extra: str) -> list[str]:
     ]
 
 
+def against(emulator, folder: Path, *extra: str) -> list[str]:
+    """``offline()``'s two filters, crawled from ``emulator`` (whose log shows every request)."""
+    return [
+        "all",
+        "-a",
+        f"filters={TWO}",
+        *setting_args(
+            CIVITAI_API_URL=emulator.civitai_url, HF_API_URL=emulator.hf_url, MANIFEST_DIR=folder
+        ),
+        *extra,
+    ]
+
+
 def snapshot(folder: Path) -> dict[str, bytes]:
-    return {path.name: path.read_bytes() for path in sorted(folder.iterdir())}
+    """Every file of ``folder`` but the lock file (each run writes its pid there)."""
+    return {
+        path.name: path.read_bytes() for path in sorted(folder.iterdir()) if path.name != LOCK_FILE
+    }
 
 
 @contextlib.contextmanager
@@ -83,27 +100,37 @@ def assert_one_error_line(log: str, *fragments: str) -> None:
 
 
 @deferred_f_from_coro_f
-async def test_a_read_only_folder_exits_1_naming_it_and_keeps_every_file(tmp_path):
+async def test_a_read_only_folder_exits_2_before_any_request_and_keeps_every_file(
+    make_emulator, tmp_path
+):
     with tmpfs(tmp_path / "ro", "8m") as folder:
         code, log = await run_crawl(*offline(folder))
         assert code == 0, log[-3000:]
         before = snapshot(folder)
         remount_read_only(folder)
-        code, log = await run_crawl(*offline(folder, "-s", "MANIFEST_MAX_ITEMS=50"))
-        assert code == 1, log[-3000:]
-        assert_one_error_line(log, "cannot write", str(folder), "Read-only file system")
+        emulator = make_emulator(EmulatorConfig(civitai_models=100, hf_models=100))
+        code, log = await run_crawl(*against(emulator, folder))
+        assert code == 2, log[-3000:]
+        assert log == f"error: MANIFEST_DIR={folder}: not writable (a read-only file system)\n"
+        assert emulator.log == []
         assert snapshot(folder) == before
 
 
 @deferred_f_from_coro_f
-async def test_a_regular_file_as_the_folder_exits_1_naming_it(tmp_path):
-    folder = tmp_path / "not-a-folder"
-    folder.write_text("a file")
-    code, log = await run_crawl(*offline(folder))
-    assert code == 1, log[-3000:]
-    # mkdir's error: the path is there, as a file.
-    assert_one_error_line(log, "cannot write", str(folder), "File exists")
-    assert folder.read_text() == "a file"
+async def test_a_regular_file_as_the_folder_exits_2_naming_it_before_any_request(
+    make_emulator, tmp_path
+):
+    emulator = make_emulator(EmulatorConfig(civitai_models=100, hf_models=100))
+    not_a_folder = tmp_path / "not-a-folder"
+    not_a_folder.write_text("a file")
+    for folder in (not_a_folder, not_a_folder / "manifests"):
+        code, log = await run_crawl(*against(emulator, folder))
+        assert code == 2, log[-3000:]
+        assert log == (
+            f"error: MANIFEST_DIR={folder}: {not_a_folder} is a regular file, not a folder\n"
+        )
+    assert emulator.log == []
+    assert not_a_folder.read_text() == "a file"
 
 
 @deferred_f_from_coro_f
@@ -157,7 +184,8 @@ async def test_files_and_folders_get_the_modes_of_the_umask(tmp_path):
     code, log = await run_crawl(*offline(folder, *setting_args(JOBDIR=jobdir)), umask=0o022)
     assert code == 0, log[-3000:]
     files = sorted(folder.iterdir())
-    assert len(files) == 5
+    # Four documents, run-report.json and the run's lock file.
+    assert len(files) == 6 and (folder / LOCK_FILE) in files
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
     assert stat.S_IMODE(folder.stat().st_mode) == 0o755
@@ -225,7 +253,7 @@ async def test_sigint_twice_changes_nothing_and_exits_non_zero(make_emulator, tm
     code, log, out = await _interrupted(make_emulator, tmp_path, signal.SIGINT, signal.SIGINT)
     assert code != 0, log[-3000:]
     assert "forcing unclean shutdown" in log
-    assert not out.exists() or not any(out.iterdir())
+    assert not out.exists() or snapshot(out) == {}
 
 
 # --- Bad input ----------------------------------------------------------------------------
@@ -256,6 +284,12 @@ BAD_INPUT = {
     ),
     "progress-bar": (["-s", "MANIFEST_PROGRESS_BAR=sometimes"], "MANIFEST_PROGRESS_BAR=sometimes"),
     "maxsize": (["-s", "DOWNLOAD_MAXSIZE=-1"], "DOWNLOAD_MAXSIZE=-1"),
+    "scan-factor": (["-s", "MANIFEST_SCAN_FACTOR=0"], "MANIFEST_SCAN_FACTOR=0: must be an integer"),
+    "max-pages": (["-s", "MANIFEST_MAX_PAGES=1.5"], "MANIFEST_MAX_PAGES=1.5: must be an integer"),
+    "closespider-timeout": (
+        ["-s", "CLOSESPIDER_TIMEOUT=soon"],
+        "CLOSESPIDER_TIMEOUT=soon: must be a number of at least 0",
+    ),
     "jsonrpc-port": (
         ["-s", "JSONRPC_ENABLED=true", "-s", "JSONRPC_PORT=abc"],
         "JSONRPC_PORT='abc': ports must be integers",

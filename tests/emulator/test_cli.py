@@ -49,6 +49,10 @@ def test_every_flag() -> None:
         "--fault-seed=9",
         "--latency-apis=huggingface",
         "--endless-body=civitai",
+        "--endless-cursor=civitai,huggingface",
+        '--hf-ratelimit-header="api";r=0;t=999999999',
+        '--hf-ratelimit-policy-header="fixed window";"api";q=0;w=0',
+        "--civitai-levels=31,1",
     )
     assert config == EmulatorConfig(
         seed=3,
@@ -73,7 +77,11 @@ def test_every_flag() -> None:
             hf_rate_limit=100,
             hf_rate_window=60.0,
             endless_body_apis=("civitai",),
+            endless_cursor_apis=("civitai", "huggingface"),
+            hf_ratelimit_header='"api";r=0;t=999999999',
+            hf_ratelimit_policy_header='"fixed window";"api";q=0;w=0',
         ),
+        civitai_levels=(31, 1),
     )
 
 

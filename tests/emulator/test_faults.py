@@ -149,6 +149,21 @@ def test_permanent_failure_status_and_api() -> None:
     assert injector.decide("huggingface", "/x", {"types": ["LORA"]}) is None
 
 
+def test_a_permanent_400_is_in_each_apis_real_shape() -> None:
+    """api-notes: CivitAI refuses a parameter with a Zod error object, the Hub with a string."""
+    injector = FaultInjector(FaultConfig(fail_matching=[{"sort": "x"}], fail_status=400))
+    civitai = injector.decide("civitai", "/x", {"sort": ["x"]})
+    hub = injector.decide("huggingface", "/y", {"sort": ["x"]})
+    assert civitai is not None and hub is not None
+    assert json.loads(civitai.body) == {
+        "error": {
+            "issues": [{"code": "custom", "path": [], "message": "Bad request"}],
+            "name": "ZodError",
+        }
+    }
+    assert json.loads(hub.body) == {"error": "Bad request"}
+
+
 def test_matches() -> None:
     assert matches({"a": "1"}, {"a": ["0", "1"]})
     assert not matches({"a": "1"}, {"a": ["0"]})
@@ -208,8 +223,13 @@ def test_fixed_window_limiter() -> None:
     clock.now += 4.2
     blocked = limiter.hit()
     assert not blocked.allowed and blocked.exhausted_on_arrival and blocked.remaining == 0
-    assert dict(blocked.headers)["RateLimit"] == '"api";r=0;t=6'
-    clock.now += 5.8  # the window resets exactly now
+    # 5.8 s to the reset, rounded down as the Hub does: a retry at exactly t comes 0.8 s early.
+    assert dict(blocked.headers)["RateLimit"] == '"api";r=0;t=5'
+    clock.now += 5.0
+    early = limiter.hit()
+    assert not early.allowed and early.exhausted_on_arrival
+    assert dict(early.headers)["RateLimit"] == '"api";r=0;t=0'
+    clock.now += 0.8  # the window resets exactly now
     fresh = limiter.hit()
     assert fresh.allowed and fresh.remaining == 2 and not fresh.exhausted_on_arrival
 

@@ -318,30 +318,45 @@ async def test_page_param_returns_the_first_window(emulator: Emulator) -> None:
 async def test_page_cap_is_429(emulator: Emulator) -> None:
     reply = await fetch(url_with(emulator.civitai_url, {"limit": 100, "page": 11}))
     assert reply.status == 429
-    assert "cursor" in reply.json()["error"]
+    assert "cursor" in reply.json()["message"]
     assert reply.header("retry-after") is None
     ok = await fetch(url_with(emulator.civitai_url, {"limit": 100, "page": 10}))
     assert ok.status == 200
 
 
 @pytest.mark.parametrize(
-    "params",
+    ("params", "path"),
     [
-        {"limit": 101},
-        {"limit": "many"},
-        {"sort": "Trending"},
-        {"period": "Forever"},
-        {"browsingLevel": 31},
-        {"page": 1, "query": "anime"},
-        {"types": "LoRA"},
-        {"nsfw": "sometimes"},
+        ({"limit": 101}, ["limit"]),
+        ({"limit": "many"}, ["limit"]),
+        ({"sort": "Trending"}, ["sort"]),
+        ({"period": "Forever"}, ["period"]),
+        ({"browsingLevel": 31}, ["browsingLevel"]),
+        ({"page": 1, "query": "anime"}, ["page"]),
+        ({"types": ["LORA", "LoRA"]}, ["types", 1]),
+        ({"nsfw": "sometimes"}, ["nsfw"]),
     ],
 )
 @deferred_f_from_coro_f
-async def test_invalid_params_are_400(emulator: Emulator, params: dict) -> None:
+async def test_an_invalid_param_is_a_400_with_a_zod_error_object(
+    emulator: Emulator, params: dict, path: list
+) -> None:
+    """handleEndpointError's shape (api-notes): ``{"error": <ZodError>}``, one issue naming
+    the parameter."""
     reply = await fetch(url_with(emulator.civitai_url, params))
     assert reply.status == 400
-    assert isinstance(reply.json()["error"], str)
+    (issue,) = reply.json()["error"]["issues"]
+    assert issue["path"] == path
+    assert isinstance(issue["message"], str) and issue["message"]
+    assert isinstance(issue["code"], str)
+
+
+@deferred_f_from_coro_f
+async def test_a_bad_cursor_is_a_400_with_a_message(emulator: Emulator) -> None:
+    reply = await fetch(url_with(emulator.civitai_url, {"cursor": "not-a-cursor"}))
+    assert reply.status == 400
+    assert set(reply.json()) == {"message"}
+    assert "Invalid cursor" in reply.json()["message"]
 
 
 @deferred_f_from_coro_f

@@ -237,8 +237,9 @@ async def test_hub_rate_limit_window(make_emulator) -> None:
     replies = [await fetch(url_with(emu.hf_url, {"limit": 2})) for _ in range(5)]
     assert [r.status for r in replies] == [200, 200, 200, 429, 429]
     headers = [r.header("ratelimit") for r in replies]
-    assert headers[:3] == ['"api";r=2;t=1', '"api";r=1;t=1', '"api";r=0;t=1']
-    assert headers[3:] == ['"api";r=0;t=1'] * 2
+    # The first call opens the window (1 s to go); then under a second: t=0, the reset
+    # rounded down as the Hub sends it.
+    assert headers == ['"api";r=2;t=1', '"api";r=1;t=0', '"api";r=0;t=0'] + ['"api";r=0;t=0'] * 2
     assert {r.header("ratelimit-policy") for r in replies} == {'"fixed window";"api";q=3;w=1'}
     assert "error" in replies[3].json()
     log = emu.requests("huggingface")
@@ -248,7 +249,7 @@ async def test_hub_rate_limit_window(make_emulator) -> None:
     assert (await fetch(emu.civitai_url)).header("ratelimit") is None
     await asyncio.sleep(1.05)
     again = await fetch(url_with(emu.hf_url, {"limit": 2}))
-    assert again.status == 200 and again.header("ratelimit") == '"api";r=2;t=1'
+    assert again.status == 200 and again.header("ratelimit") in ('"api";r=2;t=0', '"api";r=2;t=1')
     assert not emu.requests("huggingface")[-1].arrived_when_exhausted
 
 
@@ -278,3 +279,69 @@ async def test_faults_leave_paging_intact_for_a_retrying_client(make_emulator) -
     # Without retries the same crawl cannot succeed.
     with pytest.raises(AssertionError):
         await crawl_hf(url_with(emu.hf_url, {"limit": 99}))
+
+
+@pytest.mark.parametrize("api", ["civitai", "huggingface"])
+@deferred_f_from_coro_f
+async def test_endless_cursor_answers_the_first_page_with_a_new_cursor_each_time(
+    make_emulator, api: str
+) -> None:
+    emu = make_emulator(faulty(endless_cursor_apis=(api,)))
+    base = emu.civitai_url if api == "civitai" else emu.hf_url
+    url = url_with(base, {"limit": 5, "sort": "Newest" if api == "civitai" else "likes"})
+    cursors, pages = [], []
+    for _ in range(4):
+        reply = await fetch(url)
+        assert reply.status == 200
+        if api == "civitai":
+            metadata = reply.json()["metadata"]
+            cursors.append(metadata["nextCursor"])
+            url = metadata["nextPage"]
+            pages.append([item["id"] for item in reply.json()["items"]])
+        else:
+            url = reply.header("link").split(">")[0].lstrip("<")
+            cursors.append(url.rpartition("cursor=")[2])
+            pages.append([entry["id"] for entry in reply.json()])
+    assert len(set(cursors)) == 4 and all(cursor.startswith("endless-") for cursor in cursors)
+    assert all(page == pages[0] for page in pages) and len(pages[0]) == 5
+    assert {record.fault for record in emu.log} == {"endless-cursor"}
+
+
+@deferred_f_from_coro_f
+async def test_announced_ratelimit_headers_replace_the_budget_on_every_hub_answer(
+    make_emulator,
+) -> None:
+    emu = make_emulator(
+        faulty(
+            hf_rate_limit=100,
+            hf_ratelimit_header='"api";r=0;t=999999999',
+            hf_ratelimit_policy_header='"fixed window";"api";q=0;w=0',
+        )
+    )
+    for _ in range(2):
+        reply = await fetch(url_with(emu.hf_url, {"limit": 2}))
+        assert reply.status == 200
+        assert reply.header("ratelimit") == '"api";r=0;t=999999999'
+        assert reply.header("ratelimit-policy") == '"fixed window";"api";q=0;w=0'
+    assert (await fetch(emu.civitai_url)).header("ratelimit") is None
+    with pytest.raises(ValueError, match="printable ASCII"):
+        FaultConfig(hf_ratelimit_header="r=0\r\nX-Injected: 1")
+
+
+@deferred_f_from_coro_f
+async def test_civitai_levels_replace_every_models_level(make_emulator) -> None:
+    emu = make_emulator(
+        EmulatorConfig(civitai_models=200, hf_models=10, civitai_levels=(31, 14, 1))
+    )
+    reply = await fetch(url_with(emu.civitai_url, {"limit": 100, "nsfw": "true"}))
+    levels = [item["nsfwLevel"] for item in reply.json()["items"]]
+    assert set(levels) == {31, 14, 1}
+    # Listed as the levels say: nsfw=false lists only models with a PG bit (not 14).
+    safe = await fetch(url_with(emu.civitai_url, {"limit": 100, "nsfw": "false"}))
+    assert {item["nsfwLevel"] for item in safe.json()["items"]} == {31, 1}
+    # The shared catalogue of the same seed and sizes keeps its own levels.
+    plain = make_emulator(EmulatorConfig(civitai_models=200, hf_models=10))
+    plain_reply = await fetch(url_with(plain.civitai_url, {"limit": 100, "nsfw": "true"}))
+    assert {item["nsfwLevel"] for item in plain_reply.json()["items"]} - {31, 14, 1}
+    with pytest.raises(ValueError, match="civitai_levels"):
+        EmulatorConfig(civitai_levels=(64,))

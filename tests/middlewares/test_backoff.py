@@ -1,8 +1,10 @@
 """Retries, backoff and rate limits, over real loopback HTTP against scripted replies."""
 
+import asyncio
 import random
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from itertools import pairwise
 
 import pytest
 from hypothesis import given
@@ -10,6 +12,8 @@ from hypothesis import strategies as st
 from scrapy.utils.defer import deferred_f_from_coro_f
 from twisted.internet.defer import CancelledError
 
+from manifest_crawler import signals as manifest_signals
+from manifest_crawler.emulator import EmulatorConfig, FaultConfig
 from manifest_crawler.middlewares.backoff import (
     RateBudget,
     backoff_delay,
@@ -18,7 +22,15 @@ from manifest_crawler.middlewares.backoff import (
 )
 from manifest_crawler.spiders.civitai import CivitaiSpider
 from manifest_crawler.spiders.huggingface import HuggingFaceSpider
-from tests.crawl import crawl, project_settings_dict, read_json, write_filters
+from tests.crawl import (
+    crawl,
+    crawl_settings,
+    files_in,
+    make_crawler,
+    project_settings_dict,
+    read_json,
+    write_filters,
+)
 from tests.scripted import Reply
 
 OK_PAGE = {"items": [{"id": 1, "name": "One"}], "metadata": {}}
@@ -201,7 +213,7 @@ async def test_unreachable_host_fails_fast_and_names_it(tmp_path, caplog):
     assert "cannot reach 127.0.0.1" in caplog.text
     assert "MANIFEST_OFFLINE=true" in caplog.text
     assert crawler.stats.get_value("manifest/exit_code") == 1
-    assert sorted(p.name for p in out.iterdir()) == ["civitai-a.json"]
+    assert list(files_in(out)) == ["civitai-a.json"]
     assert (out / "civitai-a.json").read_text() == "previous"
     elapsed = crawler.stats.get_value("elapsed_time_seconds")
     assert elapsed < 10
@@ -217,3 +229,130 @@ def test_a_wait_for_the_budget_cancelled_with_its_request_is_skipped_when_woken(
     budget.wake()
     assert woken == [None]
     assert budget.waiting == []
+
+
+# --- Every wait is capped and cancellable (issue 20) ---------------------------------------
+
+
+def _hub_filters(count):
+    sorts = ("likes", "downloads", "trendingScore", "createdAt", "lastModified")
+    return [{"name": sort, "label": sort, "params": {"sort": sort}} for sort in sorts[:count]]
+
+
+@deferred_f_from_coro_f
+async def test_a_ratelimit_reset_past_the_cap_fails_the_requests_at_once(
+    make_emulator, tmp_path, caplog
+):
+    """A 200 saying the budget is spent until a reset years away: the next requests fail at
+    once, naming the API and the announced wait, instead of waiting for it."""
+    emulator = make_emulator(
+        EmulatorConfig(
+            hf_models=300, faults=FaultConfig(hf_ratelimit_header='"api";r=0;t=999999999')
+        )
+    )
+    settings = {
+        **crawl_settings(emulator, tmp_path / "out"),
+        "FILTERS_FILE": str(write_filters(tmp_path / "f.json", huggingface=_hub_filters(3))),
+        "CONCURRENT_REQUESTS_PER_DOMAIN": 1,
+    }
+    crawler = await asyncio.wait_for(crawl(HuggingFaceSpider, settings), 60)
+    # The first answer spent the budget; the two other filters never sent a request.
+    assert len(emulator.requests("huggingface")) == 1
+    report = {
+        row["filter"]: row for row in read_json(tmp_path / "out" / "run-report.json")["filters"]
+    }
+    failed = [row for row in report.values() if row["status"] == "failed"]
+    assert len(failed) == 2
+    for row in failed:
+        assert (
+            "huggingface: the API's RateLimit budget is spent and resets in 999999999 s"
+            in (row["errors"][0])
+        )
+        assert "MANIFEST_MAX_RETRY_AFTER=300" in row["errors"][0]
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert [f"BudgetTooFar: {r.getMessage()}" for r in errors] == [
+        failed[0]["errors"][0].split(" at http")[0]
+    ]
+    assert crawler.stats.get_value("manifest/exit_code") == 1
+
+
+@deferred_f_from_coro_f
+async def test_a_quota_or_window_of_zero_is_no_budget_to_wait_for(make_emulator, tmp_path):
+    """RateLimit r=0;t=0 on every answer, with a policy of q=0;w=0: each window is a second
+    (and the added second) long, and the next one is not taken to be empty again."""
+    emulator = make_emulator(
+        EmulatorConfig(
+            hf_models=300,
+            faults=FaultConfig(
+                hf_ratelimit_header='"api";r=0;t=0',
+                hf_ratelimit_policy_header='"fixed window";"api";q=0;w=0',
+            ),
+        )
+    )
+    settings = {
+        **crawl_settings(emulator, tmp_path / "out"),
+        "FILTERS_FILE": str(write_filters(tmp_path / "f.json", huggingface=_hub_filters(3))),
+        "CONCURRENT_REQUESTS_PER_DOMAIN": 1,
+    }
+    crawler = await asyncio.wait_for(crawl(HuggingFaceSpider, settings), 60)
+    times = [record.time for record in emulator.requests("huggingface")]
+    assert len(times) == 3
+    # Each request after an answer announcing r=0;t=0 waited the added second.
+    assert all(later - earlier >= 1.0 for earlier, later in pairwise(times))
+    assert crawler.stats.get_value("manifest/exit_code") == 0
+
+
+@deferred_f_from_coro_f
+async def test_an_announced_wait_gets_one_second_more_and_no_retry_comes_early(
+    make_emulator, tmp_path
+):
+    """The emulator rounds its reset down, as the Hub does: a client retrying at exactly t
+    would arrive while the budget is still spent."""
+    emulator = make_emulator(
+        EmulatorConfig(hf_models=300, faults=FaultConfig(hf_rate_limit=2, hf_rate_window=1.5))
+    )
+    settings = {
+        **crawl_settings(emulator, tmp_path / "out"),
+        "FILTERS_FILE": str(write_filters(tmp_path / "f.json", huggingface=_hub_filters(5))),
+        "CONCURRENT_REQUESTS_PER_DOMAIN": 1,
+    }
+    crawler = await asyncio.wait_for(crawl(HuggingFaceSpider, settings), 60)
+    records = emulator.requests("huggingface")
+    assert len(records) == 5
+    assert not [record for record in records if record.arrived_when_exhausted]
+    assert crawler.stats.get_value("manifest/exit_code") == 0
+
+
+@deferred_f_from_coro_f
+async def test_the_jsonrpc_stop_signal_hands_waiting_requests_back(tmp_path, scripted):
+    """A stop while requests wait out a Retry-After of minutes: they are handed back to the
+    scheduler, not sent, and the graceful close does not wait for them."""
+    api, url = scripted(
+        {
+            "a|": Reply({"message": "busy"}, status=503, headers={"Retry-After": "240"}),
+            "b|": Reply({"items": [{"id": 2, "name": "Two"}], "metadata": {}}),
+        },
+        by="sort",
+    )
+    settings = _settings(tmp_path, civitai=_civitai("a", "b"), CIVITAI_API_URL=url)
+    crawler = make_crawler(CivitaiSpider, settings)
+    crawling = asyncio.ensure_future(crawler.crawl_async())
+    # "b" is fetched; "a"'s retry waits.
+    while len(api.keys) < 2:
+        await asyncio.sleep(0.05)
+    while crawler.stats.get_value("manifest/backoff/waits") is None or not (
+        crawler.stats.get_value("manifest/civitai/models")
+    ):
+        await asyncio.sleep(0.05)
+    crawler.signals.send_catch_log(signal=manifest_signals.stop_requested, reason="jsonrpc_stop")
+    await crawler.engine.close_spider_async(reason="jsonrpc_stop")
+    await asyncio.wait_for(crawling, 30)
+    # "a" was asked once (its 503 said: wait four minutes); its retry never went out.
+    assert api.keys.count("a|") == 1
+    assert crawler.stats.get_value("manifest/backoff/handed_back") >= 1
+    assert crawler.stats.get_value("finish_reason") == "jsonrpc_stop"
+    report = read_json(tmp_path / "out" / "run-report.json")
+    statuses = {row["filter"]: (row["status"], row["reason"]) for row in report["filters"]}
+    assert statuses["a"] == ("failed", "unfinished: the crawl stopped first")
+    assert statuses["b"][0] == "fresh"
+    assert crawler.stats.get_value("manifest/exit_code") == 1

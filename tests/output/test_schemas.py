@@ -35,7 +35,7 @@ from manifest_crawler.output.schemas import (
     load_schema,
 )
 from manifest_crawler.spiders.civitai import CivitaiSpider
-from tests.crawl import ROOT, crawl, project_settings_dict, read_json, write_filters
+from tests.crawl import ROOT, crawl, files_in, project_settings_dict, read_json, write_filters
 from tests.scripted import Reply
 
 TS = "2026-11-24T10:00:00Z"
@@ -76,12 +76,16 @@ def _examples():
         "filter": "filter/x",
         "status": "fresh",
         "pages": 1,
+        "max_pages": 10,
+        "items_read": 3,
+        "kept_share": 0.6667,
         "models": 2,
         "max_items": 100,
         "retries": 0,
         "duplicates": 0,
         "excluded": 0,
         "mismatched": 0,
+        "dropped": {"invalid_id": 1},
         "errors": [],
         "end_reason": "last_page",
         "duration": 0.5,
@@ -235,6 +239,15 @@ def test_the_error_names_the_file_and_the_field():
     assert '"name" is a required property' in message
 
 
+def test_a_string_json_cannot_hold_is_refused_like_an_invalid_value():
+    """A lone surrogate passes the schema (it is a string) but is not UTF-8: the file is
+    refused with a SchemaError, so a manifest is stale, not the run crashed."""
+    manifest = copy.deepcopy(EXAMPLES[MANIFEST_SCHEMA])
+    manifest["models"][0]["name"] = "Cat \ud83d"
+    with pytest.raises(SchemaError, match=r"civitai-x.json cannot be encoded as JSON"):
+        b"".join(VALIDATORS.encode_checked(MANIFEST_SCHEMA, manifest, "civitai-x.json"))
+
+
 hf_parts = st.text(alphabet="aZ09._-/", min_size=1, max_size=12)
 
 
@@ -340,7 +353,7 @@ async def test_a_manifest_failing_its_schema_is_not_written(
 
     assert (out / "civitai-big.json").read_bytes() == before
     # A model refused mid-write leaves no temporary file behind either.
-    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []
+    assert [name for name in files_in(out) if name.startswith(".")] == []
     assert not (out / "civitai-new.json").exists()
     assert read_json(out / "civitai-ok.json")["models"][0]["id"] == "civitai-7"
     rows = {row["filter"]: row for row in read_json(out / "run-report.json")["filters"]}
@@ -378,7 +391,7 @@ async def test_an_invalid_all_models_is_a_bug_that_fails_the_run(
     )
     assert crawler.stats.get_value("manifest/exit_code") == 1
     # All or nothing: neither the fresh manifests nor the run report replace anything.
-    assert [path.name for path in out.iterdir()] == ["all-models.json"]
+    assert list(files_in(out)) == ["all-models.json"]
 
 
 @pytest.mark.parametrize(

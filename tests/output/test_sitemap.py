@@ -14,9 +14,17 @@ from manifest_crawler.output.sitemap import (
     model_urls,
     parse_patterns,
 )
+from manifest_crawler.settings_check import InputError
 from manifest_crawler.spiders.all import AllSpider
 from manifest_crawler.spiders.civitai import CivitaiSpider
-from tests.crawl import crawl, crawl_settings, project_settings_dict, read_json, write_filters
+from tests.crawl import (
+    crawl,
+    crawl_settings,
+    files_in,
+    project_settings_dict,
+    read_json,
+    write_filters,
+)
 from tests.scripted import Reply
 
 NS = {"s": SITEMAP_NS}
@@ -198,13 +206,12 @@ async def test_no_sitemap_unless_configured_and_none_rewritten_when_nothing_was_
 
 
 @deferred_f_from_coro_f
-async def test_a_sitemap_that_cannot_be_written_replaces_nothing_of_the_run(
-    emulator, tmp_path, caplog
-):
+async def test_a_sitemap_that_cannot_be_written_is_refused_before_any_request(emulator, tmp_path):
     out = tmp_path / "manifests"
     settings = crawl_settings(emulator, out)
     await crawl(AllSpider, settings, filters="filter/loras,likes")
-    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    before = files_in(out)
+    emulator.clear_log()
     blocker = tmp_path / "public"
     blocker.write_text("a file where the sitemap's folder should be")
     settings.update(
@@ -212,11 +219,11 @@ async def test_a_sitemap_that_cannot_be_written_replaces_nothing_of_the_run(
         MANIFEST_SITEMAP_FILE=str(blocker / "sitemap.xml"),
         MANIFEST_MAX_ITEMS=50,
     )
-    crawler = await crawl(AllSpider, settings, filters="filter/loras,likes")
-    assert crawler.stats.get_value("manifest/exit_code") == 1
-    assert {path.name: path.read_bytes() for path in out.iterdir()} == before
-    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
-    assert errors == [
-        f"cannot write {blocker / 'sitemap.xml'}: File exists ({blocker}); "
-        f"nothing in {out} was changed"
-    ]
+    with pytest.raises(InputError) as refused:
+        await crawl(AllSpider, settings, filters="filter/loras,likes")
+    assert str(refused.value) == (
+        f"MANIFEST_SITEMAP_FILE={blocker / 'sitemap.xml'}: its folder: {blocker} is a regular "
+        "file, not a folder"
+    )
+    assert emulator.log == []
+    assert files_in(out) == before

@@ -10,7 +10,7 @@ from manifest_crawler.output.manifests import SOURCE_URL_SETTINGS, build_manifes
 from manifest_crawler.pipelines.writer import not_refreshed_text
 from manifest_crawler.spiders.all import AllSpider
 from manifest_crawler.spiders.civitai import CivitaiSpider
-from tests.crawl import crawl, project_settings_dict, read_json, write_filters
+from tests.crawl import crawl, files_in, project_settings_dict, read_json, write_filters
 from tests.scripted import Reply
 
 
@@ -63,7 +63,7 @@ async def test_a_suspicious_shrink_keeps_the_previous_manifest(tmp_path, scripte
     assert row["status"] == "stale"
     assert "shrank from 10 to 3 models" in row["reason"]
     assert row["manifest_models"] == 10
-    assert report["totals"] == {"fresh": 1, "stale": 1, "failed": 0}
+    assert report["totals"] == {"fresh": 1, "short": 0, "stale": 1, "failed": 0}
     # Stale but covered: the run succeeds, loudly.
     assert crawler.stats.get_value("manifest/exit_code") == 0
     all_ids = [m["id"] for m in read_json(out / "all-models.json")["models"]]
@@ -118,12 +118,12 @@ async def test_when_nothing_is_fetched_nothing_is_rewritten(tmp_path, scripted):
     out = tmp_path / "out"
     _previous(out, "a", [1])
     (out / "all-models.json").write_text("old all-models")
-    snapshot = {p.name: p.read_bytes() for p in out.iterdir()}
+    snapshot = files_in(out)
     _, url = scripted({"": Reply({"message": "down"}, status=503)})
     crawler = await crawl(
         CivitaiSpider, _settings(tmp_path, _filters("a", "b"), CIVITAI_API_URL=url)
     )
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == snapshot
+    assert files_in(out) == snapshot
     assert crawler.stats.get_value("manifest/exit_code") == 1
 
 
@@ -157,9 +157,9 @@ async def test_all_spider_dedupes_across_sources_and_filters_and_is_reproducible
     )
     out = tmp_path / "out"
     await crawl(AllSpider, settings)
-    first = {p.name: _without_timestamps(p.read_bytes()) for p in out.iterdir()}
+    first = {name: _without_timestamps(data) for name, data in files_in(out).items()}
     await crawl(AllSpider, settings)
-    second = {p.name: _without_timestamps(p.read_bytes()) for p in out.iterdir()}
+    second = {name: _without_timestamps(data) for name, data in files_in(out).items()}
     document = read_json(out / "all-models.json")
     assert [m["id"] for m in document["models"]] == [
         "civitai-1",
@@ -228,7 +228,7 @@ async def test_previous_files_that_cannot_be_trusted_count_as_absent(tmp_path, s
     assert "a bug" not in caplog.text
     assert crawler.stats.get_value("manifest/exit_code") == 0
     report = read_json(out / "run-report.json")
-    assert report["totals"] == {"fresh": 6, "stale": 0, "failed": 0}
+    assert report["totals"] == {"fresh": 6, "short": 0, "stale": 0, "failed": 0}
     assert read_json(out / "changes.json")["previousTimestamp"] is None
 
 

@@ -6,6 +6,7 @@ import logging
 import pytest
 from scrapy.utils.defer import deferred_f_from_coro_f
 
+from manifest_crawler.apis.huggingface import HuggingFaceAPI
 from manifest_crawler.filters import RULE_KEYS
 from manifest_crawler.spiders.civitai import CivitaiSpider
 from manifest_crawler.spiders.huggingface import HuggingFaceSpider
@@ -193,8 +194,9 @@ async def test_control_characters_and_numeric_usernames_parse(tmp_path, scripted
     _, url = scripted({"": Reply(body)})
     filters = {"civitai": [{"name": "f", "label": "F", "params": {}}]}
     await crawl(CivitaiSpider, _settings(tmp_path, filters, CIVITAI_API_URL=url))
+    # The name's tab is a space in the manifest (names are one line: normalize.display_name).
     assert read_json(tmp_path / "out" / "civitai-f.json")["models"] == [
-        {"id": "civitai-10", "slug": "civitai-10", "name": "Tab\there"}
+        {"id": "civitai-10", "slug": "civitai-10", "name": "Tab here"}
     ]
 
 
@@ -376,3 +378,110 @@ async def test_a_shared_page_that_fails_fails_every_filter_waiting_for_it(tmp_pa
     assert all("HTTP 500" in rows[name]["errors"][0] for name in ("pg", "r", "x"))
     assert sorted(api.keys) == ["Most Downloaded|", "Most Downloaded|c1", "Newest|"]
     assert crawler.stats.get_value("manifest/exit_code") == 1
+
+
+# --- A bug of ours costs the filters of one chain, never the others' ----------------------
+
+_TWO_HUB_FILTERS = {
+    "huggingface": [
+        {"name": "broken", "label": "B", "params": {"sort": "downloads"}},
+        {"name": "fine", "label": "F", "params": {"sort": "likes"}},
+    ]
+}
+
+
+def _two_hub_pages(scripted):
+    return scripted(
+        {
+            "downloads|": Reply([{"id": "a/one"}]),
+            "likes|": Reply(
+                [{"id": "b/one"}], headers={"Link": '</api?sort=likes&cursor=2>; rel="next"'}
+            ),
+            "likes|2": Reply([{"id": "b/two"}]),
+        },
+        by="sort",
+    )
+
+
+def _rows(tmp_path):
+    report = read_json(tmp_path / "out" / "run-report.json")
+    return {row["filter"]: row for row in report["filters"]}
+
+
+@deferred_f_from_coro_f
+async def test_an_exception_reading_a_page_is_retried_then_fails_its_filter(
+    tmp_path, scripted, monkeypatch
+):
+    api, url = _two_hub_pages(scripted)
+    real_parse = HuggingFaceAPI.parse
+
+    def parse(self, response):
+        if "downloads" in response.url:
+            raise KeyError("a bug of ours")
+        return real_parse(self, response)
+
+    monkeypatch.setattr(HuggingFaceAPI, "parse", parse)
+    crawler = await crawl(HuggingFaceSpider, _settings(tmp_path, _TWO_HUB_FILTERS, HF_API_URL=url))
+    rows = _rows(tmp_path)
+    assert rows["broken"]["status"] == "failed"
+    assert rows["broken"]["end_reason"] == "unreadable_page"
+    assert "reading the page raised KeyError: 'a bug of ours'" in rows["broken"]["errors"][0]
+    assert api.keys.count("downloads|") == 2  # retried once, like a bad answer
+    assert rows["fine"]["status"] == "fresh"
+    assert _models(tmp_path, "hf-fine.json") == ["b/one", "b/two"]
+    assert not crawler.stats.get_value("spider_exceptions/KeyError")
+
+
+@deferred_f_from_coro_f
+async def test_an_exception_once_the_page_is_read_fails_its_filter_at_once(
+    tmp_path, scripted, monkeypatch
+):
+    api, url = _two_hub_pages(scripted)
+    real_goes_on = HuggingFaceSpider._goes_on
+
+    def goes_on(self, state, *args):
+        if state.filter.name == "broken":
+            raise ZeroDivisionError("a bug of ours")
+        return real_goes_on(self, state, *args)
+
+    monkeypatch.setattr(HuggingFaceSpider, "_goes_on", goes_on)
+    crawler = await crawl(HuggingFaceSpider, _settings(tmp_path, _TWO_HUB_FILTERS, HF_API_URL=url))
+    rows = _rows(tmp_path)
+    assert rows["broken"]["status"] == "failed"
+    assert rows["broken"]["end_reason"] == "internal_error"
+    assert "ZeroDivisionError: a bug of ours (a crawler bug)" in rows["broken"]["errors"][0]
+    assert api.keys.count("downloads|") == 1
+    assert rows["fine"]["status"] == "fresh"
+    assert crawler.stats.get_value("manifest/exit_code") == 1
+    assert not crawler.stats.get_value("spider_exceptions/ZeroDivisionError")
+
+
+class DropsNextPages:
+    """A component that loses the ``broken`` filter's next pages without a word (as Scrapy's
+    UrlLengthMiddleware once did to a long next-page URL)."""
+
+    async def process_spider_output(self, response, result):
+        async for output in result:
+            if getattr(output, "url", "").find("sort=downloads") < 0:
+                yield output
+
+
+@deferred_f_from_coro_f
+async def test_a_lost_chain_fails_its_filter_saying_so(tmp_path, scripted):
+    _, url = scripted(
+        {
+            "downloads|": Reply(
+                [{"id": "a/one"}], headers={"Link": '</api?sort=downloads&cursor=2>; rel="next"'}
+            ),
+            "likes|": Reply([{"id": "b/one"}]),
+        },
+        by="sort",
+    )
+    middlewares = {f"{__name__}.DropsNextPages": 950}
+    settings = _settings(tmp_path, _TWO_HUB_FILTERS, HF_API_URL=url, SPIDER_MIDDLEWARES=middlewares)
+    crawler = await crawl(HuggingFaceSpider, settings)
+    rows = _rows(tmp_path)
+    assert rows["broken"]["status"] == "failed" and rows["broken"]["end_reason"] == "lost"
+    assert "its next page was lost" in rows["broken"]["errors"][0]
+    assert rows["fine"]["status"] == "fresh"
+    assert crawler.stats.get_value("manifest/lost_chains") == 1
