@@ -1,10 +1,15 @@
-"""``python -m bench <crawl|throughput|scale>``: the performance benchmarks.
+"""``python -m bench <crawl|cpu|throughput|scale>``: the performance benchmarks.
 
 - ``crawl``: ``scrapy crawl all`` against the politeness lower bound at realistic latency
-  (CivitAI 1-3 s, the Hub 0.2-0.5 s by default; ``--latency 0.2-0.4`` for both at once), and
-  with ``--commands`` beside the sequential baseline and ``huggingface_hub``.
+  (CivitAI 1-3 s, the Hub 0.2-0.5 s by default; ``--latency 0.2-0.4`` for both at once), in
+  two cases (``--cases``: the repository's filters, and a catalogue where the request count
+  binds), and with ``--commands`` beside the plain client, the sequential baseline and
+  ``huggingface_hub``.
+- ``cpu``: the crawl and the plain client (asyncio + aiohttp, the same pages, parsers, rules
+  and manifests) in turn at zero latency, 1,000 models a filter: CPU µs per model, side by side.
 - ``throughput``: zero latency; models per second and CPU µs per model, per source.
-- ``scale``: 100k and 1M unique models; time, peak RSS and bytes per unique model.
+- ``scale``: 100k and 1M unique models; time, peak RSS and bytes per unique model, and the
+  plain client's CPU per model beside the crawl's.
 
 Every measured command is a real child process against an emulator in another process.
 """
@@ -62,6 +67,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser("crawl", parents=[common], help="full crawl vs baseline and lower bound")
     c.add_argument(
+        "--cases",
+        default=",".join(crawl.CASES),
+        help="subset of repo (filters.json, --variants) and request-bound (default: both)",
+    )
+    c.add_argument(
         "--civitai-latency",
         type=parse_span,
         default=crawl.REALISTIC_LATENCY["civitai"],
@@ -108,7 +118,19 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--commands",
         default="crawl",
-        help="subset of crawl,crawl-hf,baseline,hub",
+        help="subset of crawl,plain,crawl-hf,baseline,hub",
+    )
+
+    cpu = sub.add_parser(
+        "cpu", parents=[common], help="CPU per model: the crawl beside the plain client"
+    )
+    cpu.add_argument("--variants", type=_ints, default=[1000], help="max_items values")
+    cpu.add_argument("--filters", type=Path, default=ROOT / "filters.json")
+    cpu.add_argument(
+        "--before-root",
+        type=Path,
+        default=None,
+        help="another checkout, crawled in turn with --crawler-root's in every run",
     )
 
     t = sub.add_parser("throughput", parents=[common], help="zero-latency CPU per model")
@@ -149,6 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         cfg = crawl.CrawlBenchConfig(
             filters_file=args.filters,
             variants=args.variants,
+            cases=[name for name in args.cases.split(",") if name],
             repeat=args.repeat,
             latency={
                 "civitai": args.latency or args.civitai_latency,
@@ -166,6 +189,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             workdir=args.workdir,
         )
         print(crawl.run(cfg), flush=True)
+    elif args.bench == "cpu":
+        ccfg = crawl.CrawlBenchConfig(
+            filters_file=args.filters,
+            variants=args.variants,
+            cases=["repo"],
+            repeat=args.repeat,
+            latency={"civitai": (0.0, 0.0), "huggingface": (0.0, 0.0)},
+            crawler_root=args.crawler_root,
+            before_root=args.before_root,
+            commands=["crawl", "plain"],
+            crawl_settings=extra,
+            workdir=args.workdir,
+        )
+        print(crawl.run(ccfg), flush=True)
     elif args.bench == "throughput":
         tcfg = throughput.ThroughputConfig(
             repeat=args.repeat,

@@ -12,7 +12,6 @@ one JSON manifest per filter.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from urllib.parse import quote, urlencode
 
 import requests
 
+from bench.harness import client_arguments
 from manifest_crawler.apis.civitai import resume_cursor
 from manifest_crawler.filters import Filter, load_filters
 
@@ -84,13 +84,7 @@ def crawl_filter(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.baseline")
-    parser.add_argument("--civitai-url", required=True)
-    parser.add_argument("--hf-url", required=True)
-    parser.add_argument("--filters", required=True)
-    parser.add_argument("--max-items", type=int, default=100, help="0 = no limit")
-    parser.add_argument("--sources", default="civitai,huggingface")
-    parser.add_argument("--out", required=True, help="folder for the per-filter manifests")
+    parser = client_arguments("python -m bench.baseline", "folder for the per-filter manifests")
     args = parser.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -105,13 +105,19 @@ def summary(emulator: Emulator, build_seconds: float) -> dict[str, Any]:
     # shrink on later pages, in any order: a chain's later pages may be built from another
     # member's parameters): the service times of its pages, asked one after another.
     listings: dict[tuple[Any, ...], list[float]] = {}
+    # Per API, its first request's arrival and its last answer's end.
+    first: dict[str, float] = {}
+    last: dict[str, float] = {}
     for record in emulator.log:
         per_api[record.api or "other"] += 1
         statuses[str(record.status)] += 1
         delays.append(record.delay)
+        api = record.api or "other"
+        first[api] = min(first.get(api, record.time), record.time)
         if record.finished is not None:
+            last[api] = max(last.get(api, record.finished), record.finished)
             took = record.finished - record.time
-            service.setdefault(record.api or "other", []).append(took)
+            service.setdefault(api, []).append(took)
             listing = (
                 record.api,
                 *sorted(p for p in record.pairs if p[0] not in ("cursor", "limit")),
@@ -124,6 +130,7 @@ def summary(emulator: Emulator, build_seconds: float) -> dict[str, Any]:
         "median_delay": statistics.median(delays) if delays else 0.0,
         "median_service": {api: statistics.median(times) for api, times in service.items()},
         "longest_chain_served": longest_chain_served(listings),
+        "spans": {api: last[api] - first[api] for api in last},
         "build_seconds": round(build_seconds, 3),
         "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 3),
         "max_rss_kib": usage.ru_maxrss,

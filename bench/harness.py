@@ -6,6 +6,7 @@ and peak RSS are its own (the emulator runs in another process and is not counte
 
 from __future__ import annotations
 
+import argparse
 import compileall
 import os
 import re
@@ -179,6 +180,16 @@ def run_measured(
     )
 
 
+def load_average() -> str:
+    """The machine's load averages over 1, 5 and 15 minutes, as ``uptime`` prints them."""
+    return ", ".join(f"{value:.2f}" for value in os.getloadavg())
+
+
+def machine() -> str:
+    """What the figures were measured on: CPUs and Python."""
+    return f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+
+
 def median(values: Sequence[float]) -> float:
     return statistics.median(values) if values else float("nan")
 
@@ -240,6 +251,42 @@ def crawler_env(root: Path) -> dict[str, str]:
     if root != ROOT:
         env["PYTHONPATH"] = os.pathsep.join([str(root), str(ROOT)])
     return env
+
+
+def client_arguments(prog: str, out_help: str) -> argparse.ArgumentParser:
+    """The command line of a client doing the crawl's work another way (bench.baseline,
+    bench.plain): the endpoints, the filters and their size, the output folder."""
+    parser = argparse.ArgumentParser(prog=prog)
+    parser.add_argument("--civitai-url", required=True)
+    parser.add_argument("--hf-url", required=True)
+    parser.add_argument("--filters", required=True)
+    parser.add_argument("--max-items", type=int, default=100, help="0 = no limit")
+    parser.add_argument("--sources", default="civitai,huggingface")
+    parser.add_argument("--out", required=True, help=out_help)
+    return parser
+
+
+def client_argv(
+    module: str,
+    emu: RunningEmulator,
+    *,
+    filters_file: Path,
+    max_items: int,
+    out: Path,
+    sources: str = "civitai,huggingface",
+) -> list[str]:
+    """``python -m <module>`` (see client_arguments) against ``emu``."""
+    return [
+        sys.executable,
+        "-m",
+        module,
+        f"--civitai-url={emu.civitai_url}",
+        f"--hf-url={emu.hf_url}",
+        f"--filters={filters_file}",
+        f"--max-items={max_items}",
+        f"--sources={sources}",
+        f"--out={out}",
+    ]
 
 
 def scrapy_argv(

@@ -39,12 +39,17 @@ class ApiBound:
     def seconds(self) -> float:
         return max(self.by_concurrency, self.by_chain)
 
+    @property
+    def binds(self) -> str:
+        """What sets the bound: the request count or the longest chain."""
+        return "requests" if self.by_concurrency >= self.by_chain else "chain"
+
     def explain(self) -> str:
         return (
             f"{self.api}: ceil({self.requests} requests / {self.concurrency} concurrent) "
             f"x {self.latency * 1000:.0f} ms = {self.by_concurrency:.2f} s; longest chain "
             f"{self.longest_chain} pages x {self.latency * 1000:.0f} ms = {self.by_chain:.2f} s"
-            f" → {self.seconds:.2f} s"
+            f" → {self.seconds:.2f} s, set by the {self.binds}"
         )
 
 

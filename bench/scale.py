@@ -27,8 +27,11 @@ from bench.harness import (
     ROOT,
     EmulatorSpec,
     Measured,
+    client_argv,
     crawler_env,
     emulator,
+    load_average,
+    machine,
     median,
     run_measured,
     scrapy_argv,
@@ -57,28 +60,48 @@ def write_filters(path: Path, count: int, max_items: int) -> Path:
 
 
 def _crawl(
-    cfg: ScaleConfig, models: int, filters: Path, work: Path, tag: str, out: Path | None = None
+    cfg: ScaleConfig,
+    models: int,
+    filters: Path,
+    work: Path,
+    tag: str,
+    out: Path | None = None,
+    *,
+    plain: bool = False,
 ) -> Measured:
+    """``scrapy crawl huggingface`` over ``filters``, or (``plain``) the plain client."""
     spec = EmulatorSpec(civitai_models=0, hf_models=models)
     out = out or work / f"out-{tag}"
     log = work / f"{tag}.log"
     with emulator(spec) as emu:
-        argv = scrapy_argv(
-            "huggingface",
-            civitai_url=emu.civitai_url,
-            hf_url=emu.hf_url,
-            manifest_dir=out,
-            filters_file=filters,
-            max_items=0,
-            extra=cfg.crawl_settings,
-        )
-        measured = run_measured(
-            argv, log_path=log, env=crawler_env(cfg.crawler_root), cwd=cfg.crawler_root
-        )
+        if plain:
+            argv = client_argv(
+                "bench.plain",
+                emu,
+                filters_file=filters,
+                max_items=0,
+                out=out,
+                sources="huggingface",
+            )
+            measured = run_measured(argv, log_path=log)
+        else:
+            argv = scrapy_argv(
+                "huggingface",
+                civitai_url=emu.civitai_url,
+                hf_url=emu.hf_url,
+                manifest_dir=out,
+                filters_file=filters,
+                max_items=0,
+                extra=cfg.crawl_settings,
+            )
+            measured = run_measured(
+                argv, log_path=log, env=crawler_env(cfg.crawler_root), cwd=cfg.crawler_root
+            )
     if measured.exit_code != 0:
-        raise RuntimeError(f"scale crawl exited {measured.exit_code}; see {log}")
+        raise RuntimeError(f"scale {'plain client' if plain else 'crawl'} exited; see {log}")
     measured.requests = dict(emu.served.get("requests", {}))
-    measured.extra["engine"] = scrapy_stats(log).get("elapsed_time_seconds", float("nan"))
+    if not plain:
+        measured.extra["engine"] = scrapy_stats(log).get("elapsed_time_seconds", float("nan"))
     measured.extra["unique"] = total_models(out / "all-models.json")
     return measured
 
@@ -99,7 +122,9 @@ def run(cfg: ScaleConfig, progress: Callable[[str], None] | None = None) -> str:
     the change log), each beside the same crawl at one model per filter."""
     say = progress or (lambda line: print(line, file=sys.stderr, flush=True))
     rows: list[list[Any]] = []
+    plain_rows: list[list[Any]] = []
     per_model: list[tuple[int, float]] = []
+    started_load = load_average()
     with tempfile.TemporaryDirectory(prefix="bench-scale-", dir=cfg.workdir) as tmp:
         work = Path(tmp)
         for models in cfg.models:
@@ -108,6 +133,7 @@ def run(cfg: ScaleConfig, progress: Callable[[str], None] | None = None) -> str:
             firsts: list[Measured] = []
             rebuilds: list[Measured] = []
             startups: list[Measured] = []
+            plains: list[Measured] = []
             for rep in range(cfg.repeat):
                 out = work / f"out-{models}-{rep}"
                 startups.append(_crawl(cfg, models, small, work, f"{models}-s{rep}"))
@@ -115,14 +141,17 @@ def run(cfg: ScaleConfig, progress: Callable[[str], None] | None = None) -> str:
                 # Deployed: the site consumed changes.json (docs/SITE.md), as between builds.
                 (out / "changes.json").unlink(missing_ok=True)
                 rebuilds.append(_crawl(cfg, models, filters, work, f"{models}-{rep}r", out))
+                plains.append(_crawl(cfg, models, filters, work, f"{models}-{rep}p", plain=True))
                 say(
                     f"  [{models:,} models, run {rep + 1}/{cfg.repeat}] first build "
                     f"{firsts[-1].wall:.1f} s, peak RSS {firsts[-1].max_rss_mib:.0f} MiB; "
-                    f"rebuild {rebuilds[-1].wall:.1f} s, {rebuilds[-1].max_rss_mib:.0f} MiB"
+                    f"rebuild {rebuilds[-1].wall:.1f} s, {rebuilds[-1].max_rss_mib:.0f} MiB; "
+                    f"plain client {plains[-1].wall:.1f} s (load {load_average()})"
                 )
             row = _row(cfg, models, "first build", firsts, startups)
             per_model.append((models, row[4]))
             rows += [row, _row(cfg, models, "rebuild", rebuilds, startups)]
+            plain_rows.append(_plain_row(cfg, models, firsts, rebuilds, plains))
     header = [
         "unique models",
         "run",
@@ -138,9 +167,24 @@ def run(cfg: ScaleConfig, progress: Callable[[str], None] | None = None) -> str:
     ]
     lines = [
         f"Scale benchmark: Hugging Face only, {cfg.filters_per_run} filters each over the whole "
-        f"catalogue, zero latency, medians of {cfg.repeat} run(s); crawler: {cfg.crawler_root}",
+        f"catalogue, zero latency, medians of {cfg.repeat} run(s); crawler: {cfg.crawler_root}; "
+        f"{machine()}; load average {started_load} at the start, {load_average()} at the end",
         table(header, rows),
         "  bytes/unique model = (peak RSS - RSS of the same crawl at max_items=1) / unique models",
+        "",
+        "CPU per entry beside the plain client (the same filters, run in turn with the crawls):",
+        table(
+            [
+                "unique models",
+                "plain wall s",
+                "plain CPU s",
+                "plain µs/entry",
+                "first build / plain",
+                "rebuild / plain",
+                "plain peak RSS MiB",
+            ],
+            plain_rows,
+        ),
     ]
     if len(per_model) > 1:
         (m0, t0), (m1, t1) = per_model[0], per_model[-1]
@@ -149,6 +193,26 @@ def run(cfg: ScaleConfig, progress: Callable[[str], None] | None = None) -> str:
             f"(linear would be {m1 / m0:.0f}x)"
         )
     return "\n".join(lines)
+
+
+def _plain_row(
+    cfg: ScaleConfig,
+    models: int,
+    firsts: Sequence[Measured],
+    rebuilds: Sequence[Measured],
+    plains: Sequence[Measured],
+) -> list[Any]:
+    entries = cfg.filters_per_run * models
+    plain_cpu = median([m.cpu for m in plains])
+    return [
+        round(median([m.extra["unique"] for m in plains])),
+        median([m.wall for m in plains]),
+        plain_cpu,
+        plain_cpu / entries * 1e6,
+        median([m.cpu for m in firsts]) / plain_cpu,
+        median([m.cpu for m in rebuilds]) / plain_cpu,
+        median([m.max_rss_mib for m in plains]),
+    ]
 
 
 def _row(

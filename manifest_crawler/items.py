@@ -17,3 +17,15 @@ class ModelEntry:
     id: str
     slug: str
     name: str
+
+
+@dataclass(slots=True)
+class ModelPage:
+    """The Scrapy item: the models one page of a listing gave one filter, in rank order (a
+    page the filter kept nothing of gives none). One item a page, not a model, because
+    Scrapy's per-item path costs more than the pipeline's work on a model; with
+    ``scrapy crawl -O``, each item is ``{"source", "filter", "models": [ModelEntry, …]}``."""
+
+    source: str
+    filter: str
+    models: list[ModelEntry]

@@ -1,80 +1,70 @@
 """The scheduler's priority queue: Scrapy's downloader-aware one, with a ceiling per API.
 
-Scrapy's DownloaderAwarePriorityQueue hands the downloader a request of the download slot
-(here: the API) with the fewest active requests, however many that slot already has queued.
-Two things go wrong with that for this crawler:
+The spider gives each page request the estimated pages its chain has left as its priority
+(critical_path.py), so the critical path goes first, started or not, as long as every free
+place of an API goes to the highest-priority request of that API. Scrapy's
+DownloaderAwarePriorityQueue pops by priority within a download slot (here: an API), but
+hands the downloader a request of the slot with the fewest active requests however many that
+slot already holds. Two things then go wrong:
 
-- A slot's own queue is first-in first-out. Once the downloader holds more requests for an
-  API than it may send at once, the next page of a filter in progress, which the spider gives
-  the highest priority (deeper pages first), waits behind every request queued before it: a
-  whole latency per page. Over CivitAI's longest cursor chains (80 pages at 1,000 models per
-  filter, measured) that made the chain, not the APIs' concurrency, the crawl's length.
+- A slot's own queue in the downloader is first-in first-out. Once the downloader holds more
+  requests for an API than it may send at once (CONCURRENT_REQUESTS counts both APIs, so
+  when one is done the other's queue fills), the next page of the longest chain waits behind
+  every request queued before it: a whole latency per page of the critical path.
 - Requests waiting out a backoff or a rate limit in the retry middleware are in the
   downloader but not yet in their slot, so they did not count: an API told to wait could
   take all of CONCURRENT_REQUESTS with waiting requests and starve the other API.
 
-- A filter's next page exists only once its current page is parsed, but the page's place
-  in its API was given away the moment the page was downloaded, to a queued first page of
-  another filter: the next page then waited for another request to finish, about
-  latency / concurrency, on every page of the longest chains (measured at 100 models per
-  filter: the 8 pages of CivitAI's filter/x took 4.0 s, 3.4 s with the place kept).
+And one more: a chain's next page exists only once its current page is parsed, but the
+page's place in its API was given away the moment it was downloaded, to whatever waited
+then: the next page then waited for another request to finish, about latency / concurrency,
+on every page of the longest chains.
 
-This queue hands out a request of an API only while that API has fewer requests anywhere in
-the downloader, plus responses being parsed whose request asked to keep its place
-(RESERVE_META, set by the spider when a next page is likely, cleared when the parse ends),
-than its slot's concurrency. Everything else (priorities, start requests, JOBDIR persistence)
-is Scrapy's.
+So this queue hands out a request of an API only while that API has fewer requests anywhere
+in the downloader, plus responses the scraper holds (being parsed, or queued to be), than
+its slot's concurrency: a place is given again only once the page that held it has yielded
+its chain's next page, and then to the API's highest-priority request. Everything else
+(priorities within a slot, start requests, JOBDIR persistence) is Scrapy's.
 
-It is the one Scrapy class the project replaces, and the one place that reads Scrapy's
-internals (DownloaderAwarePriorityQueue's ``_downloader_interface``, the downloader's
-``active`` and ``slots``, the scraper's ``slot``), because it pays at realistic latency
-(``python -m bench crawl``: CivitAI 1-3 s, the Hub 0.2-0.5 s a response, medians of 3, the
-repository's filters.json; docs/PERFORMANCE.md): at the default 100 models a filter, where
-the longest chains bound the crawl, 64.7 s with it and 74.7 s with Scrapy's
-DownloaderAwarePriorityQueue against a politeness bound of 62.0 s (1.04x and 1.20x). At 1,000
-a filter the crawl is bound by CivitAI's request count instead, and the two queues are alike
-(315.1 s and 310.6 s against 292.0 s). tests/test_pqueues.py checks what it relies on, in
-real crawls.
+It reads only public attributes of Scrapy's objects (the downloader's ``active``,
+``slots`` and ``get_slot_key``, the scraper's ``slot``) and overrides only the public
+``pop`` and ``peek``. Why it stays, measured against Scrapy's own queue with the same
+priorities: docs/PERFORMANCE.md. tests/test_pqueues.py checks what it relies on, in real
+crawls.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
 from typing import Any
 
+from scrapy import Request
+from scrapy.core.downloader import Downloader
 from scrapy.core.scraper import Scraper
 from scrapy.crawler import Crawler
-from scrapy.pqueues import DownloaderAwarePriorityQueue, DownloaderInterface
-
-#: Request.meta key: while the response to this request is being parsed, its place among the
-#: API's requests stays taken (the parse will yield the filter's next page).
-RESERVE_META = "manifest_reserve_slot"
+from scrapy.pqueues import DownloaderAwarePriorityQueue
 
 
-class _ApiCeilings(DownloaderInterface):
-    """Activity per slot, counting every request the downloader holds and every response the
-    scraper holds whose request keeps its place (RESERVE_META), and only for the slots still
-    under their concurrency."""
-
-    scraper: Scraper | None = None
+class ApiPlaces:
+    """How many places each API (download slot) holds: every request the downloader holds
+    and every response the scraper holds, against the slot's concurrency."""
 
     def __init__(self, crawler: Crawler) -> None:
-        super().__init__(crawler)
-        self.scraper = crawler.engine.scraper
+        engine = crawler.engine
+        assert engine is not None  # the scheduler's queue is made once the engine is
+        self.downloader: Downloader = engine.downloader
+        self.scraper: Scraper = engine.scraper
 
-    def stats(self, possible_slots: Iterable[str]) -> list[tuple[int, str]]:
-        downloader = self.downloader
-        requests = set(downloader.active)
-        scraper_slot = self.scraper.slot if self.scraper is not None else None
+    def held(self) -> Counter[str]:
+        requests = set(self.downloader.active)
+        scraper_slot = self.scraper.slot
         if scraper_slot is not None:
-            for request in (*scraper_slot.active, *(entry[1] for entry in scraper_slot.queue)):
-                if request.meta.get(RESERVE_META):
-                    requests.add(request)
-        held = Counter(downloader.get_slot_key(request) for request in requests)
-        return [(held[slot], slot) for slot in possible_slots if held[slot] < self._ceiling(slot)]
+            requests.update(scraper_slot.active)
+            requests.update(entry[1] for entry in scraper_slot.queue)
+        slot_key = self.downloader.get_slot_key
+        return Counter(slot_key(request) for request in requests)
 
-    def _ceiling(self, slot: str) -> int:
+    def ceiling(self, slot: str) -> int:
         downloader = self.downloader
         existing = downloader.slots.get(slot)
         if existing is not None:
@@ -88,11 +78,29 @@ class ApiCeilingPriorityQueue(DownloaderAwarePriorityQueue):
 
     def __init__(self, crawler: Crawler, *args: Any, **kwargs: Any) -> None:
         super().__init__(crawler, *args, **kwargs)
-        # Scrapy's private attribute: replacing one that is no longer read would silently
-        # fall back to Scrapy's scheduling, so a Scrapy that changed it stops the crawl.
-        if not isinstance(vars(self).get("_downloader_interface"), DownloaderInterface):
-            raise RuntimeError(
-                "scrapy.pqueues.DownloaderAwarePriorityQueue no longer keeps its downloader "
-                "interface in _downloader_interface: manifest_crawler/pqueues.py needs porting"
-            )
-        self._downloader_interface = _ApiCeilings(crawler)
+        self.places = ApiPlaces(crawler)
+
+    def open_slot(self) -> str | None:
+        """The API with queued requests and a free place, the one holding fewest first."""
+        held = self.places.held()
+        open_slots = [
+            (held[slot], slot)
+            for slot, queue in self.pqueues.items()
+            if len(queue) and held[slot] < self.places.ceiling(slot)
+        ]
+        return min(open_slots)[1] if open_slots else None
+
+    def pop(self) -> Request | None:
+        slot = self.open_slot()
+        if slot is None:
+            return None
+        queue = self.pqueues[slot]
+        request = queue.pop()
+        if not len(queue):
+            del self.pqueues[slot]
+            queue.close()
+        return request
+
+    def peek(self) -> Request | None:
+        slot = self.open_slot()
+        return None if slot is None else self.pqueues[slot].peek()

@@ -68,14 +68,13 @@ MANIFEST_BACKOFF_MAX = 30.0
 MANIFEST_BACKOFF_JITTER = 0.25
 # A Retry-After or RateLimit reset longer than this is not waited for: the request fails.
 MANIFEST_MAX_RETRY_AFTER = 300.0
-# Send an API that announces its budget in RateLimit headers (the Hub) one request alone, and
-# the rest only once its answer has told the budget. Off by default: the probe costs every run a
-# round trip with 7 of the API's 8 places idle (a default crawl took 0.11 s longer, the Hub's 53
-# requests 8 rounds instead of 7), and it only matters when a run starts with its window's
-# budget nearly spent by someone else on the same IP or token. Without it the first round of at
-# most CONCURRENT_REQUESTS_PER_DOMAIN requests goes out at once; those that find the budget
-# spent get a 429 saying when it resets, and are sent again then. After the first answer, the
-# budget is counted either way.
+# Send an API that announces its budget in RateLimit headers (the Hub) one request alone, and the
+# rest only once its answer has told the budget. Off by default: the probe costs every run a round
+# trip with 7 of the API's 8 places idle (docs/PERFORMANCE.md), and it only matters when a run
+# starts with its window's budget nearly spent by someone else on the same IP or token. Without it
+# the first round of at most CONCURRENT_REQUESTS_PER_DOMAIN requests goes out at once; those that
+# find the budget spent get a 429 saying when it resets, and are sent again then. After the first
+# answer, the budget is counted either way.
 MANIFEST_RATELIMIT_PROBE = False
 
 # --- Components ---------------------------------------------------------------------------
@@ -87,11 +86,11 @@ DOWNLOADER_MIDDLEWARES = {
     # only while the request is in the downloader (middlewares/origin.py, ORIGIN_PRIORITY).
     "manifest_crawler.middlewares.origin.ApiOriginMiddleware": 650,
 }
-# Scrapy's spider middlewares wrap every item a callback yields, a model each here. Two do
-# nothing for an API crawler: DepthMiddleware only counts link depth (no DEPTH_LIMIT, no
-# DEPTH_PRIORITY; the spider orders pages itself), and UrlLengthMiddleware would silently drop
-# a next page whose URL passed 2,083 characters, leaving its filter unfinished, where the API
-# answering 414 fails the filter with a reason. The others stay: Referer (the redirect
+# Scrapy's spider middlewares wrap every item a callback yields (a filter's page of models,
+# items.ModelPage). Two do nothing for an API crawler: DepthMiddleware only counts link depth (no
+# DEPTH_LIMIT, no DEPTH_PRIORITY; the spider orders pages itself), and UrlLengthMiddleware would
+# silently drop a next page whose URL passed 2,083 characters, leaving its filter unfinished, where
+# the API answering 414 fails the filter with a reason. The others stay: Referer (the redirect
 # middlewares use it), HttpError and Start (the spider relies on them) and MetaCopyDetection
 # (configured below).
 SPIDER_MIDDLEWARES = {
@@ -101,6 +100,10 @@ SPIDER_MIDDLEWARES = {
 ITEM_PIPELINES = {
     "manifest_crawler.pipelines.writer.ManifestWriterPipeline": 800,
 }
+# A page's items (one per filter of its chain) go through the pipeline one after another:
+# the writer does no I/O while the crawl runs, so nothing is gained in parallel, and Scrapy
+# starts CONCURRENT_ITEMS worker tasks for every response (docs/PERFORMANCE.md).
+CONCURRENT_ITEMS = 1
 EXTENSIONS = {
     # Built in this order: OfflineEmulator sets the endpoints the run is made for; JobResume
     # must be listening when RunState opens the run (signals.run_opened).
@@ -174,9 +177,10 @@ DEFAULT_REQUEST_HEADERS = {"Accept": "application/json"}
 # default crawl spends 53 calls. CONCURRENT_REQUESTS lets both APIs use their 8 at once.
 CONCURRENT_REQUESTS = 16
 CONCURRENT_REQUESTS_PER_DOMAIN = 8
-# Hands the downloader a request of an API only while it holds fewer than that API's 8: the
-# next page of a filter in progress (highest priority) then never waits behind queued first
-# pages, and an API waiting out a rate limit cannot take the other API's share (pqueues.py).
+# Hands the downloader a request of an API only while it holds (downloading, waiting out a
+# backoff, or being parsed) fewer than that API's 8, and then the highest priority: the chain
+# with the most pages left (critical_path.py) never waits behind shorter ones, and an API
+# waiting out a rate limit cannot take the other API's share (pqueues.py).
 SCHEDULER_PRIORITY_QUEUE = "manifest_crawler.pqueues.ApiCeilingPriorityQueue"
 DOWNLOAD_TIMEOUT = 60
 # An answer is read into memory whole, so its size is capped: a 100-item CivitAI page is about
@@ -193,12 +197,10 @@ COOKIES_ENABLED = False
 # AutoThrottle paces each API by its latency: one request every latency/TARGET seconds. With
 # TARGET (32) above the ceiling (8), the ceiling binds on a healthy API and AutoThrottle only
 # spreads requests instead of sending them in bursts, and still slows them as latency grows;
-# a TARGET of 4 held each API to half its ceiling (a 300 ms API served 13 requests a second,
-# not 26), and at 16 a freed place waited up to 20 ms for its next request (a default crawl
-# took 60-70 ms longer than at 32; at 64 or with AutoThrottle off, no faster). Before the
-# first answer the START_DELAY paces the first requests: 0.5 s cost a default crawl about a
-# second; at 0.05 s CivitAI's 8 places took 0.35 s to fill, 60 ms more per crawl than at
-# 0.01 s (8 within 80 ms; the ceiling of 8 in flight is what keeps the burst polite).
+# a lower TARGET held each API below its ceiling or left freed places idle. Before the first
+# answer the START_DELAY paces the first requests: 0.01 s fills an API's 8 places at once (the
+# ceiling of 8 in flight is what keeps the burst polite). What other values cost:
+# docs/PERFORMANCE.md, "Settings as measured".
 AUTOTHROTTLE_ENABLED = True
 AUTOTHROTTLE_START_DELAY = 0.01
 AUTOTHROTTLE_MAX_DELAY = 30.0

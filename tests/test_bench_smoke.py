@@ -44,9 +44,10 @@ def test_the_three_benchmarks_run_at_a_tiny_scale(tmp_path: Path) -> None:
         crawl.CrawlBenchConfig(
             filters_file=filters,
             variants=(30,),
+            cases=("repo",),
             repeat=1,
             latency={"civitai": (0.0, 0.0), "huggingface": (0.0, 0.0)},
-            commands=("crawl", "crawl-hf", "baseline", "hub"),
+            commands=("crawl", "plain", "crawl-hf", "baseline", "hub"),
             before_root=ROOT,
             civitai_models=400,
             hf_models=400,
@@ -55,21 +56,41 @@ def test_the_three_benchmarks_run_at_a_tiny_scale(tmp_path: Path) -> None:
         progress=lambda line: None,
     )
     rows = {line.split("  ")[0]: line.split() for line in report.splitlines()}
-    # Every command fetched the same models: the crawl, the baseline and huggingface_hub.
+    # Every command fetched the same models: the crawl, the plain client, the baseline and
+    # huggingface_hub.
     assert rows["scrapy crawl all"][-1] == rows["sequential baseline"][-1]
+    assert rows["scrapy crawl all"][-1] == rows["plain client (asyncio + aiohttp)"][-1]
     assert rows["scrapy crawl huggingface"][-1] == rows["huggingface_hub list_models"][-1]
     # Before and after side by side: the same checkout twice here.
     assert report.startswith(
-        "HEADLINE 30/filter (civitai 0 s, huggingface 0 s): scrapy crawl all (before)"
+        "HEADLINE repo, 30/filter (civitai 0 s, huggingface 0 s): scrapy crawl all (before)"
     )
     assert rows["scrapy crawl all (before)"][-1] == rows["scrapy crawl all"][-1]
     assert "crawl / before:" in report
     assert "baseline / crawl:" in report and "huggingface_hub / crawl HF:" in report
+    assert "crawl / plain client, CPU per model:" in report
     # The emulator's longest listing is the crawl's longest chain (from its run report).
     served = re.search(r"longest chain as served .*?: (\d+) pages", report)
     chains = re.findall(r"configured: \w+: .*?longest chain (\d+) pages", report)
     assert served is not None and chains
     assert int(served.group(1)) == max(int(pages) for pages in chains)
+
+    report = crawl.run(
+        crawl.CrawlBenchConfig(
+            cases=("request-bound",),
+            repeat=1,
+            latency={"civitai": (0.0, 0.0), "huggingface": (0.0, 0.0)},
+            commands=("crawl", "plain"),
+            civitai_models=2000,
+            hf_models=10,
+            workdir=tmp_path,
+        ),
+        progress=lambda line: None,
+    )
+    rows = {line.split("  ")[0]: line.split() for line in report.splitlines()}
+    assert rows["scrapy crawl all"][-1] == rows["plain client (asyncio + aiohttp)"][-1]
+    summary = next(line for line in report.splitlines() if line.startswith("request-bound"))
+    assert "scrapy crawl all" in summary
 
     report = throughput.run(
         throughput.ThroughputConfig(
@@ -85,6 +106,7 @@ def test_the_three_benchmarks_run_at_a_tiny_scale(tmp_path: Path) -> None:
     )
     first_build = next(line for line in report.splitlines() if "first build" in line)
     assert first_build.split()[0] == "1,000"
+    assert "plain µs/entry" in report
 
 
 def test_each_benchmark_repeats_as_documented():

@@ -1,5 +1,5 @@
-"""The chain-aware priority queue, in real crawls over loopback HTTP against real Scrapy
-objects: if what pqueues.py relies on in Scrapy changes, these fail."""
+"""The scheduler's queue, in real crawls over loopback HTTP against real Scrapy objects: if what
+pqueues.py relies on in Scrapy changes, these fail."""
 
 from __future__ import annotations
 
@@ -9,82 +9,108 @@ from typing import Any, ClassVar
 import pytest
 import scrapy
 from scrapy.http import Response
-from scrapy.pqueues import DownloaderAwarePriorityQueue, DownloaderInterface
-from scrapy.squeues import FifoMemoryQueue
 from scrapy.utils.defer import deferred_f_from_coro_f
 from scrapy.utils.test import get_crawler
 
 from manifest_crawler import settings as project_settings
-from manifest_crawler.pqueues import RESERVE_META, ApiCeilingPriorityQueue, _ApiCeilings
+from manifest_crawler.pqueues import ApiPlaces
 from tests.scripted import Reply
 
 SLOT = "api"
+STOCK = "scrapy.pqueues.DownloaderAwarePriorityQueue"
 
 
-class _ChainSpider(scrapy.Spider):
-    """A chain's first page keeps its place while parsed and yields the next page; another
-    filter's first page waits. With one place per API, the next page must go first."""
+class _ScriptSpider(scrapy.Spider):
+    """Start requests and, per page, the requests its parse yields, each with a priority (the
+    pages its chain has left, as the project's spider sets them)."""
 
-    name = "chain"
+    name = "script"
     url = ""
+    start_pages: ClassVar[list[tuple[str, int]]] = []
+    next_pages: ClassVar[dict[str, list[tuple[str, int]]]] = {}
     seen: ClassVar[dict[str, Any]] = {}
 
-    def _request(self, key: str, priority: int, **meta: Any) -> scrapy.Request:
+    def _request(self, key: str, priority: int) -> scrapy.Request:
         return scrapy.Request(
             f"{self.url}?cursor={key}",
             priority=priority,
             dont_filter=True,
-            meta={"download_slot": SLOT, **meta},
+            meta={"download_slot": SLOT},
         )
 
     async def start(self) -> AsyncIterator[Any]:
-        yield self._request("first", 1, **{RESERVE_META: True})
-        yield self._request("other", 0)
+        for key, priority in self.start_pages:
+            yield self._request(key, priority)
 
     def parse(self, response: Response) -> Any:
-        if not response.url.endswith("cursor=first"):
-            return
+        key = response.url.rpartition("cursor=")[2]
         # Built on the running crawler, as the queue builds it.
-        ceilings = _ApiCeilings(self.crawler)
-        self.seen["while_kept"] = ceilings.stats([SLOT])
-        response.meta.pop(RESERVE_META)
-        self.seen["once_given_back"] = ceilings.stats([SLOT])
-        stock = DownloaderAwarePriorityQueue.from_crawler(self.crawler, FifoMemoryQueue, "")
-        # The attribute pqueues.py replaces is Scrapy's, and the class it subclasses.
-        self.seen["stock_interface"] = vars(stock).get("_downloader_interface")
-        ours = ApiCeilingPriorityQueue.from_crawler(self.crawler, FifoMemoryQueue, "")
-        self.seen["our_interface"] = vars(ours).get("_downloader_interface")
-        yield self._request("next", 2)
+        self.seen.setdefault("held_while_parsed", []).append(ApiPlaces(self.crawler).held()[SLOT])
+        for next_key, priority in self.next_pages.get(key, ()):
+            yield self._request(next_key, priority)
 
 
-@pytest.mark.parametrize(
-    ("queue", "expected", "given_back"),
-    [
-        (project_settings.SCHEDULER_PRIORITY_QUEUE, ["first", "next", "other"], [(0, SLOT)]),
-        # Scrapy's own gives the place away as soon as the download ends, to the other
-        # filter's page, which still holds it: the case is one where the queue matters.
-        ("scrapy.pqueues.DownloaderAwarePriorityQueue", ["first", "other", "next"], []),
-    ],
-)
-@deferred_f_from_coro_f
-async def test_a_chain_keeps_its_place_while_its_page_is_parsed(
-    scripted: Any, queue: str, expected: list[str], given_back: list[tuple[int, str]]
-) -> None:
-    api, url = scripted({key: Reply({}) for key in ["first", "next", "other"]})
+async def _served(scripted: Any, queue: str, concurrency: int) -> list[str]:
+    keys = [*(key for key, _ in _ScriptSpider.start_pages)]
+    keys += [key for pages in _ScriptSpider.next_pages.values() for key, _ in pages]
+    api, url = scripted({key: Reply({}) for key in keys})
     settings = {
         "SCHEDULER_PRIORITY_QUEUE": queue,
-        "CONCURRENT_REQUESTS_PER_DOMAIN": 1,
+        "CONCURRENT_REQUESTS_PER_DOMAIN": concurrency,
         "AUTOTHROTTLE_ENABLED": False,
         "ROBOTSTXT_OBEY": False,
     }
-    crawler = get_crawler(_ChainSpider, settings)
-    _ChainSpider.url = url
-    _ChainSpider.seen.clear()
+    crawler = get_crawler(_ScriptSpider, settings)
+    _ScriptSpider.url = url
+    _ScriptSpider.seen.clear()
     await crawler.crawl_async()
-    assert api.keys == expected
-    seen = _ChainSpider.seen
-    # One place, kept by the page being parsed: none free; given back: one (ours).
-    assert seen["while_kept"] == []
-    assert seen["once_given_back"] == given_back
-    assert isinstance(seen["stock_interface"], DownloaderInterface)
-    assert isinstance(seen["our_interface"], _ApiCeilings)
+    return list(api.keys)
+
+
+@pytest.mark.parametrize(
+    ("queue", "expected"),
+    [
+        (project_settings.SCHEDULER_PRIORITY_QUEUE, ["short", "long", "long-2", "short-2"]),
+        # Scrapy's own hands the downloader every request while it has room overall, and the
+        # API's slot sends them first in, first out: the short chain's queued second page
+        # goes before the long chain's, whatever the priorities.
+        (STOCK, ["short", "long", "short-2", "long-2"]),
+    ],
+)
+@deferred_f_from_coro_f
+async def test_the_chain_with_the_most_pages_left_goes_first_started_or_not(
+    scripted: Any, queue: str, expected: list[str]
+) -> None:
+    _ScriptSpider.start_pages = [("short", 2), ("long", 3)]
+    _ScriptSpider.next_pages = {"short": [("short-2", 1)], "long": [("long-2", 2)]}
+    assert await _served(scripted, queue, concurrency=1) == expected
+
+
+@pytest.mark.parametrize(
+    ("queue", "expected"),
+    [
+        (project_settings.SCHEDULER_PRIORITY_QUEUE, ["a", "a-2", "b", "c"]),
+        (STOCK, ["a", "b", "c", "a-2"]),
+    ],
+)
+@deferred_f_from_coro_f
+async def test_an_api_gets_no_more_requests_than_it_has_places(
+    scripted: Any, queue: str, expected: list[str]
+) -> None:
+    """Chain a, the longest, must not wait behind first pages of shorter chains queued in the
+    downloader before its next page existed."""
+    _ScriptSpider.start_pages = [("a", 5), ("b", 1), ("c", 1)]
+    _ScriptSpider.next_pages = {"a": [("a-2", 4)]}
+    assert await _served(scripted, queue, concurrency=1) == expected
+
+
+@deferred_f_from_coro_f
+async def test_a_page_keeps_its_place_while_it_is_parsed(scripted: Any) -> None:
+    """The page being parsed counts among its API's places: with one place, nothing else is
+    sent until its parse has yielded its chain's next page (which then competes by priority
+    with every waiting request)."""
+    _ScriptSpider.start_pages = [("first", 1), ("other", 0)]
+    _ScriptSpider.next_pages = {"first": [("next", 2)]}
+    served = await _served(scripted, project_settings.SCHEDULER_PRIORITY_QUEUE, concurrency=1)
+    assert served == ["first", "next", "other"]
+    assert _ScriptSpider.seen["held_while_parsed"] == [1, 1, 1]

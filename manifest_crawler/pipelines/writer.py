@@ -116,9 +116,6 @@ class ManifestWriterPipeline:
         #: One model object per distinct model not kept as its id alone, shared by the filters
         #: that list it.
         self._shared: dict[str, ManifestModel] = {}
-        # Bound once: every attribute of Scrapy's stats collector goes through a Python-level
-        # __getattribute__, which showed in profiles at one call per model.
-        self._inc_stat = crawler.stats.inc_value
         self._model_stats: dict[str, str] = {}
         self.started = utc_timestamp()
         # Built once per run: compiling a schema costs more than checking a small document.
@@ -145,24 +142,30 @@ class ManifestWriterPipeline:
             self.run.folder_lock = claim_output_folder(self.crawler.settings, self.run.filter_set)
 
     def process_item(self, item: Any) -> Any:
+        """Collect a page of a filter's models (items.ModelPage)."""
         adapter = ItemAdapter(item)
         source = adapter["source"]
-        model_id, slug, name = adapter["id"], adapter["slug"], adapter["name"]
-        entry: Entry
-        if compact_entry(model_id, slug, name) is not None:
-            # Interned: the spider's dedup sets, and every filter listing it, share the string.
-            entry = sys.intern(model_id)
-        else:
-            model = self._shared.get(model_id)
-            if model is None or model.slug != slug or model.name != name:
-                model = ManifestModel(sys.intern(model_id), sys.intern(slug), sys.intern(name))
-                self._shared.setdefault(model.id, model)
-            entry = model
-        self.models[(source, adapter["filter"])].add(adapter["rank"], entry)
+        collected = self.models[(source, adapter["filter"])]
+        shared = self._shared
+        models = adapter["models"]
+        for model in models:
+            model_id, slug, name = model.id, model.slug, model.name
+            entry: Entry
+            if compact_entry(model_id, slug, name) is not None:
+                # Interned: the spider's dedup sets, and every filter listing it, share the
+                # string.
+                entry = sys.intern(model_id)
+            else:
+                known = shared.get(model_id)
+                if known is None or known.slug != slug or known.name != name:
+                    known = ManifestModel(sys.intern(model_id), sys.intern(slug), sys.intern(name))
+                    shared.setdefault(known.id, known)
+                entry = known
+            collected.add(model.rank, entry)
         stat = self._model_stats.get(source)
         if stat is None:
             stat = self._model_stats[source] = f"manifest/{source}/models"
-        self._inc_stat(stat)
+        self.stats.inc_value(stat, len(models))
         return item
 
     def close_spider(self) -> None:

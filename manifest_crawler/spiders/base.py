@@ -34,12 +34,12 @@ from manifest_crawler.apis.base import (
     with_query_param,
 )
 from manifest_crawler.apis.selection import Selection, select_items
+from manifest_crawler.critical_path import chain_pages_left
 from manifest_crawler.extensions.runstate import RunState
 from manifest_crawler.filters import Filter, FiltersError, load_filters, page_budget
-from manifest_crawler.items import ModelEntry
+from manifest_crawler.items import ModelEntry, ModelPage
 from manifest_crawler.ledger import PAGE_BUDGET_REASON, FilterState, FilterStatus, Ledger
 from manifest_crawler.middlewares.backoff import RATELIMIT_PROBE_META
-from manifest_crawler.pqueues import RESERVE_META
 from manifest_crawler.text import shown
 
 logger = logging.getLogger(__name__)
@@ -50,13 +50,11 @@ FILTER_META = "manifest_filters"
 
 
 def start_order(states: Iterable[FilterState]) -> list[FilterState]:
-    """The order in which filters send their first page: every source's filters in turn, and
-    within a source those that keep items client-side (by their content rule) first.
-
-    Scrapy sends start requests as they come while its downloader has room, so in file order
-    one source would fill it before the other got a request. A client-side filter needs the
-    longest chain of pages (each page names the next), so the crawl ends sooner when it
-    starts first. Only the sending order changes; manifests and reports keep file order.
+    """The filters in the order chains() groups them, which is the order their first pages go
+    in among chains of equal estimated length (start() sends the longest first): every
+    source's filters in turn, and within a source those that keep items client-side (by their
+    content rule) first, as they need the most pages. Only the sending order changes;
+    manifests and reports keep file order.
     """
     by_source: dict[str, list[FilterState]] = {}
     for state in states:
@@ -82,6 +80,19 @@ def chains(states: Iterable[FilterState]) -> list[list[FilterState]]:
         key = (state.filter.source, tuple(sorted(state.filter.query_pairs())))
         groups.setdefault(key, []).append(state)
     return list(groups.values())
+
+
+def chain_page_size(states: Iterable[FilterState], api: SourceAPI) -> int:
+    """The size of a chain's next page: what its filters still want, up to the API's largest
+    page; the largest page when a filter keeps items client-side (it cannot know how many a
+    page will keep) or has no limit."""
+    sizes = []
+    for state in states:
+        remaining = state.remaining
+        if state.filter.keeps_client_side or remaining is None:
+            return api.max_page_size
+        sizes.append(remaining)
+    return min(max(sizes), api.max_page_size)
 
 
 class ManifestSpider(scrapy.Spider):
@@ -145,45 +156,40 @@ class ManifestSpider(scrapy.Spider):
                 self.scan_factor,
                 self.unlimited_pages,
             )
-        for chain in chains(self.ledger):
-            # A resumed job (JOBDIR): a filter that is not PENDING finished in an earlier
-            # process, or its next page waits in the job's request queue.
-            pending = [state for state in chain if state.status is FilterStatus.PENDING]
-            if not pending:
-                continue
-            for state in pending:
+        # A resumed job (JOBDIR): a filter that is not PENDING finished in an earlier
+        # process, or its next page waits in the job's request queue.
+        pending = [
+            [state for state in chain if state.status is FilterStatus.PENDING]
+            for chain in chains(self.ledger)
+        ]
+        # Scrapy sends the first requests as they come, before the rest are queued by
+        # priority: the longest chains first from the start too.
+        pending = sorted(filter(None, pending), key=self._pages_left, reverse=True)
+        for chain in pending:
+            for state in chain:
                 state.start()
-            yield self._page_request(pending, after=None)
+            yield self._page_request(chain, after=None)
+
+    def _pages_left(self, states: list[FilterState]) -> int:
+        return chain_pages_left(states, self.apis[states[0].filter.source].max_page_size)
 
     def _page_request(self, states: list[FilterState], after: Page | None) -> scrapy.Request:
         """The next page of a chain, for the filters of ``states`` (one listing)."""
         lead = states[0]
         api = self.apis[lead.filter.source]
-        wanted = [state.remaining for state in states]
-        client_side = any(state.filter.keeps_client_side for state in states)
-        # A filter whose items are kept client-side cannot know how many a page will keep.
-        page_size = api.max_page_size
-        if not client_side:
-            sizes = [size for size in wanted if size is not None]
-            if len(sizes) == len(wanted):
-                page_size = min(max(sizes), api.max_page_size)
         meta = {
             FILTER_META: tuple(state.filter.key for state in states),
             "download_slot": api.name,
             RATELIMIT_PROBE_META: api.announces_rate_limit,
         }
-        if client_side:
-            # The longest chains of pages (see start_order()): the next page is to take this
-            # one's place as soon as it is parsed (pqueues.py). Other filters' next pages take
-            # the first free place; the parse would keep it idle for them.
-            meta[RESERVE_META] = True
         return scrapy.Request(
-            api.page_url(lead.filter, page_size, after),
+            api.page_url(lead.filter, chain_page_size(states, api), after),
             headers=api.headers,
             callback=self.parse_page,
             errback=self.page_failed,
-            # Deeper pages first, so filters in flight finish before new ones start.
-            priority=max(state.pages for state in states),
+            # The chain with the most pages left first, started or not: the critical path
+            # (critical_path.py; the scheduler's queue, pqueues.py, keeps to it per API).
+            priority=self._pages_left(states),
             dont_filter=True,
             meta=meta,
         )
@@ -256,14 +262,7 @@ class ManifestSpider(scrapy.Spider):
         values = tuple((key, tuple(values)) for key, values in params.items())
         return [Filter(source=api.name, name="(no filter)", label="", params=values)]
 
-    def parse_page(self, response: Response) -> Iterator[Any]:
-        try:
-            yield from self._handle_page(response)
-        finally:
-            # The next page, if any, is scheduled: the place this request kept is free.
-            response.meta.pop(RESERVE_META, None)
-
-    def _handle_page(self, response: Response) -> list[Any]:
+    def parse_page(self, response: Response) -> list[Any]:
         """What a page yields (its models, then the chain's next page, or a retry of it).
 
         Whatever the page holds or our handling of it raises costs this chain's filters at
@@ -318,7 +317,11 @@ class ManifestSpider(scrapy.Spider):
             state.items_read += len(page.items)
             # The page's final response carries how many times it was retried.
             state.retries += response.meta.get("retry_times", 0)
-            outputs.extend(self._entries(state, api, selection))
+            # One item per filter and page, not per model: Scrapy's per-item path (spider
+            # middlewares, the item pipeline, signals, a log record) then runs once a page.
+            models = self._entries(state, api, selection)
+            if models:
+                outputs.append(ModelPage(state.filter.source, state.filter.name, models))
             if self._goes_on(state, api, page, request):
                 going_on.append(state)
         if going_on:
